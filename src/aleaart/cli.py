@@ -1,0 +1,116 @@
+"""The ``aleaart`` command: generate | make-tiny-model (serve and token commands join later)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aleaart.config import Settings
+from aleaart.errors import AleaArtError, InvalidParams
+from aleaart.params import RenderParams, check_token_id, spec_from_params
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def parse_params_argument(text: str) -> RenderParams:
+    """``--params`` takes RenderParams JSON, or ``@file.json``."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise InvalidParams(f"cannot read --params file {text[1:]!r}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidParams(f"--params is not valid JSON: {error.msg} at character {error.pos}") from None
+    return RenderParams.from_json(data)
+
+
+def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
+    params = parse_params_argument(args.params)
+    token_id = check_token_id(args.token_id)
+    spec = spec_from_params(params)
+    settings = Settings()
+
+    from tqdm import tqdm  # imported here so bad input is answered before the heavy imports
+
+    from aleaart.engine.pipeline import Engine
+    from aleaart.metadata import ImageInfo, encode_png, image_filename, render_key
+
+    engine = Engine.load(settings)
+    with tqdm(total=spec.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+
+        def on_step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        rendered = engine.generate(spec, on_step=on_step)
+    key = render_key(spec, engine.recipe, token_id)
+    out = Path(args.out) if args.out else Path(image_filename(token_id, key))
+    info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe["aleaart"], token_id=token_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_png(rendered.image, info))
+    return {
+        "prompt": spec.prompt,
+        "parameters": spec.summary(),
+        "tokenId": token_id,
+        "file": str(out),
+        "key": key,
+        "model": engine.model_name,
+        "seconds": round(rendered.seconds, 3),
+    }
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> dict[str, Any]:
+    from aleaart.engine.tiny import make_tiny_model
+
+    folder = make_tiny_model(Path(args.dir))
+    result: dict[str, Any] = {"folder": str(folder)}
+    if args.single_file:
+        from diffusers import StableDiffusionPipeline
+
+        from aleaart.engine.checkpoint import export_single_file
+
+        pipeline = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None)
+        result["singleFile"] = str(export_single_file(pipeline, Path(args.single_file)))
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aleaart", description="AleaArt: on-chain art parameters to images.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="render one image from RenderParams JSON")
+    generate.add_argument("--params", required=True, help="RenderParams JSON, or @file.json")
+    generate.add_argument("--token-id", help="the token id to record in the image and file name")
+    generate.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
+    generate.set_defaults(run=cmd_generate)
+
+    tiny = commands.add_parser("make-tiny-model", help="build the offline random-weight SD 1.x model")
+    tiny.add_argument("dir", help="folder to write the diffusers pipeline to")
+    tiny.add_argument("--single-file", help="also write it as one original-layout .safetensors file")
+    tiny.set_defaults(run=cmd_make_tiny_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except InvalidParams as error:
+        print(f"aleaart: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AleaArtError as error:
+        print(f"aleaart: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Load a Stable Diffusion pipeline once, then render RenderSpecs with it, one at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+
+from aleaart import __version__
+from aleaart.config import Settings
+from aleaart.engine.samplers import make_scheduler
+from aleaart.engine.source import ModelSource, resolve_source
+from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
+from aleaart.errors import GenerationCancelled, ModelUnavailable
+from aleaart.params import RenderSpec
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, steps in all)."""
+
+MODEL_HINT = (
+    "set ALEAART_MODEL to a local diffusers folder, a .safetensors/.ckpt file "
+    "(with ALEAART_MODEL_CONFIG offline), or 'tiny'"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    image: Image.Image
+    seconds: float
+
+
+def pick_device(requested: str | None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def model_fingerprint(source: ModelSource) -> str:
+    """A cheap identity of a local model's files (names, sizes, mtimes): new weights, new images."""
+    root = Path(source.location)
+    if not root.exists():
+        return "hub"  # a hub id names its weights by itself
+    digest = hashlib.sha256()
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def centre_crop(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    left = (image.width - width) // 2
+    top = (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def _load_pipeline(source: ModelSource, settings: Settings, dtype: torch.dtype) -> StableDiffusionPipeline:
+    common: dict[str, Any] = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    if source.kind == "single_file":
+        config = settings.model_config_dir
+        return StableDiffusionPipeline.from_single_file(
+            source.location,
+            config=str(config) if config else None,
+            local_files_only=config is not None,
+            **common,
+        )
+    if source.kind == "hub":
+        try:  # a copy already in the HF cache loads without touching the network
+            return StableDiffusionPipeline.from_pretrained(source.location, local_files_only=True, **common)
+        except OSError:
+            return StableDiffusionPipeline.from_pretrained(source.location, **common)
+    return StableDiffusionPipeline.from_pretrained(source.location, local_files_only=True, **common)
+
+
+def _load_failure(source: ModelSource, error: BaseException) -> str:
+    """Why loading failed, in one line a user can act on."""
+    if source.kind == "hub" and isinstance(error, OSError):
+        return "it is not in the local Hugging Face cache and could not be downloaded (offline?)"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:240] if lines else 'no details'}"
+
+
+class Engine:
+    """The loaded pipeline. ``generate`` is serialised: one render at a time on one pipeline."""
+
+    def __init__(self, pipeline: StableDiffusionPipeline, *, model_name: str, model_identity: str) -> None:
+        self.pipeline = pipeline
+        self.model_name = model_name
+        self.model_identity = model_identity
+        self.device = pipeline.device
+        self.dtype = pipeline.unet.dtype
+        self._scheduler_config = dict(pipeline.scheduler.config)
+        self._lock = threading.Lock()
+        pipeline.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Engine:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        source = resolve_source(settings.model)
+        device = pick_device(settings.device)
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        identity = f"{source.name}-v{TINY_VERSION}" if source.kind == "tiny" else None
+        if source.kind == "tiny":
+            source = ModelSource("folder", str(cached_tiny_model(settings.cache_dir)), name=source.name)
+        try:
+            pipeline = _load_pipeline(source, settings, dtype).to(device)
+        except Exception as error:  # diffusers/hub/torch raise many types; all mean "not loadable"
+            raise ModelUnavailable(
+                f"model {settings.model!r} could not be loaded: {_load_failure(source, error)}; {MODEL_HINT}"
+            ) from error
+        identity = identity or f"{source.name}@{model_fingerprint(source)}"
+        return cls(pipeline, model_name=source.name, model_identity=identity)
+
+    @property
+    def recipe(self) -> dict[str, str]:
+        """Everything besides the spec that shapes the pixels; part of every image's key."""
+        return {
+            "model": self.model_identity,
+            "device": self.device.type,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "aleaart": __version__,
+            "diffusers": diffusers.__version__,
+            "torch": torch.__version__,
+        }
+
+    def generate(
+        self,
+        spec: RenderSpec,
+        *,
+        on_step: StepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Rendered:
+        """Render one image of exactly spec.width x spec.height; raises GenerationCancelled if asked."""
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation was cancelled before it started")
+            started = time.perf_counter()
+            self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
+            result = self.pipeline(
+                prompt=spec.prompt,
+                width=spec.render_width,
+                height=spec.render_height,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance_scale,
+                # A CPU generator makes the seed mean the same noise on every device.
+                generator=torch.Generator("cpu").manual_seed(spec.seed),
+                callback_on_step_end=self._step_callback(on_step, cancel),
+                output_type="pil",
+            )
+            image = centre_crop(result.images[0], spec.width, spec.height)
+            return Rendered(image=image, seconds=time.perf_counter() - started)
+
+    @staticmethod
+    def _step_callback(on_step: StepCallback | None, cancel: threading.Event | None) -> Callable[..., dict]:
+        def callback(pipe: StableDiffusionPipeline, index: int, timestep: Any, kwargs: dict) -> dict:
+            if on_step is not None:
+                on_step(index + 1, pipe.num_timesteps)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled(f"generation was cancelled after step {index + 1}")
+            return kwargs
+
+        return callback

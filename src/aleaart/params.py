@@ -1,0 +1,252 @@
+"""The contract's RenderParams and the render spec they map to (pure: no torch, no I/O)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aleaart.errors import InvalidParams
+
+
+@dataclass(frozen=True)
+class Named:
+    """One row of a mapping table: the name people read and the text the prompt gets."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Aspect:
+    name: str
+    width: int
+    height: int
+    words: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.width}x{self.height}"
+
+
+TEMPLATES: tuple[Named, ...] = (
+    Named("Retrofuturism", "retrofuturism bodywear, primitive, vintage, intricate detail, digital art, "
+          "digital painting, concept art, poster, award winning"),
+    Named("Cyberpunk", "cyberpunk cityscape, neon lights, futuristic architecture, digital art, concept art, detailed"),
+    Named("Fantasy", "fantasy landscape, magical forest, ethereal lighting, digital painting, concept art, detailed"),
+    Named("Steampunk", "steampunk machinery, brass and copper, Victorian era, intricate detail, digital art"),
+    Named("Space", "space exploration, cosmic landscapes, nebula, digital art, concept art, detailed"),
+    Named("Underwater", "underwater world, marine life, bioluminescent, digital painting, concept art"),
+    Named("Medieval", "medieval fantasy, castle, dragons, magical atmosphere, digital art, detailed"),
+    Named("Post-Apocalyptic", "post-apocalyptic wasteland, ruins, desolate landscape, digital art, concept art"),
+    Named("Alien", "alien planet, exotic flora and fauna, otherworldly, digital painting, detailed"),
+    Named("Ancient", "ancient civilization, pyramids, desert, mystical atmosphere, digital art"),
+    Named("Arctic", "arctic wilderness, aurora borealis, ice formations, digital painting, concept art"),
+    Named("Tropical", "tropical paradise, lush vegetation, crystal clear water, digital art, detailed"),
+)
+
+STYLES: tuple[Named, ...] = (
+    Named("Ultra Realistic", "max detail, 8k, ultra realistic"),
+    Named("Painterly", "artistic, painterly, brush strokes"),
+    Named("Minimalist", "minimalist, clean, simple"),
+    Named("Baroque", "baroque, ornate, decorative"),
+    Named("Impressionist", "impressionist, soft, dreamy"),
+    Named("Expressionist", "expressionist, bold, dramatic"),
+    Named("Surreal", "surreal, abstract, dreamlike"),
+    Named("Photorealistic", "photorealistic, detailed, sharp"),
+    Named("Watercolor", "watercolor, soft, flowing"),
+    Named("Oil Painting", "oil painting, rich, textured"),
+)
+
+ASPECTS: tuple[Aspect, ...] = (
+    Aspect("Square", 512, 512, "square, 1:1"),
+    Aspect("Landscape", 1024, 576, "landscape, 16:9"),
+    Aspect("Portrait", 768, 1024, "portrait, 9:16"),
+    Aspect("Wide", 1024, 448, "wide, 21:9"),
+    Aspect("Tall", 512, 683, "tall, 3:4"),
+)
+
+# Index = the contract's samplerIndex. The engine maps each name to a diffusers scheduler.
+SAMPLERS: tuple[str, ...] = ("DPM++ 2M Karras", "DPM++ SDE Karras", "Euler a", "DPM++ 2M", "DPM++ SDE", "LMS")
+
+PALETTE_COUNT = 24
+PROMPT_SUFFIX = "max detail | 8k"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A RenderParams field: its attribute, its key in the contract's JSON and its range."""
+
+    attr: str
+    key: str
+    low: int
+    high: int
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("prompt_index", "promptIndex", 0, len(TEMPLATES) - 1),
+    Field("style_index", "styleIndex", 0, len(STYLES) - 1),
+    Field("sampler_index", "samplerIndex", 0, len(SAMPLERS) - 1),
+    Field("aspect_index", "aspectIndex", 0, len(ASPECTS) - 1),
+    Field("steps", "steps", 18, 64),
+    Field("cfg", "cfg", 70, 180),
+    Field("latent_seed", "latentSeed", 0, 2**32 - 1),
+    Field("palette_id", "paletteId", 0, PALETTE_COUNT - 1),
+)
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """Return ``value`` if it is an integer in ``low..high``, else raise naming field, value and range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParams(f"{name} must be an integer {low}..{high}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidParams(f"{name} must be {low}..{high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    """The eight numbers EntropyArtParamsV2 stores per token, validated."""
+
+    prompt_index: int
+    style_index: int
+    sampler_index: int
+    aspect_index: int
+    steps: int
+    cfg: int
+    latent_seed: int
+    palette_id: int
+
+    def __post_init__(self) -> None:
+        for f in FIELDS:
+            check_int(f.key, getattr(self, f.attr), f.low, f.high)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RenderParams:
+        """Build from the contract's JSON keys (``promptIndex`` ...); every key is required."""
+        if not isinstance(data, Mapping):
+            raise InvalidParams(f"parameters must be a JSON object with {', '.join(f.key for f in FIELDS)}")
+        missing = [f.key for f in FIELDS if f.key not in data]
+        if missing:
+            raise InvalidParams(f"parameters are missing {', '.join(missing)}")
+        unknown = sorted(set(data) - {f.key for f in FIELDS})
+        if unknown:
+            raise InvalidParams(f"parameters has unknown keys {', '.join(map(str, unknown))}")
+        return cls(**{f.attr: data[f.key] for f in FIELDS})
+
+    def to_json(self) -> dict[str, int]:
+        return {f.key: getattr(self, f.attr) for f in FIELDS}
+
+    @property
+    def template(self) -> Named:
+        return TEMPLATES[self.prompt_index]
+
+    @property
+    def style(self) -> Named:
+        return STYLES[self.style_index]
+
+    @property
+    def aspect(self) -> Aspect:
+        return ASPECTS[self.aspect_index]
+
+    @property
+    def sampler(self) -> str:
+        return SAMPLERS[self.sampler_index]
+
+    @property
+    def guidance_scale(self) -> float:
+        return self.cfg / 10
+
+
+TOKEN_ID = re.compile(r"^[0-9]{1,78}$")  # a uint256 in decimal
+
+
+def check_token_id(value: Any) -> str | None:
+    """A token id as the canonical decimal string (ints and digit strings accepted), or None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**256:
+        return str(value)
+    if isinstance(value, str) and TOKEN_ID.match(value) and int(value) < 2**256:
+        return str(int(value))
+    raise InvalidParams(f"tokenId must be a non-negative integer (uint256), got {value!r}")
+
+
+def build_prompt(params: RenderParams) -> str:
+    return f"{params.template.text}, {params.style.text}, {params.aspect.words} | {PROMPT_SUFFIX}"
+
+
+def round_up_to_8(n: int) -> int:
+    return math.ceil(n / 8) * 8
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Everything that decides the pixels of one image, in Stable Diffusion's terms.
+
+    ``params`` is set when the spec came from a token's RenderParams and ``None`` for a
+    manual (flat) request; ``width``/``height`` are the size of the delivered image.
+    """
+
+    prompt: str
+    sampler: str
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    params: RenderParams | None = None
+
+    @property
+    def render_width(self) -> int:
+        """The size diffusers renders at (multiples of 8); the image is centre-cropped after."""
+        return round_up_to_8(self.width)
+
+    @property
+    def render_height(self) -> int:
+        return round_up_to_8(self.height)
+
+    def summary(self) -> dict[str, Any]:
+        """The seed's ``parameters`` object of the HTTP/CLI answer."""
+        return {
+            "steps": self.steps,
+            "cfg_scale": self.guidance_scale,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "width": self.width,
+            "height": self.height,
+        }
+
+    def canonical(self) -> dict[str, Any]:
+        """A JSON-ready form with stable keys, for hashing and metadata."""
+        data = asdict(self)
+        data["params"] = self.params.to_json() if self.params else None
+        return data
+
+
+def spec_from_params(params: RenderParams) -> RenderSpec:
+    aspect = params.aspect
+    return RenderSpec(
+        prompt=build_prompt(params),
+        sampler=params.sampler,
+        width=aspect.width,
+        height=aspect.height,
+        steps=params.steps,
+        guidance_scale=params.guidance_scale,
+        seed=params.latent_seed,
+        params=params,
+    )
+
+
+def describe(params: RenderParams) -> dict[str, str]:
+    """The parameters as people read them (for the CLI, the token endpoints and the page)."""
+    return {
+        "prompt": params.template.name,
+        "style": params.style.name,
+        "sampler": params.sampler,
+        "aspect": params.aspect.label,
+        "palette": str(params.palette_id),
+    }
+

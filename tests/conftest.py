@@ -1,0 +1,38 @@
+import os
+
+# Before anything imports huggingface_hub: tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from aleaart.config import Settings  # noqa: E402
+
+# Image hashes depend on torch's thread count: every test that renders pins it.
+THREADS = 2
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+    """One tiny-model cache for the whole run (in-process engines and subprocesses alike)."""
+    return str(tmp_path_factory.mktemp("aleaart-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(cache_dir) -> Settings:
+    return Settings(model="tiny", threads=THREADS, cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_settings):
+    from aleaart.engine.pipeline import Engine
+
+    return Engine.load(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_env(cache_dir) -> dict[str, str]:
+    """Environment for a subprocess that should use the same tiny model and threads."""
+    env = dict(os.environ)
+    env.update(ALEAART_MODEL="tiny", ALEAART_CACHE_DIR=cache_dir, ALEAART_THREADS=str(THREADS), ALEAART_DEVICE="cpu")
+    return env

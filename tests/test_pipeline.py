@@ -1,0 +1,154 @@
+"""The engine on the tiny model: samplers, sizes, reproducibility, loading paths and errors."""
+
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from aleaart.config import Settings
+from aleaart.engine.pipeline import Engine
+from aleaart.errors import GenerationCancelled, ModelUnavailable
+from aleaart.params import ASPECTS, SAMPLERS, RenderParams, RenderSpec, spec_from_params
+
+SMALL = RenderSpec(prompt="cyberpunk cityscape", sampler="Euler a", width=64, height=64, steps=4,
+                   guidance_scale=7.5, seed=12345)
+
+
+def pixels_hash(image) -> str:
+    return hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
+
+
+# Renders SMALL with every sampler and two seeds (0 included) in a fresh process.
+HASHES_SCRIPT = """
+import hashlib, json, os, sys
+os.environ["HF_HUB_OFFLINE"] = "1"
+import numpy as np
+from dataclasses import replace
+from aleaart.config import Settings
+from aleaart.engine.pipeline import Engine
+from aleaart.params import RenderSpec
+spec = RenderSpec(**json.loads(sys.argv[1]))
+engine = Engine.load(Settings())
+out = {}
+for sampler in json.loads(sys.argv[2]):
+    for seed in (0, 12345):
+        image = engine.generate(replace(spec, sampler=sampler, seed=seed)).image
+        out[f"{sampler}/{seed}"] = hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
+print(json.dumps(out))
+"""
+
+
+def hashes_in_subprocess(env) -> dict[str, str]:
+    fields = {k: v for k, v in SMALL.canonical().items() if k != "params"}
+    cmd = [sys.executable, "-c", HASHES_SCRIPT, json.dumps(fields), json.dumps(list(SAMPLERS))]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_renders_a_real_image(tiny_engine, sampler):
+    spec = spec_from_params(RenderParams(3, 2, SAMPLERS.index(sampler), 0, 18, 75, 7, 0))
+    steps = []
+    rendered = tiny_engine.generate(spec, on_step=lambda done, total: steps.append((done, total)))
+    assert rendered.image.size == (512, 512) and rendered.image.mode == "RGB"
+    assert np.asarray(rendered.image).std() > 1  # not a blank frame
+    done = [d for d, _ in steps]
+    assert done == list(range(1, len(steps) + 1)) and steps[-1][0] == steps[-1][1] >= 18
+
+
+def test_same_params_same_pixels_across_processes(tiny_engine, tiny_env):
+    first = hashes_in_subprocess(tiny_env)
+    second = hashes_in_subprocess(tiny_env)
+    assert first == second
+    assert len(first) == 2 * len(SAMPLERS)
+    here = {f"{s}/{seed}": pixels_hash(tiny_engine.generate(replace(SMALL, sampler=s, seed=seed)).image)
+            for s in SAMPLERS for seed in (0, 12345)}
+    assert here == first  # the in-process engine uses the same threads, so the same pixels
+
+
+def test_different_seeds_differ(tiny_engine):
+    a = np.asarray(tiny_engine.generate(replace(SMALL, seed=1)).image, dtype=np.int16)
+    b = np.asarray(tiny_engine.generate(replace(SMALL, seed=2)).image, dtype=np.int16)
+    assert np.abs(a - b).mean() > 1
+
+
+@pytest.mark.parametrize("aspect", ASPECTS, ids=lambda a: a.name)
+def test_every_aspect_has_its_exact_size(tiny_engine, aspect):
+    spec = replace(SMALL, width=aspect.width, height=aspect.height, steps=2)
+    assert tiny_engine.generate(spec).image.size == (aspect.width, aspect.height)
+
+
+def test_tall_is_the_centre_crop_of_the_rendered_688_rows(tiny_engine):
+    tall = tiny_engine.generate(replace(SMALL, width=512, height=683, steps=2)).image
+    full = tiny_engine.generate(replace(SMALL, width=512, height=688, steps=2)).image
+    assert np.array_equal(np.asarray(tall), np.asarray(full)[2:685])
+
+
+def test_cancel_stops_between_steps(tiny_engine):
+    cancel = threading.Event()
+    seen = []
+
+    def on_step(done, total):
+        seen.append(done)
+        if done == 3:
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled, match="after step 3"):
+        tiny_engine.generate(replace(SMALL, steps=10), on_step=on_step, cancel=cancel)
+    assert seen == [1, 2, 3]
+    assert tiny_engine.generate(SMALL).image.size == (64, 64)  # the engine is usable after a cancel
+
+
+def test_cancel_before_start(tiny_engine):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(GenerationCancelled, match="before it started"):
+        tiny_engine.generate(SMALL, cancel=cancel)
+
+
+def test_recipe_names_model_and_settings(tiny_engine):
+    recipe = tiny_engine.recipe
+    assert recipe["model"].startswith("aleaart-tiny-v")
+    assert (recipe["device"], recipe["dtype"]) == ("cpu", "float32")
+
+
+def test_single_file_checkpoint_renders_the_same_pixels(tiny_engine, tiny_settings, tmp_path):
+    from aleaart.engine.checkpoint import export_single_file
+
+    path = export_single_file(tiny_engine.pipeline, tmp_path / "tiny.safetensors")
+    folder = tiny_engine.pipeline.name_or_path
+    single = Engine.load(replace_settings(tiny_settings, model=str(path), model_config_dir=folder))
+    assert single.model_name == "tiny"
+    assert pixels_hash(single.generate(SMALL).image) == pixels_hash(tiny_engine.generate(SMALL).image)
+
+
+def test_local_folder_loads_like_tiny(tiny_engine, tiny_settings):
+    folder = Engine.load(replace_settings(tiny_settings, model=tiny_engine.pipeline.name_or_path))
+    assert pixels_hash(folder.generate(SMALL).image) == pixels_hash(tiny_engine.generate(SMALL).image)
+    assert folder.recipe["model"] != tiny_engine.recipe["model"]
+
+
+def test_unreachable_hub_model_fails_fast_with_a_hint(tmp_path, tiny_env):
+    env = {**tiny_env, "HF_HOME": str(tmp_path / "empty-hf-home"), "ALEAART_MODEL": "someone/not-cached-model"}
+    code = "from aleaart.config import Settings\nfrom aleaart.engine.pipeline import Engine\nEngine.load(Settings())"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "ModelUnavailable: model 'someone/not-cached-model' could not be loaded" in last
+    assert "not in the local Hugging Face cache" in last and "'tiny'" in last
+
+
+def test_corrupt_checkpoint_is_reported(tiny_settings, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ModelUnavailable, match="model '.*broken.safetensors' could not be loaded: .*set ALEAART_MODEL"):
+        Engine.load(replace_settings(tiny_settings, model=str(bad), model_config_dir=str(tmp_path)))
+
+
+def replace_settings(settings: Settings, **changes) -> Settings:
+    return settings.model_copy(update=changes)
