@@ -184,10 +184,11 @@ def test_describe_names():
     }
 
 
-def test_params_module_needs_no_torch():
+def test_pure_modules_and_the_api_need_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, aleaart.params, aleaart.metadata, aleaart.engine.source; print('torch' in sys.modules)"
+    code = ("import sys, aleaart.params, aleaart.metadata, aleaart.engine.source, aleaart.api, aleaart.jobs, "
+            "aleaart.store; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""The ``aleaart`` command: generate | make-tiny-model (serve and token commands join later)."""
+"""The ``aleaart`` command: generate | serve | make-tiny-model."""
 
 from __future__ import annotations
 
@@ -81,6 +81,20 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import logging
+
+    import uvicorn
+
+    from aleaart.api import create_app
+
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aleaart", description="AleaArt: on-chain art parameters to images.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--token-id", help="the token id to record in the image and file name")
     generate.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
     generate.set_defaults(run=cmd_generate)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (ALEAART_HOST/ALEAART_PORT)")
+    serve.add_argument("--host", help="default: ALEAART_HOST or 0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: ALEAART_PORT or 8000")
+    serve.set_defaults(run=cmd_serve)
 
     tiny = commands.add_parser("make-tiny-model", help="build the offline random-weight SD 1.x model")
     tiny.add_argument("dir", help="folder to write the diffusers pipeline to")
@@ -108,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AleaArtError as error:
         print(f"aleaart: error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(result))
+    if result is not None:
+        print(json.dumps(result))
     return 0
 
 

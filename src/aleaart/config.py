@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -29,3 +30,26 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="cuda, mps or cpu; default: the best available")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; pin it for bit-exact images")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the tiny model is built")
+
+    # The HTTP service
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    images_dir: Path = Path("generated_images")
+    db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
+    max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        ["http://localhost:3000", "http://127.0.0.1:3000"],
+        description="comma-separated origins allowed to call the API from a browser",
+    )
+    api_key: str | None = Field(None, description="when set, generation and job endpoints need it")
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    keep_jobs: int = Field(1000, ge=10, description="finished jobs remembered for GET /jobs/{id}")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @property
+    def db_path(self) -> Path:
+        return self.db or self.images_dir / "index.db"

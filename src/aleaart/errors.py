@@ -2,6 +2,8 @@
 
     AleaArtError                      base; ``status`` is the HTTP status it maps to
     ├── InvalidParams          (422)  a RenderParams field or request value is out of contract
+    ├── Unauthorized           (401)  an API key is configured and the request lacks it
+    ├── BodyTooLarge           (413)  the request body is over the configured limit
     ├── ModelUnavailable       (503)  the model could not be loaded; says which and what to set
     ├── GenerationCancelled    (409)  a generation was stopped between steps on request
     ├── NotFound               (404)  an image, job or token that does not exist
@@ -23,6 +25,14 @@ class AleaArtError(Exception):
 
 class InvalidParams(AleaArtError, ValueError):
     status = 422
+
+
+class Unauthorized(AleaArtError):
+    status = 401
+
+
+class BodyTooLarge(AleaArtError):
+    status = 413
 
 
 class ModelUnavailable(AleaArtError):

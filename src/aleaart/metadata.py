@@ -38,6 +38,7 @@ class ImageInfo:
     model: str
     version: str
     token_id: str | None = None
+    key: str | None = None
 
     def parameters_text(self) -> str:
         """A1111's layout: the prompt, then one line of ``Key: value`` pairs."""
@@ -58,6 +59,7 @@ class ImageInfo:
     def json_text(self) -> str:
         data: dict[str, Any] = {
             "tokenId": self.token_id,
+            "key": self.key,
             "renderParams": self.spec.params.to_json() if self.spec.params else None,
             "spec": self.spec.canonical(),
             "model": self.model,

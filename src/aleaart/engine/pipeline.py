@@ -38,6 +38,10 @@ class Rendered:
     seconds: float
 
 
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
 def pick_device(requested: str | None) -> torch.device:
     if requested:
         return torch.device(requested)

@@ -1,0 +1,336 @@
+"""HTTP routes: translate requests into jobs and stored images, and errors into JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aleaart import __version__
+from aleaart.config import Settings
+from aleaart.errors import AleaArtError, BodyTooLarge, GenerationCancelled, QueueFull, Unauthorized
+from aleaart.jobs import EngineLike, Job, JobQueue, JobState, ModelHolder, image_base64
+from aleaart.schemas import GenerateBody
+from aleaart.store import ImageStore, StoredImage
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1
+HEARTBEAT_SECONDS = 15.0
+IMMUTABLE = "public, max-age=31536000, immutable"
+BODY_KINDS = ("seed", "flat")  # the tags of GenerateBody's union, which pydantic puts in error locations
+
+
+# Errors → {"success": false, "error": ...}
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return "request body is not valid JSON"
+        loc = [str(p) for p in item.get("loc", ())][1:]  # drop "body" / "query" / "path"
+        if loc and loc[0] in BODY_KINDS:
+            loc = loc[1:]
+        if not loc and item.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            return "request body must be a JSON object: the seed's {parameters, tokenId} or the flat form (see /docs)"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AleaArtError)
+    async def _known(request: Request, error: AleaArtError) -> JSONResponse:
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
+        return error_response(error.status, str(error), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, _validation_message(error))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the server log has the details")
+
+
+class BodyLimit:
+    """Answers 413 for bodies over ``max_bytes``, by Content-Length or by counting what arrives.
+
+    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._reject(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+        await error_response(error.status, str(error))(scope, receive, send)
+
+
+# Answers
+
+def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool) -> dict[str, Any]:
+    spec = image.spec
+    result: dict[str, Any] = {
+        "success": True,
+        "imageUrl": f"/generated_images/{image.file}",
+        "tokenId": image.token_id,
+        "prompt": image.prompt,
+        "parameters": {"steps": spec["steps"], "cfg_scale": spec["guidance_scale"], "seed": spec["seed"],
+                       "sampler": image.sampler, "width": image.width, "height": image.height},
+        "renderParams": image.params,
+        "imageId": image.key,
+        "sha256": image.sha256,
+        "model": image.model,
+        "seconds": image.seconds,
+        "cached": cached,
+        "createdAt": image.created_at,
+    }
+    if with_base64:
+        result["imageBase64"] = image_base64(store, image)
+    return result
+
+
+def job_snapshot(queue: JobQueue, job: Job) -> dict[str, Any]:
+    progress = queue.progress(job)
+    snapshot = {
+        "jobId": job.id,
+        "status": job.state.value,
+        "step": job.step,
+        "totalSteps": job.total_steps,
+        "queuePosition": progress.queue_position,
+        "etaSeconds": progress.eta_seconds,
+        "tokenId": job.token_id,
+        "error": job.error,
+        "statusUrl": f"/jobs/{job.id}",
+        "eventsUrl": f"/jobs/{job.id}/events",
+    }
+    if job.image is not None:
+        snapshot["result"] = image_result(queue.store, job.image, cached=job.cached, with_base64=False)
+    return snapshot
+
+
+async def wait_for(job: Job) -> None:
+    # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
+    while not job.state.is_terminal():
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
+    """Server-Sent Events: one ``progress`` per change, then the terminal state's event."""
+    seen, quiet = -1, 0.0
+    while True:
+        if job.version != seen or job.state.is_terminal():
+            seen = job.version
+            snapshot = job_snapshot(queue, job)
+            kind = "result" if job.state is JobState.SUCCEEDED else job.state.value
+            yield f"event: {kind if job.state.is_terminal() else 'progress'}\ndata: {json.dumps(snapshot)}\n\n"
+            if job.state.is_terminal():
+                return
+            quiet = 0.0
+        await asyncio.sleep(POLL_SECONDS)
+        quiet += POLL_SECONDS
+        if quiet >= HEARTBEAT_SECONDS:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+
+
+# The app
+
+def default_loader(settings: Settings) -> Callable[[], EngineLike]:
+    def load() -> EngineLike:
+        from aleaart.engine.pipeline import Engine  # torch is imported here, off the request path
+
+        return Engine.load(settings)
+
+    return load
+
+
+def probe_cuda() -> bool:
+    from aleaart.engine.pipeline import cuda_available
+
+    return cuda_available()
+
+
+def create_app(settings: Settings, *, loader: Callable[[], EngineLike] | None = None) -> FastAPI:
+    """The service; ``loader`` replaces the real engine (tests use fakes at this seam)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = ImageStore(settings.images_dir, settings.db_path)
+        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe_cuda if loader is None else bool)
+        queue = JobQueue(model=model, store=store, settings=settings)
+        app.state.store, app.state.model, app.state.queue = store, model, queue
+        model.start()
+        queue.start()
+        yield
+        queue.stop()
+        store.close()
+
+    app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=["Retry-After"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    add_routes(app, settings)
+    return app
+
+
+def api_key_checker(settings: Settings) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        if not settings.api_key:
+            return
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not secrets.compare_digest(given.encode(), settings.api_key.encode()):
+            raise Unauthorized("this endpoint needs the API key: send it in the X-API-Key header")
+
+    return check
+
+
+def queue_of(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+Queue = Annotated[JobQueue, Depends(queue_of)]
+
+
+def add_routes(app: FastAPI, settings: Settings) -> None:
+    keyed = [Depends(api_key_checker(settings))]
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {
+            "message": "AleaArt Python backend: on-chain art parameters to Stable Diffusion images",
+            "version": __version__,
+            "endpoints": {
+                "POST /generate-image": "generate (or fetch the stored) image; waits for it",
+                "POST /jobs": "queue a generation; answers 202 with the job's URLs",
+                "GET /jobs/{id}": "a job's state, progress and result",
+                "GET /jobs/{id}/events": "the job's progress as Server-Sent Events",
+                "DELETE /jobs/{id}": "cancel a job",
+                "GET /images": "stored generations, newest first (?tokenId=&limit=&offset=)",
+                "GET /generated_images/{file}": "a stored PNG",
+                "GET /health": "service and model status",
+                "GET /ready": "200 once the model is loaded, else 503",
+                "GET /docs": "OpenAPI documentation",
+            },
+        }
+
+    @app.get("/health")
+    async def health(queue: Queue) -> dict[str, Any]:
+        model = queue.model
+        engine = model.engine
+        return {
+            "status": "healthy",
+            "model_loaded": engine is not None,
+            "model_loading": model.loading,
+            "model": settings.model,
+            "model_error": model.error,
+            "device": str(getattr(engine, "device", "")) or None,
+            "cuda_available": model.cuda_available,
+            "queue_depth": queue.depth,
+            "max_queue": queue.max_queue,
+            "generations": queue.generations,
+            "api_key_required": bool(settings.api_key),
+            "version": __version__,
+        }
+
+    @app.get("/ready")
+    async def ready(queue: Queue) -> dict[str, Any]:
+        queue.model.require()
+        return {"ready": True}
+
+    @app.post("/generate-image", dependencies=keyed)
+    async def generate_image(body: GenerateBody, queue: Queue) -> dict[str, Any]:
+        job = queue.submit(body.to_spec(), body.tokenId)
+        # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
+        await asyncio.shield(wait_for(job))
+        if job.state is JobState.CANCELLED:
+            raise GenerationCancelled(f"job {job.id} was cancelled")
+        if job.state is JobState.FAILED or job.image is None:
+            return error_response(500, job.error or "generation failed")
+        result = image_result(queue.store, job.image, cached=job.cached, with_base64=True)
+        return {**result, "jobId": job.id}
+
+    @app.post("/jobs", status_code=202, dependencies=keyed)
+    async def create_job(body: GenerateBody, queue: Queue) -> JSONResponse:
+        job = queue.submit(body.to_spec(), body.tokenId)
+        return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+    @app.get("/jobs/{job_id}", dependencies=keyed)
+    async def get_job(job_id: str, queue: Queue) -> dict[str, Any]:
+        return job_snapshot(queue, queue.get(job_id))
+
+    @app.get("/jobs/{job_id}/events", dependencies=keyed)
+    async def job_event_stream(job_id: str, queue: Queue) -> StreamingResponse:
+        job = queue.get(job_id)
+        return StreamingResponse(job_events(queue, job), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.delete("/jobs/{job_id}", dependencies=keyed)
+    async def cancel_job(job_id: str, queue: Queue) -> dict[str, Any]:
+        return job_snapshot(queue, queue.cancel(job_id))
+
+    @app.get("/images")
+    async def list_images(
+        queue: Queue,
+        tokenId: Annotated[str | None, Query(pattern=r"^[0-9]{1,78}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        token = str(int(tokenId)) if tokenId is not None else None
+        images, total = queue.store.list(token_id=token, limit=limit, offset=offset)
+        items = [image_result(queue.store, i, cached=True, with_base64=False) for i in images]
+        return {"images": items, "total": total, "limit": limit, "offset": offset}
+
+    @app.get("/generated_images/{filename}")
+    async def generated_image(filename: str, queue: Queue) -> FileResponse:
+        path = queue.store.path_of(filename)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": IMMUTABLE})

@@ -1,0 +1,76 @@
+"""The HTTP edge's request and response models (pydantic); everything inside uses dataclasses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from aleaart.params import SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
+
+SamplerName = Literal["DPM++ 2M Karras", "DPM++ SDE Karras", "Euler a", "DPM++ 2M", "DPM++ SDE", "LMS"]
+assert tuple(SamplerName.__args__) == SAMPLERS  # type: ignore[attr-defined]
+
+MAX_PROMPT = 1000
+TokenId = Annotated[str | int | None, Field(None, description="the NFT's token id (decimal)")]
+
+
+def _side(name: str) -> Any:
+    return Field(512, ge=256, le=1024, multiple_of=8, description=f"image {name} in pixels, a multiple of 8")
+
+
+class SeedRequest(BaseModel):
+    """The seed's body: the contract's RenderParams and the token id."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    parameters: dict[str, Any] = Field(description="RenderParams with the contract's keys (promptIndex ...)")
+    tokenId: TokenId
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        RenderParams.from_json(value)  # InvalidParams is a ValueError: pydantic reports it as a 422
+        return value
+
+    @field_validator("tokenId")
+    @classmethod
+    def _valid_token(cls, value: Any) -> str | None:
+        return check_token_id(value)
+
+    def to_spec(self) -> RenderSpec:
+        return spec_from_params(RenderParams.from_json(self.parameters))
+
+
+class FlatRequest(BaseModel):
+    """The body the existing AleaArt frontend route sends: Stable Diffusion settings directly."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    steps: int = Field(20, ge=1, le=100)
+    cfg_scale: float = Field(7.5, ge=1.0, le=30.0)
+    seed: int = Field(ge=0, le=2**32 - 1, description="required: the same seed gives the same image")
+    sampler: SamplerName = "DPM++ 2M Karras"
+    width: int = _side("width")
+    height: int = _side("height")
+    tokenId: TokenId
+
+    @field_validator("tokenId")
+    @classmethod
+    def _valid_token(cls, value: Any) -> str | None:
+        return check_token_id(value)
+
+    def to_spec(self) -> RenderSpec:
+        return RenderSpec(prompt=self.prompt, sampler=self.sampler, width=self.width, height=self.height,
+                          steps=self.steps, guidance_scale=self.cfg_scale, seed=self.seed)
+
+
+def _body_kind(body: Any) -> str:
+    return "seed" if isinstance(body, dict) and "parameters" in body else "flat"
+
+
+GenerateBody = Annotated[
+    Annotated[SeedRequest, Tag("seed")] | Annotated[FlatRequest, Tag("flat")],
+    Discriminator(_body_kind),
+]

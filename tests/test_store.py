@@ -1,0 +1,100 @@
+import os
+
+import pytest
+
+from aleaart.errors import NotFound
+from aleaart.metadata import ImageInfo, encode_png, image_filename, render_key
+from aleaart.params import RenderParams, spec_from_params
+from aleaart.store import ImageStore, new_record, write_atomically
+from PIL import Image
+
+
+def make_image(token_id="1", seed=1):
+    spec = spec_from_params(RenderParams(0, 0, 0, 0, 20, 75, seed, 0))
+    key = render_key(spec, {"model": "m"}, token_id)
+    png = encode_png(Image.new("RGB", (8, 8), (seed, 0, 0)), ImageInfo(spec=spec, model="m", version="t",
+                                                                      token_id=token_id, key=key))
+    record = new_record(key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
+                        params=spec.params.to_json(), spec=spec.canonical(), sampler=spec.sampler, width=8,
+                        height=8, model="m", seconds=1.5, sha256="x" * 64)
+    return record, png
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ImageStore(tmp_path / "images", tmp_path / "images" / "index.db")
+    yield s
+    s.close()
+
+
+def test_put_get_and_file(store):
+    record, png = make_image()
+    store.put(record, png)
+    assert store.get(record.key) == record
+    assert store.path_of(record.file).read_bytes() == png
+    assert not list(store.folder.glob(".tmp-*"))
+
+
+def test_list_newest_first_filtered_and_paged(store):
+    records = [make_image(token_id=str(t), seed=s)[0] for t, s in [(1, 1), (2, 2), (1, 3)]]
+    for r in records:
+        store.put(r, make_image(r.token_id, r.spec["seed"])[1])
+    page, total = store.list(limit=2)
+    assert total == 3 and [i.key for i in page] == [records[2].key, records[1].key]
+    page, total = store.list(token_id="1", limit=10, offset=1)
+    assert total == 2 and [i.key for i in page] == [records[0].key]
+
+
+def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "a.png"
+    target.write_bytes(b"old")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_reconcile_on_open(tmp_path):
+    folder = tmp_path / "images"
+    store = ImageStore(folder, folder / "index.db")
+    kept, kept_png = make_image(seed=1)
+    lost_file, lost_png = make_image(seed=2)
+    for r, png in [(kept, kept_png), (lost_file, lost_png)]:
+        store.put(r, png)
+    store.close()
+    (folder / lost_file.file).unlink()
+    (folder / ".tmp-crashed.png").write_bytes(b"half a png")
+    orphan, orphan_png = make_image(token_id="9", seed=3)
+    (folder / orphan.file).write_bytes(orphan_png)  # a file whose row never made it
+
+    store = ImageStore(folder, folder / "index.db")
+    assert not (folder / ".tmp-crashed.png").exists()
+    assert store.get(lost_file.key) is None
+    assert store.get(kept.key) == kept
+    recovered = store.get(orphan.key)
+    assert recovered is not None and recovered.token_id == "9" and recovered.params == orphan.params
+    store.close()
+
+
+@pytest.mark.parametrize("name", [
+    "../index.db", "index.db", "/etc/passwd", "art_token_1_abc.png", "art_token_1_0123456789abcdef.png\x00",
+    "art_token_x_0123456789abcdef.png", "ART_TOKEN_1_0123456789ABCDEF.png",
+])
+def test_path_of_refuses_anything_not_ours(store, name):
+    with pytest.raises(NotFound):
+        store.path_of(name)
+
+
+def test_path_of_refuses_symlinks_and_missing(store, tmp_path):
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    link = store.folder / "art_token_1_0123456789abcdef.png"
+    link.symlink_to(tmp_path / "secret.png")
+    with pytest.raises(NotFound):
+        store.path_of(link.name)
+    with pytest.raises(NotFound):
+        store.path_of("art_token_2_0123456789abcdef.png")
