@@ -63,7 +63,7 @@ def test_missing_model_exits_1_with_the_hint(tiny_env, tmp_path):
     result = aleaart("generate", "--params", json.dumps(PARAMS), env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("aleaart: error: model ")
-    assert "'tiny'" in result.stderr and "Traceback" not in result.stderr
+    assert "ALEAART_MODEL=tiny" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_make_tiny_model_with_single_file(tiny_env, tmp_path):

@@ -140,13 +140,13 @@ def test_unreachable_hub_model_fails_fast_with_a_hint(tmp_path, tiny_env):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "ModelUnavailable: model 'someone/not-cached-model' could not be loaded" in last
-    assert "not in the local Hugging Face cache" in last and "'tiny'" in last
+    assert "not in the local Hugging Face cache" in last and "ALEAART_MODEL=tiny" in last
 
 
 def test_corrupt_checkpoint_is_reported(tiny_settings, tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ModelUnavailable, match="model '.*broken.safetensors' could not be loaded: .*set ALEAART_MODEL"):
+    with pytest.raises(ModelUnavailable, match="model '.*broken.safetensors' could not be loaded: .*set ALEAART_MODEL=tiny"):
         Engine.load(replace_settings(tiny_settings, model=str(bad), model_config_dir=str(tmp_path)))
 
 

@@ -20,7 +20,7 @@ def test_local_folder_and_single_files(tmp_path):
 
 
 def test_missing_paths_and_other_files_say_what_to_set(tmp_path):
-    with pytest.raises(ModelUnavailable, match="not found: set ALEAART_MODEL to a local folder"):
+    with pytest.raises(ModelUnavailable, match="not found: set ALEAART_MODEL to a local folder.*ALEAART_MODEL=tiny"):
         resolve_source(str(tmp_path / "nope.safetensors"))
     with pytest.raises(ModelUnavailable, match="not found"):
         resolve_source("./relative/missing")

@@ -205,7 +205,7 @@ def create_app(settings: Settings, *, loader: Callable[[], EngineLike] | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ImageStore(settings.images_dir, settings.db_path)
-        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe_cuda if loader is None else bool)
+        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe_cuda if loader is None else lambda: False)
         queue = JobQueue(model=model, store=store, settings=settings)
         app.state.store, app.state.model, app.state.queue = store, model, queue
         model.start()

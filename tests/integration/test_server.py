@@ -272,15 +272,21 @@ def test_api_key_guards_generation_not_reads(tiny_env, tmp_path):
         assert httpx.get(keyed.url + "/health").json()["api_key_required"] is True
 
 
-def test_model_unavailable_is_503_with_the_hint(tiny_env, tmp_path):
-    env = server_env(tiny_env, tmp_path, model=str(tmp_path / "no-such-model"))
+@pytest.mark.parametrize("model", ["default hub model, offline", "missing local folder"])
+def test_model_unavailable_is_503_with_the_hint(tiny_env, tmp_path, model):
+    env = server_env(tiny_env, tmp_path)
+    env["HF_HOME"] = str(tmp_path / "empty-hf-home")  # nothing cached, and HF_HUB_OFFLINE=1
+    if model.startswith("default"):
+        del env["ALEAART_MODEL"]
+    else:
+        env["ALEAART_MODEL"] = str(tmp_path / "no-such-model")
     with Server(env, tmp_path) as broken:
         health = httpx.get(broken.url + "/health")
         assert health.status_code == 200
-        assert health.json()["model_loaded"] is False and "not found" in health.json()["model_error"]
-        ready = httpx.get(broken.url + "/ready")
-        assert ready.status_code == 503
+        expected = "not in the local Hugging Face cache" if model.startswith("default") else "not found"
+        assert health.json()["model_loaded"] is False and expected in health.json()["model_error"]
+        assert httpx.get(broken.url + "/ready").status_code == 503
         response = httpx.post(broken.url + "/generate-image", json=SEED_BODY)
-        assert response.status_code == 503
-        assert "'tiny'" in response.json()["error"] and "ALEAART_MODEL" in response.json()["error"]
+        assert response.status_code == 503 and "ALEAART_MODEL=tiny" in response.json()["error"]
         assert httpx.post(broken.url + "/jobs", json=SEED_BODY).status_code == 503
+        assert httpx.get(broken.url + "/images").status_code == 200

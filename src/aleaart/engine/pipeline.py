@@ -27,8 +27,8 @@ StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, steps in all)."""
 
 MODEL_HINT = (
-    "set ALEAART_MODEL to a local diffusers folder, a .safetensors/.ckpt file "
-    "(with ALEAART_MODEL_CONFIG offline), or 'tiny'"
+    "set ALEAART_MODEL=tiny to run without weights, or ALEAART_MODEL to a local diffusers folder "
+    "or a .safetensors/.ckpt file (with ALEAART_MODEL_CONFIG offline)"
 )
 
 

@@ -39,5 +39,5 @@ def resolve_source(model: str) -> ModelSource:
         return ModelSource("hub", model, name=model)
     raise ModelUnavailable(
         f"model {model!r} not found: set ALEAART_MODEL to a local folder, a .safetensors file, "
-        "a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5', or 'tiny'"
+        "a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5', or ALEAART_MODEL=tiny to run without weights"
     )
