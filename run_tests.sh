@@ -11,5 +11,8 @@ fi
 # torch==2.13.0 is pinned in pyproject.toml: a looser pin pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+# anvil (a local JSON-RPC node) and solcjs for the chain tests, pinned in chain/package-lock.json.
+npm ci --prefix chain --no-audit --no-fund --loglevel=error
+
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -19,24 +17,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aleaart import __version__
 from aleaart.config import Settings
-from aleaart.errors import AleaArtError, BodyTooLarge, GenerationCancelled, QueueFull, Unauthorized
-from aleaart.jobs import EngineLike, Job, JobQueue, JobState, ModelHolder, image_base64
+from aleaart.api_tokens import token_routes
+from aleaart.chain import ChainReader
+from aleaart.errors import AleaArtError, BodyTooLarge, QueueFull, Unauthorized
+from aleaart.jobs import EngineLike, JobQueue, ModelHolder
+from aleaart.responses import IMMUTABLE, error_response, generate_and_wait, image_result, job_events, job_snapshot
 from aleaart.schemas import GenerateBody
-from aleaart.store import ImageStore, StoredImage
+from aleaart.store import ImageStore
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.1
-HEARTBEAT_SECONDS = 15.0
-IMMUTABLE = "public, max-age=31536000, immutable"
 BODY_KINDS = ("seed", "flat")  # the tags of GenerateBody's union, which pydantic puts in error locations
 
 
 # Errors → {"success": false, "error": ...}
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
-
 
 def _validation_message(error: RequestValidationError) -> str:
     parts = []
@@ -114,74 +108,6 @@ class BodyLimit:
         await error_response(error.status, str(error))(scope, receive, send)
 
 
-# Answers
-
-def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool) -> dict[str, Any]:
-    spec = image.spec
-    result: dict[str, Any] = {
-        "success": True,
-        "imageUrl": f"/generated_images/{image.file}",
-        "tokenId": image.token_id,
-        "prompt": image.prompt,
-        "parameters": {"steps": spec["steps"], "cfg_scale": spec["guidance_scale"], "seed": spec["seed"],
-                       "sampler": image.sampler, "width": image.width, "height": image.height},
-        "renderParams": image.params,
-        "imageId": image.key,
-        "sha256": image.sha256,
-        "model": image.model,
-        "seconds": image.seconds,
-        "cached": cached,
-        "createdAt": image.created_at,
-    }
-    if with_base64:
-        result["imageBase64"] = image_base64(store, image)
-    return result
-
-
-def job_snapshot(queue: JobQueue, job: Job) -> dict[str, Any]:
-    progress = queue.progress(job)
-    snapshot = {
-        "jobId": job.id,
-        "status": job.state.value,
-        "step": job.step,
-        "totalSteps": job.total_steps,
-        "queuePosition": progress.queue_position,
-        "etaSeconds": progress.eta_seconds,
-        "tokenId": job.token_id,
-        "error": job.error,
-        "statusUrl": f"/jobs/{job.id}",
-        "eventsUrl": f"/jobs/{job.id}/events",
-    }
-    if job.image is not None:
-        snapshot["result"] = image_result(queue.store, job.image, cached=job.cached, with_base64=False)
-    return snapshot
-
-
-async def wait_for(job: Job) -> None:
-    # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
-    while not job.state.is_terminal():
-        await asyncio.sleep(POLL_SECONDS)
-
-
-async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
-    """Server-Sent Events: one ``progress`` per change, then the terminal state's event."""
-    seen, quiet = -1, 0.0
-    while True:
-        if job.version != seen or job.state.is_terminal():
-            seen = job.version
-            snapshot = job_snapshot(queue, job)
-            kind = "result" if job.state is JobState.SUCCEEDED else job.state.value
-            yield f"event: {kind if job.state.is_terminal() else 'progress'}\ndata: {json.dumps(snapshot)}\n\n"
-            if job.state.is_terminal():
-                return
-            quiet = 0.0
-        await asyncio.sleep(POLL_SECONDS)
-        quiet += POLL_SECONDS
-        if quiet >= HEARTBEAT_SECONDS:
-            quiet = 0.0
-            yield ": keep-alive\n\n"
-
-
 # The app
 
 def default_loader(settings: Settings) -> Callable[[], EngineLike]:
@@ -199,8 +125,13 @@ def probe_cuda() -> bool:
     return cuda_available()
 
 
-def create_app(settings: Settings, *, loader: Callable[[], EngineLike] | None = None) -> FastAPI:
-    """The service; ``loader`` replaces the real engine (tests use fakes at this seam)."""
+def create_app(
+    settings: Settings,
+    *,
+    loader: Callable[[], EngineLike] | None = None,
+    chain: ChainReader | None = None,
+) -> FastAPI:
+    """The service; ``loader`` and ``chain`` replace the real engine and chain reader (seams for tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -208,6 +139,7 @@ def create_app(settings: Settings, *, loader: Callable[[], EngineLike] | None = 
         model = ModelHolder(loader or default_loader(settings), probe_cuda=probe_cuda if loader is None else lambda: False)
         queue = JobQueue(model=model, store=store, settings=settings)
         app.state.store, app.state.model, app.state.queue = store, model, queue
+        app.state.chain = chain or ChainReader.from_settings(settings)
         model.start()
         queue.start()
         yield
@@ -220,6 +152,7 @@ def create_app(settings: Settings, *, loader: Callable[[], EngineLike] | None = 
                        allow_headers=["*"], expose_headers=["Retry-After"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     add_routes(app, settings)
+    app.include_router(token_routes(settings, api_key_checker(settings)))
     return app
 
 
@@ -256,6 +189,12 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
                 "GET /jobs/{id}/events": "the job's progress as Server-Sent Events",
                 "DELETE /jobs/{id}": "cancel a job",
                 "GET /images": "stored generations, newest first (?tokenId=&limit=&offset=)",
+                "GET /tokens/latest": "the newest token whose randomness has arrived, with its parameters",
+                "GET /tokens/{id}": "a token's parameters, seed and whether they follow from the seed",
+                "POST /tokens/{id}/generate-image": "generate a token's image from its on-chain parameters",
+                "POST /tokens/{id}/jobs": "the same, as a job",
+                "GET /tokens/{id}/metadata.json": "ERC-721 metadata for the token",
+                "GET /tokens/{id}/image.png": "the token's image (generated on first request)",
                 "GET /generated_images/{file}": "a stored PNG",
                 "GET /health": "service and model status",
                 "GET /ready": "200 once the model is loaded, else 503",
@@ -288,16 +227,8 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
         return {"ready": True}
 
     @app.post("/generate-image", dependencies=keyed)
-    async def generate_image(body: GenerateBody, queue: Queue) -> dict[str, Any]:
-        job = queue.submit(body.to_spec(), body.tokenId)
-        # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
-        await asyncio.shield(wait_for(job))
-        if job.state is JobState.CANCELLED:
-            raise GenerationCancelled(f"job {job.id} was cancelled")
-        if job.state is JobState.FAILED or job.image is None:
-            return error_response(500, job.error or "generation failed")
-        result = image_result(queue.store, job.image, cached=job.cached, with_base64=True)
-        return {**result, "jobId": job.id}
+    async def generate_image(body: GenerateBody, queue: Queue) -> Any:
+        return await generate_and_wait(queue, body.to_spec(), body.tokenId)
 
     @app.post("/jobs", status_code=202, dependencies=keyed)
     async def create_job(body: GenerateBody, queue: Queue) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The ``aleaart`` command: generate | serve | make-tiny-model."""
+"""The ``aleaart`` command: generate | token | render-token | serve | make-tiny-model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
-from aleaart.params import RenderParams, check_token_id, spec_from_params
+from aleaart.params import RenderParams, RenderSpec, check_token_id, spec_from_params
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -33,8 +33,33 @@ def parse_params_argument(text: str) -> RenderParams:
 
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     params = parse_params_argument(args.params)
-    token_id = check_token_id(args.token_id)
-    spec = spec_from_params(params)
+    return render_to_file(spec_from_params(params), check_token_id(args.token_id), args.out)
+
+
+def parse_token_argument(text: str) -> int:
+    if not text.isdigit() or int(text) >= 2**256:
+        raise InvalidParams(f"token id must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def cmd_token(args: argparse.Namespace) -> dict[str, Any]:
+    from aleaart.chain import ChainReader, token_json
+
+    reader = ChainReader.from_settings(Settings())
+    return token_json(reader.latest() if args.id == "latest" else reader.token(parse_token_argument(args.id)))
+
+
+def cmd_render_token(args: argparse.Namespace) -> dict[str, Any]:
+    from aleaart.chain import ChainReader
+
+    token_id = parse_token_argument(args.id)
+    info = ChainReader.from_settings(Settings()).token(token_id)
+    result = render_to_file(spec_from_params(info.params), str(token_id), args.out)
+    return {**result, "derivedMatch": info.derived_match}
+
+
+def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None) -> dict[str, Any]:
+    """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
     settings = Settings()
 
     from tqdm import tqdm  # imported here so bad input is answered before the heavy imports
@@ -51,7 +76,7 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
 
         rendered = engine.generate(spec, on_step=on_step)
     key = render_key(spec, engine.recipe, token_id)
-    out = Path(args.out) if args.out else Path(image_filename(token_id, key))
+    out = Path(out_path) if out_path else Path(image_filename(token_id, key))
     info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe["aleaart"], token_id=token_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_png(rendered.image, info))
@@ -104,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--token-id", help="the token id to record in the image and file name")
     generate.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
     generate.set_defaults(run=cmd_generate)
+
+    token = commands.add_parser("token", help="a token's on-chain parameters, names and derivedMatch")
+    token.add_argument("id", help="a token id, or 'latest'")
+    token.set_defaults(run=cmd_token)
+
+    render_token = commands.add_parser("render-token", help="render a token's image from its on-chain parameters")
+    render_token.add_argument("id", help="a token id")
+    render_token.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
+    render_token.set_defaults(run=cmd_render_token)
 
     serve = commands.add_parser("serve", help="run the HTTP service (ALEAART_HOST/ALEAART_PORT)")
     serve.add_argument("--host", help="default: ALEAART_HOST or 0.0.0.0")

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     keep_jobs: int = Field(1000, ge=10, description="finished jobs remembered for GET /jobs/{id}")
 
+    # The chain: AleaArt's EntropyArtParamsV2 on Arbitrum Sepolia
+    rpc_url: str = "https://sepolia-rollup.arbitrum.io/rpc"
+    chain_id: int = 421614
+    params_contract: str = "0x420D121aE08007Ef0A66E67D5D7BfFdC98AbECF0"
+    chain_timeout: float = Field(5.0, gt=0, le=60, description="seconds before a chain read gives up")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -8,7 +8,8 @@
     ├── GenerationCancelled    (409)  a generation was stopped between steps on request
     ├── NotFound               (404)  an image, job or token that does not exist
     ├── QueueFull              (429)  the job queue is at its bound; carries ``retry_after``
-    └── ChainError             (502)  the chain could not be read (RPC down, wrong chain id)
+    └── ChainError             (502)  the chain could not be read (RPC down, a call failed)
+        ├── ChainUnavailable   (503)  the chain is misconfigured (wrong chain id, bad address)
         └── TokenNotReady      (409)  the token exists but its randomness has not arrived
 
 Anything else that escapes is a bug and is reported as one (500).
@@ -57,6 +58,10 @@ class QueueFull(AleaArtError):
 
 class ChainError(AleaArtError):
     status = 502
+
+
+class ChainUnavailable(ChainError):
+    status = 503
 
 
 class TokenNotReady(ChainError):

@@ -1,4 +1,4 @@
-"""Text that travels with an image: PNG chunks readable by A1111/ComfyUI-era tools (pure)."""
+"""Text that travels with an image: PNG chunks, image keys, ERC-721 metadata and CIDs (pure)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from aleaart.params import RenderSpec
+from aleaart.params import RenderParams, RenderSpec, describe, spec_from_params
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111's "PNG Info" and most galleries read
 JSON_KEY = "aleaart"
@@ -83,3 +83,59 @@ def read_png_text(data: bytes) -> dict[str, str]:
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         return dict(image.text)
+
+
+def png_cid(data: bytes) -> str:
+    """CIDv1 (raw codec, sha2-256, base32: ``bafkrei…``) of the PNG bytes.
+
+    It equals ``ipfs add --cid-version=1 --raw-leaves`` only for files of one chunk (256 KiB
+    with the default chunker); larger files become a UnixFS DAG with another CID.
+    """
+    from multiformats import CID, multihash
+
+    return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
+
+
+def token_metadata(
+    *,
+    token_id: str,
+    params: RenderParams,
+    image_url: str,
+    model: str | None,
+    png: bytes | None,
+    external_url: str | None = None,
+) -> dict[str, Any]:
+    """ERC-721 / OpenSea metadata for a token; ``png`` (when stored) adds its sha256 and IPFS CID."""
+    spec = spec_from_params(params)
+    named = describe(params)
+    number = "number"
+    metadata: dict[str, Any] = {
+        "name": f"AleaArt #{token_id}",
+        "description": (
+            f"{named['prompt']} in a {named['style']} style, rendered with Stable Diffusion from on-chain "
+            "parameters drawn by Pyth Entropy (EntropyArtParamsV2)."
+        ),
+        "image": image_url,
+        "attributes": [
+            {"trait_type": "Prompt", "value": named["prompt"]},
+            {"trait_type": "Style", "value": named["style"]},
+            {"trait_type": "Sampler", "value": named["sampler"]},
+            {"trait_type": "Aspect", "value": named["aspect"]},
+            {"trait_type": "Palette", "value": named["palette"]},
+            {"trait_type": "Steps", "value": params.steps, "display_type": number},
+            {"trait_type": "CFG", "value": params.guidance_scale, "display_type": number},
+            {"trait_type": "Latent Seed", "value": params.latent_seed, "display_type": number},
+        ],
+        "generation": {
+            "prompt": spec.prompt,
+            "model": model,
+            "sampler": spec.sampler,
+            "seed": spec.seed,
+            "sha256": hashlib.sha256(png).hexdigest() if png is not None else None,
+        },
+    }
+    if png is not None:
+        metadata["image_ipfs"] = "ipfs://" + png_cid(png)
+    if external_url:
+        metadata["external_url"] = external_url
+    return metadata

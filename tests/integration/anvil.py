@@ -1,0 +1,46 @@
+"""Start anvil (from chain/node_modules) on a free 127.0.0.1 port, bounded in time."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from web3 import Web3
+
+from integration.server import free_port
+
+ANVIL = Path(__file__).resolve().parents[2] / "chain" / "node_modules" / ".bin" / "anvil"
+
+
+class Anvil:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> Anvil:
+        if not ANVIL.exists():
+            raise RuntimeError(f"{ANVIL} is missing: run `npm ci --prefix chain` (./run_tests.sh does)")
+        self.process = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if w3.eth.chain_id:
+                    return self
+            except Exception:
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"anvil did not answer on {self.url} within {timeout} s")
+
+    def web3(self) -> Web3:
+        return Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 10}))
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
