@@ -11,6 +11,16 @@ fi
 # torch==2.13.0 is pinned in pyproject.toml: a looser pin pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+    else
+        echo "run_tests.sh: chromium is missing and cannot be installed here; browser tests will skip" >&2
+    fi
+fi
+
 # anvil (a local JSON-RPC node) and solcjs for the chain tests, pinned in chain/package-lock.json.
 npm ci --prefix chain --no-audit --no-fund --loglevel=error
 

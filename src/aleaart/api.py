@@ -6,12 +6,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,11 +24,13 @@ from aleaart.chain import ChainReader
 from aleaart.errors import AleaArtError, BodyTooLarge, QueueFull, Unauthorized
 from aleaart.jobs import EngineLike, JobQueue, ModelHolder
 from aleaart.responses import IMMUTABLE, error_response, generate_and_wait, image_result, job_events, job_snapshot
+from aleaart.params import tables_json
 from aleaart.schemas import GenerateBody
 from aleaart.store import ImageStore
 
 log = logging.getLogger(__name__)
 
+WEB_DIR = Path(__file__).parent / "web"  # the dashboard: static HTML, CSS and JS modules
 BODY_KINDS = ("seed", "flat")  # the tags of GenerateBody's union, which pydantic puts in error locations
 
 
@@ -153,6 +157,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     add_routes(app, settings)
     app.include_router(token_routes(settings, api_key_checker(settings)))
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app
 
 
@@ -167,6 +172,14 @@ def api_key_checker(settings: Settings) -> Callable[[Request], None]:
     return check
 
 
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (Accept: text/html first); API clients keep the JSON index."""
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept:
+        return False
+    return "application/json" not in accept or accept.index("text/html") < accept.index("application/json")
+
+
 def queue_of(request: Request) -> JobQueue:
     return request.app.state.queue
 
@@ -177,8 +190,10 @@ Queue = Annotated[JobQueue, Depends(queue_of)]
 def add_routes(app: FastAPI, settings: Settings) -> None:
     keyed = [Depends(api_key_checker(settings))]
 
-    @app.get("/")
-    async def index() -> dict[str, Any]:
+    @app.get("/", response_model=None)
+    async def index(request: Request) -> dict[str, Any] | HTMLResponse:
+        if wants_html(request):
+            return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
         return {
             "message": "AleaArt Python backend: on-chain art parameters to Stable Diffusion images",
             "version": __version__,
@@ -198,9 +213,14 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
                 "GET /generated_images/{file}": "a stored PNG",
                 "GET /health": "service and model status",
                 "GET /ready": "200 once the model is loaded, else 503",
+                "GET /params": "the mapping tables and parameter ranges",
                 "GET /docs": "OpenAPI documentation",
             },
         }
+
+    @app.get("/params")
+    async def parameter_tables() -> dict[str, Any]:
+        return tables_json()
 
     @app.get("/health")
     async def health(queue: Queue) -> dict[str, Any]:

@@ -240,6 +240,24 @@ def spec_from_params(params: RenderParams) -> RenderSpec:
     )
 
 
+FIELD_LABELS = {
+    "promptIndex": "Prompt", "styleIndex": "Style", "samplerIndex": "Sampler", "aspectIndex": "Aspect",
+    "steps": "Steps", "cfg": "CFG ×10", "latentSeed": "Seed", "paletteId": "Palette",
+}
+
+
+def tables_json() -> dict[str, Any]:
+    """The mapping tables and field ranges, for clients that show or edit parameters."""
+    return {
+        "fields": [{"key": f.key, "label": FIELD_LABELS[f.key], "min": f.low, "max": f.high} for f in FIELDS],
+        "prompts": [t.name for t in TEMPLATES],
+        "styles": [s.name for s in STYLES],
+        "samplers": list(SAMPLERS),
+        "aspects": [{"name": a.name, "width": a.width, "height": a.height} for a in ASPECTS],
+        "palettes": PALETTE_COUNT,
+    }
+
+
 def describe(params: RenderParams) -> dict[str, str]:
     """The parameters as people read them (for the CLI, the token endpoints and the page)."""
     return {

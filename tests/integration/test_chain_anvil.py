@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
-from aleaart.derive import derive_params, token_seed
+from aleaart.derive import derive_params
 from aleaart.metadata import png_cid
 from aleaart.params import ASPECTS
-from evm import SALT, deploy, mint
+from evm import deploy, mint, mint_cheap
 from integration.anvil import Anvil
 from integration.server import Server, server_env
 
@@ -29,20 +29,6 @@ def anvil():
 @pytest.fixture(scope="module")
 def contract(anvil):
     return deploy(anvil.web3())
-
-
-def cheap_random_number(token_id: int) -> bytes:
-    """A random number whose token renders fast on the tiny model (square, few steps, one-step sampler)."""
-    while True:
-        candidate = os.urandom(32)
-        p = derive_params(token_seed(candidate, token_id, SALT))
-        if p.aspect_index == 0 and p.steps <= 24 and p.sampler_index not in (1, 4):
-            return candidate
-
-
-def mint_cheap(contract, w3) -> int:
-    token_id = contract.functions.nextTokenId().call()
-    return mint(contract, w3, cheap_random_number(token_id))
 
 
 def test_two_hundred_random_seeds_derive_the_same_on_chain(contract):

@@ -236,6 +236,18 @@ def test_index_health_ready_and_openapi(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_browsers_get_the_dashboard_and_json_clients_the_index(client):
+    page = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.headers["content-type"].startswith("text/html") and "AleaArt dashboard" in page.text
+    for accept in ("application/json", "*/*", "application/json, text/html"):
+        assert "endpoints" in client.get("/", headers={"Accept": accept}).json()
+    for asset in ("/web/app.js", "/web/api.js", "/web/style.css"):
+        assert client.get(asset).status_code == 200
+    tables = client.get("/params").json()
+    assert tables["prompts"][1] == "Cyberpunk" and tables["fields"][4] == {
+        "key": "steps", "label": "Steps", "min": 18, "max": 64}
+
+
 def test_cors_allows_the_nextjs_dev_server(client):
     response = client.options("/generate-image", headers={
         "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})

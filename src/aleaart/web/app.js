@@ -1,0 +1,326 @@
+// The dashboard: token → parameters → generate (with live progress) → result, plus a gallery.
+import { ApiError, apiKey, events, request, setApiKey } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const GALLERY_PAGE = 12;
+
+const state = {
+  tables: null,
+  source: null, // { kind: "token", tokenId, params } | { kind: "manual", params }
+  job: null,
+  galleryOffset: 0,
+  keyRequired: false,
+};
+
+// Errors and status
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error instanceof ApiError || error instanceof Error ? error.message : String(error);
+  box.hidden = false;
+  if (error instanceof ApiError && error.kind === "key") showKeyForm();
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+async function refreshHealth() {
+  const badge = $("status");
+  try {
+    const health = await request("GET", "/health");
+    state.keyRequired = health.api_key_required;
+    if (health.api_key_required && !apiKey()) showKeyForm();
+    if (health.model_loaded) {
+      badge.className = "badge ok";
+      badge.textContent = `Model loaded · ${health.device} · queue ${health.queue_depth}/${health.max_queue}`;
+    } else if (health.model_loading) {
+      badge.className = "badge warn";
+      badge.textContent = "Loading the model…";
+    } else {
+      badge.className = "badge bad";
+      badge.textContent = `Model not loaded: ${health.model_error}`;
+    }
+  } catch (error) {
+    badge.className = "badge bad";
+    badge.textContent = error.message;
+  }
+}
+
+function showKeyForm() {
+  $("key-form").hidden = false;
+}
+
+// Parameters
+
+function describe(params) {
+  const t = state.tables;
+  const aspect = t.aspects[params.aspectIndex];
+  return [
+    ["Prompt", t.prompts[params.promptIndex]],
+    ["Style", t.styles[params.styleIndex]],
+    ["Sampler", t.samplers[params.samplerIndex]],
+    ["Aspect", `${aspect.name} ${aspect.width}×${aspect.height}`],
+    ["Steps", String(params.steps)],
+    ["CFG", String(params.cfg / 10)],
+    ["Seed", String(params.latentSeed)],
+    ["Palette", String(params.paletteId)],
+  ];
+}
+
+function showParams(source, { derivedMatch } = {}) {
+  state.source = source;
+  const list = $("params");
+  list.replaceChildren();
+  const rows = describe(source.params);
+  if (source.kind === "token") rows.unshift(["Token", `#${source.tokenId}`]);
+  else rows.unshift(["Source", "entered by hand"]);
+  for (const [name, value] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+  }
+  if (derivedMatch !== undefined) {
+    const dt = document.createElement("dt");
+    dt.textContent = "Matches seed";
+    const dd = document.createElement("dd");
+    dd.className = derivedMatch ? "match" : "mismatch";
+    dd.textContent = derivedMatch ? "yes, derived from the token's seed" : "NO: the chain's parameters differ from its seed";
+    list.append(dt, dd);
+  }
+  list.hidden = false;
+  $("params-empty").hidden = true;
+  $("generate").disabled = false;
+}
+
+async function loadToken(path) {
+  clearError();
+  try {
+    const token = await request("GET", path, { context: "chain" });
+    $("token-id").value = token.tokenId;
+    showParams({ kind: "token", tokenId: token.tokenId, params: token.parameters },
+      { derivedMatch: token.derivedMatch });
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function buildManualForm() {
+  const box = $("manual-fields");
+  for (const field of state.tables.fields) {
+    const label = document.createElement("label");
+    label.textContent = `${field.label} (${field.min}–${field.max})`;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "number", name: field.key, min: field.min, max: field.max, step: 1, required: true });
+    input.value = field.min;
+    label.append(input);
+    box.append(label);
+  }
+}
+
+function manualParams() {
+  const data = new FormData($("manual-form"));
+  return Object.fromEntries(state.tables.fields.map((f) => [f.key, Number(data.get(f.key))]));
+}
+
+// Generation
+
+function setBusy(busy) {
+  $("generate").disabled = busy;
+  $("cancel").hidden = !busy;
+  $("progress-box").hidden = !busy;
+}
+
+function showProgress(job) {
+  const bar = $("progress");
+  bar.max = Math.max(job.totalSteps, 1);
+  bar.value = job.step;
+  const parts = [];
+  if (job.status === "queued") parts.push(`Queued${job.queuePosition ? `, position ${job.queuePosition}` : ""}`);
+  else parts.push(`Step ${job.step} of ${job.totalSteps}`);
+  if (job.etaSeconds != null) parts.push(`about ${Math.ceil(job.etaSeconds)} s left`);
+  $("progress-label").textContent = parts.join(" · ");
+}
+
+function showResult(result) {
+  $("result").hidden = false;
+  const image = $("result-image");
+  image.src = result.imageUrl;
+  image.width = result.parameters.width;
+  image.height = result.parameters.height;
+  image.alt = `Generated image${result.tokenId ? ` for token #${result.tokenId}` : ""}: ${result.prompt}`;
+  $("result-prompt").textContent = result.prompt;
+  const meta = $("result-meta");
+  meta.replaceChildren(
+    `${result.parameters.width}×${result.parameters.height} · ${result.parameters.sampler} · ` +
+      `${result.seconds.toFixed(1)} s`,
+  );
+  if (result.cached) {
+    const badge = document.createElement("span");
+    badge.className = "cached";
+    badge.textContent = "cached";
+    meta.append(" · ", badge);
+  }
+  $("result-download").href = result.imageUrl;
+  $("result-download").download = result.imageUrl.split("/").pop();
+  $("result-heading").focus();
+}
+
+async function generate() {
+  clearError();
+  const source = state.source;
+  if (!source) return;
+  $("result").hidden = true;
+  $("job-status").textContent = "";
+  setBusy(true);
+  try {
+    const job = source.kind === "token"
+      ? await request("POST", `/tokens/${source.tokenId}/jobs`, { context: "chain" })
+      : await request("POST", "/jobs", { body: { parameters: source.params } });
+    state.job = job;
+    await follow(job);
+  } catch (error) {
+    showError(error);
+  } finally {
+    state.job = null;
+    setBusy(false);
+  }
+}
+
+async function follow(job) {
+  let last = job;
+  if (job.status !== "succeeded") {
+    showProgress(job);
+    for await (const event of events(job.eventsUrl)) {
+      last = event.data;
+      showProgress(last);
+    }
+    // The stream can end early (a proxy, a restart): ask for the job's state once more.
+    if (!["succeeded", "failed", "cancelled"].includes(last.status)) last = await request("GET", job.statusUrl);
+  }
+  if (last.status === "succeeded") {
+    $("job-status").textContent = "Done.";
+    showResult(last.result);
+    loadGallery();
+  } else if (last.status === "cancelled") {
+    $("job-status").textContent = "Cancelled.";
+  } else {
+    throw new ApiError(last.error || "The generation failed.");
+  }
+}
+
+async function cancel() {
+  if (!state.job) return;
+  try {
+    await request("DELETE", state.job.statusUrl);
+    $("job-status").textContent = "Cancelling…";
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// Gallery
+
+async function loadGallery() {
+  try {
+    const page = await request("GET", `/images?limit=${GALLERY_PAGE}&offset=${state.galleryOffset}`);
+    const list = $("gallery");
+    list.replaceChildren(...page.images.map(galleryItem));
+    $("gallery-empty").hidden = page.total > 0;
+    const first = page.total ? state.galleryOffset + 1 : 0;
+    $("gallery-page").textContent = `${first}–${state.galleryOffset + page.images.length} of ${page.total}`;
+    $("gallery-prev").disabled = state.galleryOffset === 0;
+    $("gallery-next").disabled = state.galleryOffset + GALLERY_PAGE >= page.total;
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function galleryItem(image) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  const thumb = document.createElement("img");
+  thumb.src = image.imageUrl;
+  thumb.loading = "lazy";
+  thumb.alt = image.prompt;
+  const caption = document.createElement("span");
+  caption.textContent = image.tokenId ? `Token #${image.tokenId}` : "By hand";
+  button.append(thumb, caption);
+  button.addEventListener("click", () => openDetails(image));
+  item.append(button);
+  return item;
+}
+
+function openDetails(image) {
+  $("details-image").src = image.imageUrl;
+  $("details-image").alt = image.prompt;
+  const rows = [
+    ["Token", image.tokenId ? `#${image.tokenId}` : "—"],
+    ["Prompt", image.prompt],
+    ["Size", `${image.parameters.width}×${image.parameters.height}`],
+    ["Sampler", image.parameters.sampler],
+    ["Steps", String(image.parameters.steps)],
+    ["CFG", String(image.parameters.cfg_scale)],
+    ["Seed", String(image.parameters.seed)],
+    ["Model", image.model],
+    ["Seconds", String(image.seconds)],
+    ["SHA-256", image.sha256],
+  ];
+  $("details-list").replaceChildren(...rows.flatMap(([name, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    return [dt, dd];
+  }));
+  $("details-download").href = image.imageUrl;
+  $("details").showModal();
+}
+
+// Wiring
+
+async function main() {
+  try {
+    state.tables = await request("GET", "/params");
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  buildManualForm();
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadToken(`/tokens/${encodeURIComponent($("token-id").value)}`);
+  });
+  $("load-latest").addEventListener("click", () => loadToken("/tokens/latest"));
+  $("manual-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearError();
+    showParams({ kind: "manual", params: manualParams() });
+  });
+  $("generate").addEventListener("click", generate);
+  $("cancel").addEventListener("click", cancel);
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey($("api-key").value);
+    $("key-form").hidden = true;
+    clearError();
+  });
+  $("gallery-prev").addEventListener("click", () => {
+    state.galleryOffset = Math.max(0, state.galleryOffset - GALLERY_PAGE);
+    loadGallery();
+  });
+  $("gallery-next").addEventListener("click", () => {
+    state.galleryOffset += GALLERY_PAGE;
+    loadGallery();
+  });
+  await refreshHealth();
+  setInterval(refreshHealth, 5000);
+  loadGallery();
+  document.body.dataset.ready = "true";
+}
+
+main();

@@ -1,0 +1,268 @@
+"""The dashboard in real headless Chromium (Debian's), driven by Playwright, against real servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from evm import deploy, mint, mint_cheap
+from integration.anvil import Anvil
+from integration.server import Server, free_port, server_env
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--no-first-run", "--disable-sync"]
+FAST = {"promptIndex": 1, "styleIndex": 8, "samplerIndex": 2, "aspectIndex": 0, "steps": 18, "cfg": 75,
+        "paletteId": 3}
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium for the browser tests: apt-get install chromium")
+    pytest.skip("Debian's chromium is not installed (./run_tests.sh installs it)", allow_module_level=True)
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+# Records every value the progress bar takes, from the moment the page loads.
+RECORD_PROGRESS = """
+window.__progress = [];
+new MutationObserver(() => {
+  const bar = document.getElementById("progress");
+  if (bar) window.__progress.push(Number(bar.value));
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def anvil():
+    node = Anvil().start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def contract(anvil):
+    return deploy(anvil.web3())
+
+
+@pytest.fixture(scope="module")
+def service(anvil, contract, tiny_env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dashboard")
+    env = server_env(tiny_env, workdir, rpc_url=anvil.url, chain_id="31337", params_contract=contract.address)
+    with Server(env, workdir) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser, service):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.add_init_script(RECORD_PROGRESS)
+    page.goto(service.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()
+
+
+def fill_manual(page, params: dict) -> None:
+    page.get_by_text("Enter parameters by hand").click()
+    for key, value in params.items():
+        page.locator(f"#manual-fields input[name={key}]").fill(str(value))
+    page.get_by_role("button", name="Use these parameters").click()
+
+
+def params_shown(page) -> dict[str, str]:
+    terms = page.locator("#params dt").all_inner_texts()
+    values = page.locator("#params dd").all_inner_texts()
+    return dict(zip(terms, values, strict=True))
+
+
+def wait_for_result(page, timeout=120_000) -> None:
+    page.wait_for_selector("#result:not([hidden])", timeout=timeout)
+
+
+def test_page_and_status_badge(page):
+    assert page.title() == "AleaArt dashboard"
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Model loaded')")
+    assert "cpu" in page.locator("#status").inner_text()
+
+
+def test_latest_and_load_parameters_show_names(page, anvil, contract, service):
+    w3 = anvil.web3()
+    older = mint_cheap(contract, w3)
+    latest = mint_cheap(contract, w3)
+    token = httpx.get(f"{service.url}/tokens/{latest}").json()
+
+    page.get_by_role("button", name="Get Latest Art Parameters").click()
+    page.wait_for_selector("#params:not([hidden])")
+    shown = params_shown(page)
+    named = token["named"]
+    assert shown["Token"] == f"#{latest}"
+    assert (shown["Prompt"], shown["Style"], shown["Sampler"]) == (named["prompt"], named["style"], named["sampler"])
+    assert shown["Aspect"] == "Square 512×512" and shown["CFG"] == named["cfg"]
+    assert shown["Seed"] == str(token["parameters"]["latentSeed"]) and shown["Matches seed"].startswith("yes")
+
+    page.get_by_label("Token id").fill(str(older))
+    page.get_by_role("button", name="Load Parameters").click()
+    page.wait_for_function(f"document.querySelector('#params dd').textContent === '#{older}'")
+    assert params_shown(page)["Token"] == f"#{older}"
+
+
+def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
+    token_id = mint_cheap(contract, anvil.web3())
+    page.get_by_label("Token id").fill(str(token_id))
+    page.get_by_role("button", name="Load Parameters").click()
+    page.wait_for_selector("#params:not([hidden])")
+    page.get_by_role("button", name="🎨 Generate Image").click()
+    wait_for_result(page)
+
+    values = page.evaluate("window.__progress")
+    assert len(set(values)) >= 3 and values == sorted(values), values  # the bar advanced step by step
+    image = page.locator("#result-image")
+    page.wait_for_function("document.getElementById('result-image').complete")
+    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [512, 512]
+    assert image.get_attribute("alt").startswith(f"Generated image for token #{token_id}")
+    assert "cached" not in page.locator("#result-meta").inner_text()
+    assert page.locator("#cancel").is_hidden() and page.locator("#progress-box").is_hidden()
+    assert page.locator("#result-download").get_attribute("href").startswith("/generated_images/art_token_")
+    page.wait_for_function(f"[...document.querySelectorAll('#gallery span')].some(s => s.textContent === 'Token #{token_id}')")
+
+    page.get_by_role("button", name="🎨 Generate Image").click()
+    page.wait_for_function("document.getElementById('result-meta').textContent.includes('cached')")
+
+    page.locator("#gallery button").first.click()
+    dialog = page.locator("#details")
+    assert dialog.is_visible() and "SHA-256" in dialog.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_cancel_a_running_job(page):
+    fill_manual(page, {**FAST, "aspectIndex": 2, "steps": 64, "latentSeed": 31337})
+    page.get_by_role("button", name="🎨 Generate Image").click()
+    page.wait_for_function("document.getElementById('progress-label').textContent.startsWith('Step ')")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("document.getElementById('job-status').textContent === 'Cancelled.'", timeout=60_000)
+    assert page.locator("#result").is_hidden()
+    assert page.get_by_role("button", name="🎨 Generate Image").is_enabled()
+
+
+def test_keyboard_only_main_flow(page, anvil, contract):
+    token_id = mint_cheap(contract, anvil.web3())
+    page.keyboard.press("Tab")  # the skip link
+    page.keyboard.press("Enter")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "token-id":
+            break
+    assert page.evaluate("document.activeElement.id") == "token-id"
+    page.keyboard.type(str(token_id))
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#params dd')?.textContent === '#{token_id}'")
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "generate":
+            break
+    assert page.evaluate("document.activeElement.id") == "generate"
+    page.keyboard.press("Enter")
+    wait_for_result(page)
+    assert page.evaluate("document.activeElement.id") == "result-heading"  # focus moves to the result
+
+
+def test_token_not_ready_is_explained(page, anvil, contract):
+    pending = mint(contract, anvil.web3())
+    page.get_by_label("Token id").fill(str(pending))
+    page.get_by_role("button", name="Load Parameters").click()
+    error = page.get_by_role("alert")
+    error.wait_for()
+    assert f"token {pending} is not ready" in error.inner_text()
+
+
+def test_phone_width_has_no_sideways_scroll(browser, service):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(service.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    context.close()
+
+
+def open_dashboard(browser, server) -> tuple:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    return context, page
+
+
+def test_chain_down_and_model_missing_are_explained(browser, tiny_env, tmp_path):
+    env = server_env(tiny_env, tmp_path, model=str(tmp_path / "no-model"), rpc_url=f"http://127.0.0.1:{free_port()}",
+                     chain_id="31337", chain_timeout="2")
+    with Server(env, tmp_path) as server:
+        context, page = open_dashboard(browser, server)
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Model not loaded')")
+        page.get_by_role("button", name="Get Latest Art Parameters").click()
+        error = page.get_by_role("alert")
+        error.wait_for()
+        assert "The chain is unreachable or not configured" in error.inner_text()
+        fill_manual(page, {**FAST, "latentSeed": 1})
+        page.get_by_role("button", name="🎨 Generate Image").click()
+        page.wait_for_function("document.getElementById('error').textContent.includes('The model is not loaded')")
+        assert "ALEAART_MODEL=tiny" in error.inner_text()
+        context.close()
+
+
+def test_queue_full_is_explained(browser, tiny_env, tmp_path):
+    slow = {"prompt": "slow", "steps": 100, "width": 1024, "height": 1024}
+    with Server(server_env(tiny_env, tmp_path, max_queue="1"), tmp_path) as server:
+        jobs = [httpx.post(server.url + "/jobs", json={**slow, "seed": seed}).json() for seed in (1, 2)]
+        context, page = open_dashboard(browser, server)
+        fill_manual(page, {**FAST, "latentSeed": 3})
+        page.get_by_role("button", name="🎨 Generate Image").click()
+        page.get_by_role("alert").wait_for()
+        assert "The queue is full" in page.get_by_role("alert").inner_text()
+        for job in jobs:
+            httpx.delete(server.url + job["statusUrl"])
+        context.close()
+
+
+def test_backend_unreachable_is_explained(browser, service):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(service.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.route("**/tokens/**", lambda route: route.abort("connectionrefused"))
+    page.get_by_role("button", name="Get Latest Art Parameters").click()
+    page.get_by_role("alert").wait_for()
+    assert "Cannot reach the AleaArt backend" in page.get_by_role("alert").inner_text()
+    context.close()
+
+
+def test_api_key_is_asked_once_and_sent(browser, tiny_env, tmp_path):
+    with Server(server_env(tiny_env, tmp_path, api_key="k3y"), tmp_path) as server:
+        context, page = open_dashboard(browser, server)
+        page.get_by_label("API key").wait_for()
+        page.get_by_label("API key").fill("k3y")
+        page.get_by_role("button", name="Save key").click()
+        assert page.locator("#key-form").is_hidden()
+        fill_manual(page, {**FAST, "latentSeed": 2})
+        page.get_by_role("button", name="🎨 Generate Image").click()
+        wait_for_result(page)
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator("#key-form").is_hidden()  # kept for the session: asked once
+        context.close()
