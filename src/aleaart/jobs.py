@@ -193,7 +193,7 @@ class JobQueue:
     def stop(self, timeout: float = 5.0) -> None:
         with self._wake:
             self._stopping = True
-            for job in self._queue:
+            for job in self._active.values():  # a running render stops at its next step
                 job.cancel_event.set()
             self._wake.notify_all()
         self._worker.join(timeout)

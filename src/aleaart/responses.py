@@ -26,7 +26,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool) -> dict[str, Any]:
     spec = image.spec
     result: dict[str, Any] = {
-        "success": True,
         "imageUrl": f"/generated_images/{image.file}",
         "tokenId": image.token_id,
         "prompt": image.prompt,
@@ -100,4 +99,5 @@ async def generate_and_wait(queue: JobQueue, spec: RenderSpec, token_id: str | N
         raise GenerationCancelled(f"job {job.id} was cancelled")
     if job.state is JobState.FAILED or job.image is None:
         return error_response(500, job.error or "generation failed")
-    return {**image_result(queue.store, job.image, cached=job.cached, with_base64=True), "jobId": job.id}
+    result = image_result(queue.store, job.image, cached=job.cached, with_base64=True)
+    return {"success": True, **result, "jobId": job.id}
