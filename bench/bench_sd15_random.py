@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 import resource
 import time
+from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

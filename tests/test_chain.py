@@ -4,13 +4,13 @@ import os
 import warnings
 
 import pytest
+from evm import SALT, deploy, mint
+from test_derive import VECTORS
 from web3 import EthereumTesterProvider, Web3
 
 from aleaart.chain import ChainReader, params_from_tuple, token_json
 from aleaart.derive import derive_params, token_seed
 from aleaart.errors import ChainError, ChainUnavailable, NotFound, TokenNotReady
-from evm import SALT, deploy, mint
-from test_derive import VECTORS
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@ import threading
 import time
 
 import pytest
+from fakes import FakeEngine
 
 from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable, NotFound, QueueFull
 from aleaart.jobs import Job, JobQueue, JobState, ModelHolder
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore
-from fakes import FakeEngine
 
 
 def spec(seed=1, steps=5):

@@ -27,7 +27,7 @@ VALID = {
 
 # The tables exactly as issue #2 states them.
 EXPECTED_TEMPLATES = [
-    ("Retrofuturism", "retrofuturism bodywear, primitive, vintage, intricate detail, digital art, digital painting, concept art, poster, award winning"),
+    ("Retrofuturism", "retrofuturism bodywear, primitive, vintage, intricate detail, digital art, digital painting, concept art, poster, award winning"),  # noqa: E501
     ("Cyberpunk", "cyberpunk cityscape, neon lights, futuristic architecture, digital art, concept art, detailed"),
     ("Fantasy", "fantasy landscape, magical forest, ethereal lighting, digital painting, concept art, detailed"),
     ("Steampunk", "steampunk machinery, brass and copper, Victorian era, intricate detail, digital art"),

@@ -146,7 +146,8 @@ def test_unreachable_hub_model_fails_fast_with_a_hint(tmp_path, tiny_env):
 def test_corrupt_checkpoint_is_reported(tiny_settings, tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ModelUnavailable, match="model '.*broken.safetensors' could not be loaded: .*set ALEAART_MODEL=tiny"):
+    expected = "model '.*broken.safetensors' could not be loaded: .*set ALEAART_MODEL=tiny"
+    with pytest.raises(ModelUnavailable, match=expected):
         Engine.load(replace_settings(tiny_settings, model=str(bad), model_config_dir=str(tmp_path)))
 
 

@@ -1,12 +1,12 @@
 import os
 
 import pytest
+from PIL import Image
 
 from aleaart.errors import NotFound
 from aleaart.metadata import ImageInfo, encode_png, image_filename, render_key
 from aleaart.params import RenderParams, spec_from_params
 from aleaart.store import ImageStore, new_record, write_atomically
-from PIL import Image
 
 
 def make_image(token_id="1", seed=1):

@@ -18,13 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aleaart import __version__
-from aleaart.config import Settings
 from aleaart.api_tokens import token_routes
 from aleaart.chain import ChainReader
+from aleaart.config import Settings
 from aleaart.errors import AleaArtError, BodyTooLarge, QueueFull, Unauthorized
 from aleaart.jobs import EngineLike, JobQueue, ModelHolder
-from aleaart.responses import IMMUTABLE, error_response, generate_and_wait, image_result, job_events, job_snapshot
 from aleaart.params import tables_json
+from aleaart.responses import IMMUTABLE, error_response, generate_and_wait, image_result, job_events, job_snapshot
 from aleaart.schemas import GenerateBody
 from aleaart.store import ImageStore
 
@@ -140,7 +140,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ImageStore(settings.images_dir, settings.db_path)
-        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe_cuda if loader is None else lambda: False)
+        probe = probe_cuda if loader is None else (lambda: False)
+        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
         queue = JobQueue(model=model, store=store, settings=settings)
         app.state.store, app.state.model, app.state.queue = store, model, queue
         app.state.chain = chain or ChainReader.from_settings(settings)

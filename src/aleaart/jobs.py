@@ -46,7 +46,7 @@ class EngineLike(Protocol):
     def generate(self, spec: RenderSpec, *, on_step: Any = None, cancel: threading.Event | None = None) -> Rendered: ...
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

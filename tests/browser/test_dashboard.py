@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from evm import deploy, mint, mint_cheap
 from integration.anvil import Anvil
 from integration.server import Server, free_port, server_env
@@ -138,7 +137,8 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
     assert "cached" not in page.locator("#result-meta").inner_text()
     assert page.locator("#cancel").is_hidden() and page.locator("#progress-box").is_hidden()
     assert page.locator("#result-download").get_attribute("href").startswith("/generated_images/art_token_")
-    page.wait_for_function(f"[...document.querySelectorAll('#gallery span')].some(s => s.textContent === 'Token #{token_id}')")
+    in_gallery = f"[...document.querySelectorAll('#gallery span')].some(s => s.textContent === 'Token #{token_id}')"
+    page.wait_for_function(in_gallery)
 
     page.get_by_role("button", name="🎨 Generate Image").click()
     page.wait_for_function("document.getElementById('result-meta').textContent.includes('cached')")

@@ -8,13 +8,13 @@ import os
 
 import httpx
 import pytest
+from evm import deploy, mint, mint_cheap
 from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
 from aleaart.derive import derive_params
 from aleaart.metadata import png_cid
 from aleaart.params import ASPECTS
-from evm import deploy, mint, mint_cheap
 from integration.anvil import Anvil
 from integration.server import Server, server_env
 

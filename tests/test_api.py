@@ -1,0 +1,93 @@
+"""API behaviours that need a particular engine, in-process with fakes at the engine seam."""
+
+import threading
+import warnings
+
+import pytest
+from evm import deploy, mint_cheap
+from fakes import FakeEngine
+from fastapi.testclient import TestClient
+from web3 import EthereumTesterProvider, Web3
+
+from aleaart.api import create_app
+from aleaart.chain import ChainReader
+from aleaart.config import Settings
+
+BODY = {"prompt": "a fox", "seed": 1, "steps": 3, "width": 256, "height": 256}
+
+
+def client_for(tmp_path, loader, **settings) -> TestClient:
+    app = create_app(Settings(images_dir=tmp_path / "images", **settings), loader=loader)
+    return TestClient(app)
+
+
+def test_a_failed_generation_is_a_500_with_the_reason_not_a_crash(tmp_path):
+    engine = FakeEngine(fail_with=RuntimeError("CUDA out of memory"))
+    with client_for(tmp_path, lambda: engine) as client:
+        client.app.state.model.wait(5)
+        response = client.post("/generate-image", json=BODY)
+        assert response.status_code == 500
+        assert response.json() == {"success": False, "error": "generation failed: RuntimeError: CUDA out of memory"}
+        engine.fail_with = None
+        assert client.post("/generate-image", json=BODY).status_code == 200  # the worker lives on
+
+
+def test_while_the_model_loads(tmp_path):
+    gate = threading.Event()
+    with client_for(tmp_path, lambda: gate.wait(10) and FakeEngine()) as client:
+        health = client.get("/health").json()
+        assert health["model_loading"] is True and health["model_loaded"] is False
+        assert client.get("/ready").status_code == 503
+        response = client.post("/jobs", json=BODY)
+        assert response.status_code == 503 and "still loading" in response.json()["error"]
+        gate.set()
+        client.app.state.model.wait(5)
+        assert client.get("/ready").status_code == 200
+        assert client.post("/jobs", json=BODY).status_code == 202
+
+
+def test_a_loader_crash_reaches_health(tmp_path):
+    def crash():
+        raise RuntimeError("driver exploded")
+
+    with client_for(tmp_path, crash) as client:
+        client.app.state.model.wait(5)
+        assert "RuntimeError: driver exploded" in client.get("/health").json()["model_error"]
+        assert client.post("/generate-image", json=BODY).status_code == 503
+
+
+@pytest.fixture
+def chain():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w3 = Web3(EthereumTesterProvider())
+    contract = deploy(w3)
+    return w3, contract, ChainReader(rpc_url="eth-tester", chain_id=w3.eth.chain_id, address=contract.address,
+                                     web3=w3)
+
+
+def test_token_metadata_gains_the_cid_once_the_image_is_stored(tmp_path, chain):
+    w3, contract, reader = chain
+    token_id = mint_cheap(contract, w3)
+    app = create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine, chain=reader)
+    with TestClient(app) as client:
+        app.state.model.wait(5)
+        before = client.get(f"/tokens/{token_id}/metadata.json").json()
+        assert "image_ipfs" not in before and before["generation"]["sha256"] is None
+        assert before["image"].endswith(f"/tokens/{token_id}/image.png")
+        png = client.get(f"/tokens/{token_id}/image.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        after = client.get(f"/tokens/{token_id}/metadata.json").json()
+        assert after["image_ipfs"].startswith("ipfs://bafkrei") and after["generation"]["model"] == "fake"
+
+
+def test_token_image_needs_the_key_to_generate_but_not_to_serve(tmp_path, chain):
+    w3, contract, reader = chain
+    token_id = mint_cheap(contract, w3)
+    app = create_app(Settings(images_dir=tmp_path / "images", api_key="k"), loader=FakeEngine, chain=reader)
+    with TestClient(app) as client:
+        app.state.model.wait(5)
+        denied = client.get(f"/tokens/{token_id}/image.png")
+        assert denied.status_code == 401 and "not generated yet" in denied.json()["error"]
+        assert client.post(f"/tokens/{token_id}/generate-image", headers={"X-API-Key": "k"}).status_code == 200
+        assert client.get(f"/tokens/{token_id}/image.png").status_code == 200
