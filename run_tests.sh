@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: creates .venv if missing, installs the project with its test
-# extras, then runs pytest. Extra arguments go to pytest (e.g. ./run_tests.sh -k params).
+# extras, lints with ruff, then runs pytest. Extra arguments go to pytest (e.g. ./run_tests.sh -k params).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +23,8 @@ fi
 
 # anvil (a local JSON-RPC node) and solcjs for the chain tests, pinned in chain/package-lock.json.
 npm ci --prefix chain --no-audit --no-fund --loglevel=error
+
+.venv/bin/ruff check --quiet src tests bench
 
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"
