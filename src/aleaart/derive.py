@@ -6,6 +6,7 @@ With ``seed`` a token's bytes32, ``s0 = uint256(seed)`` and
 
 from __future__ import annotations
 
+from eth_abi.packed import encode_packed
 from eth_hash.auto import keccak
 
 from aleaart.errors import InvalidParams
@@ -29,7 +30,7 @@ def parse_seed(seed: bytes | str) -> bytes:
 
 def sub_seed(seed: bytes, k: int) -> int:
     """uint256(keccak256(abi.encodePacked(seed, uint256(k)))): 64 bytes hashed, big-endian."""
-    return int.from_bytes(keccak(seed + k.to_bytes(32, "big")), "big")
+    return int.from_bytes(keccak(encode_packed(["bytes32", "uint256"], [seed, k])), "big")
 
 
 def derive_params(seed: bytes | str) -> RenderParams:
@@ -50,4 +51,6 @@ def derive_params(seed: bytes | str) -> RenderParams:
 
 def token_seed(random_number: bytes, token_id: int, collection_salt: bytes) -> bytes:
     """keccak256(abi.encodePacked(randomNumber, uint256(tokenId), collectionSalt))."""
-    return keccak(parse_seed(random_number) + token_id.to_bytes(32, "big") + parse_seed(collection_salt))
+    packed = encode_packed(["bytes32", "uint256", "bytes32"],
+                           [parse_seed(random_number), token_id, parse_seed(collection_salt)])
+    return keccak(packed)
