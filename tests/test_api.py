@@ -77,6 +77,7 @@ def test_token_metadata_gains_the_cid_once_the_image_is_stored(tmp_path, chain):
         assert before["image"].endswith(f"/tokens/{token_id}/image.png")
         png = client.get(f"/tokens/{token_id}/image.png")
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert "immutable" not in png.headers["cache-control"]  # the token's address follows the model
         after = client.get(f"/tokens/{token_id}/metadata.json").json()
         assert after["image_ipfs"].startswith("ipfs://bafkrei") and after["generation"]["model"] == "fake"
 

@@ -248,7 +248,7 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
         return {"ready": True}
 
     @app.post("/generate-image", dependencies=keyed)
-    async def generate_image(body: GenerateBody, queue: Queue) -> Any:
+    async def generate_image(body: GenerateBody, queue: Queue) -> dict[str, Any]:
         return await generate_and_wait(queue, body.to_spec(), body.tokenId)
 
     @app.post("/jobs", status_code=202, dependencies=keyed)

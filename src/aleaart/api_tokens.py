@@ -15,9 +15,10 @@ from aleaart.errors import Unauthorized
 from aleaart.jobs import JobQueue
 from aleaart.metadata import render_key, token_metadata
 from aleaart.params import spec_from_params
-from aleaart.responses import IMMUTABLE, generate_and_wait, job_snapshot, wait_for
+from aleaart.responses import finished_job, generate_and_wait, job_snapshot
 from aleaart.store import StoredImage
 
+TOKEN_IMAGE_CACHE = "public, max-age=3600"
 TokenId = Annotated[int, Path(ge=0, le=2**256 - 1, description="the token id (decimal)")]
 
 
@@ -50,10 +51,10 @@ def token_routes(settings: Settings, check_key: Callable[[Request], None]) -> AP
         return token_json(await read_token(request, token_id))
 
     @router.post("/tokens/{token_id}/generate-image", dependencies=keyed)
-    async def generate_token_image(request: Request, token_id: TokenId) -> Any:
+    async def generate_token_image(request: Request, token_id: TokenId) -> dict[str, Any]:
         info = await read_token(request, token_id)
         answer = await generate_and_wait(request.app.state.queue, spec_from_params(info.params), str(token_id))
-        return answer if isinstance(answer, JSONResponse) else {**answer, "derivedMatch": info.derived_match}
+        return {**answer, "derivedMatch": info.derived_match}
 
     @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=keyed)
     async def create_token_job(request: Request, token_id: TokenId) -> JSONResponse:
@@ -82,13 +83,10 @@ def token_routes(settings: Settings, check_key: Callable[[Request], None]) -> AP
         stored = stored_image_of(queue, info)
         if stored is None:
             require_key_to_generate(request, token_id)
-            job = queue.submit(spec_from_params(info.params), str(token_id))
-            await asyncio.shield(wait_for(job))
-            stored = job.image
-            if stored is None:
-                return JSONResponse({"success": False, "error": job.error or "generation failed"}, status_code=500)
+            stored = (await finished_job(queue, spec_from_params(info.params), str(token_id))).image
+        # Not immutable: this address follows the token to whatever the current model renders.
         return FileResponse(queue.store.path_of(stored.file), media_type="image/png",
-                            headers={"Cache-Control": IMMUTABLE})
+                            headers={"Cache-Control": TOKEN_IMAGE_CACHE})
 
     def require_key_to_generate(request: Request, token_id: int) -> None:
         """Serving a stored image is open; generating one needs the key when a key is configured."""

@@ -6,6 +6,7 @@
     ├── BodyTooLarge           (413)  the request body is over the configured limit
     ├── ModelUnavailable       (503)  the model could not be loaded; says which and what to set
     ├── GenerationCancelled    (409)  a generation was stopped between steps on request
+    ├── GenerationFailed       (500)  the engine failed on a valid request (out of memory, ...)
     ├── NotFound               (404)  an image, job or token that does not exist
     ├── QueueFull              (429)  the job queue is at its bound; carries ``retry_after``
     └── ChainError             (502)  the chain could not be read (RPC down, a call failed)
@@ -42,6 +43,10 @@ class ModelUnavailable(AleaArtError):
 
 class GenerationCancelled(AleaArtError):
     status = 409
+
+
+class GenerationFailed(AleaArtError):
+    status = 500
 
 
 class NotFound(AleaArtError, LookupError):

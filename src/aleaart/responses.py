@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from aleaart.errors import GenerationCancelled
+from aleaart.errors import GenerationCancelled, GenerationFailed
 from aleaart.jobs import Job, JobQueue, JobState, image_base64
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
@@ -88,16 +88,20 @@ async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
 
 
-
-
-async def generate_and_wait(queue: JobQueue, spec: RenderSpec, token_id: str | None) -> dict[str, Any] | JSONResponse:
-    """The seed's synchronous answer: submit (or join, or find stored), wait, answer with the image."""
+async def finished_job(queue: JobQueue, spec: RenderSpec, token_id: str | None) -> Job:
+    """Submit (or join, or find stored) and wait; the job has its image, or this raises why not."""
     job = queue.submit(spec, token_id)
     # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
     await asyncio.shield(wait_for(job))
     if job.state is JobState.CANCELLED:
         raise GenerationCancelled(f"job {job.id} was cancelled")
-    if job.state is JobState.FAILED or job.image is None:
-        return error_response(500, job.error or "generation failed")
+    if job.image is None:
+        raise GenerationFailed(job.error or "generation failed")
+    return job
+
+
+async def generate_and_wait(queue: JobQueue, spec: RenderSpec, token_id: str | None) -> dict[str, Any]:
+    """The seed's synchronous answer, with the image inline."""
+    job = await finished_job(queue, spec, token_id)
     result = image_result(queue.store, job.image, cached=job.cached, with_base64=True)
     return {"success": True, **result, "jobId": job.id}
