@@ -72,3 +72,11 @@ def test_make_tiny_model_with_single_file(tiny_env, tmp_path):
     out = json.loads(result.stdout)
     assert (tmp_path / "m" / "model_index.json").exists()
     assert out["singleFile"].endswith("m.safetensors") and (tmp_path / "m.safetensors").stat().st_size > 1e6
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tiny_env, tmp_path):
+    result = aleaart("generate", "--params", json.dumps(PARAMS), env={**tiny_env, "ALEAART_THREADS": "0"},
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "aleaart: error: bad configuration: ALEAART_THREADS: Input should be greater than or equal to 1"]

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
 from aleaart.params import RenderParams, RenderSpec, check_token_id, spec_from_params
@@ -31,9 +33,9 @@ def parse_params_argument(text: str) -> RenderParams:
     return RenderParams.from_json(data)
 
 
-def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     params = parse_params_argument(args.params)
-    return render_to_file(spec_from_params(params), check_token_id(args.token_id), args.out)
+    return render_to_file(spec_from_params(params), check_token_id(args.token_id), args.out, settings)
 
 
 def parse_token_argument(text: str) -> int:
@@ -42,26 +44,24 @@ def parse_token_argument(text: str) -> int:
     return int(text)
 
 
-def cmd_token(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_token(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.chain import ChainReader, token_json
 
-    reader = ChainReader.from_settings(Settings())
+    reader = ChainReader.from_settings(settings)
     return token_json(reader.latest() if args.id == "latest" else reader.token(parse_token_argument(args.id)))
 
 
-def cmd_render_token(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_render_token(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.chain import ChainReader
 
     token_id = parse_token_argument(args.id)
-    info = ChainReader.from_settings(Settings()).token(token_id)
-    result = render_to_file(spec_from_params(info.params), str(token_id), args.out)
+    info = ChainReader.from_settings(settings).token(token_id)
+    result = render_to_file(spec_from_params(info.params), str(token_id), args.out, settings)
     return {**result, "derivedMatch": info.derived_match}
 
 
-def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None) -> dict[str, Any]:
+def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None, settings: Settings) -> dict[str, Any]:
     """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
-    settings = Settings()
-
     from tqdm import tqdm  # imported here so bad input is answered before the heavy imports
 
     from aleaart.engine.pipeline import Engine
@@ -77,7 +77,7 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None)
         rendered = engine.generate(spec, on_step=on_step)
     key = render_key(spec, engine.recipe, token_id)
     out = Path(out_path) if out_path else Path(image_filename(token_id, key))
-    info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe["aleaart"], token_id=token_id)
+    info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe["aleaart"], token_id=token_id, key=key)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_png(rendered.image, info))
     return {
@@ -91,7 +91,7 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None)
     }
 
 
-def cmd_make_tiny_model(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_make_tiny_model(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.engine.tiny import make_tiny_model
 
     folder = make_tiny_model(Path(args.dir))
@@ -106,14 +106,13 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import logging
 
     import uvicorn
 
     from aleaart.api import create_app
 
-    settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
@@ -151,10 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable a Settings error location stands for."""
+    name = "_".join(map(str, loc)).upper()
+    return name if name.startswith("ALEAART_") else f"ALEAART_{name}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = args.run(args)
+        settings = Settings()  # read once, here, and passed down
+    except ValidationError as error:
+        problems = "; ".join(f"{env_name(e['loc'])}: {e['msg']}" for e in error.errors())
+        print(f"aleaart: error: bad configuration: {problems}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        result = args.run(args, settings)
     except InvalidParams as error:
         print(f"aleaart: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,7 +7,6 @@ loaded, submissions get ModelUnavailable with the reason.
 
 from __future__ import annotations
 
-import base64
 import collections
 import enum
 import hashlib
@@ -328,7 +327,3 @@ class JobQueue:
 def _new_id() -> str:
     return uuid.uuid4().hex
 
-
-def image_base64(store: ImageStore, image: StoredImage) -> str:
-    data = store.path_of(image.file).read_bytes()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from aleaart.errors import GenerationCancelled, GenerationFailed
-from aleaart.jobs import Job, JobQueue, JobState, image_base64
+from aleaart.jobs import Job, JobQueue, JobState
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
 
@@ -21,6 +22,11 @@ HEARTBEAT_SECONDS = 15.0
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
+
+
+def image_base64(store: ImageStore, image: StoredImage) -> str:
+    data = store.path_of(image.file).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool) -> dict[str, Any]:
