@@ -30,6 +30,24 @@ def tiny_engine(tiny_settings):
     return Engine.load(tiny_settings)
 
 
+@pytest.fixture(scope="module")
+def anvil():
+    """A real JSON-RPC node (anvil from chain/node_modules) on a free 127.0.0.1 port."""
+    from integration.anvil import Anvil
+
+    node = Anvil().start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def contract(anvil):
+    """The EntropyArtParamsV2 test double, deployed on that node."""
+    from evm import deploy
+
+    return deploy(anvil.web3())
+
+
 @pytest.fixture(scope="session")
 def tiny_env(cache_dir) -> dict[str, str]:
     """Environment for a subprocess that should use the same tiny model and threads."""

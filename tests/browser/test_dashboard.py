@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from evm import deploy, mint, mint_cheap
-from integration.anvil import Anvil
+from evm import mint, mint_cheap
 from integration.server import Server, free_port, server_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,18 +41,6 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def anvil():
-    node = Anvil().start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
-def contract(anvil):
-    return deploy(anvil.web3())
 
 
 @pytest.fixture(scope="module")

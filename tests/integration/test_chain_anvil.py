@@ -19,18 +19,6 @@ from integration.anvil import Anvil
 from integration.server import Server, server_env
 
 
-@pytest.fixture(scope="module")
-def anvil():
-    node = Anvil().start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
-def contract(anvil):
-    return deploy(anvil.web3())
-
-
 def test_two_hundred_random_seeds_derive_the_same_on_chain(contract):
     for _ in range(200):
         seed = os.urandom(32)
