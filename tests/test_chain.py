@@ -4,11 +4,13 @@ import os
 import warnings
 
 import pytest
+from eth_abi import encode
 from evm import SALT, deploy, mint
 from test_derive import VECTORS
 from web3 import EthereumTesterProvider, Web3
+from web3.exceptions import ContractLogicError
 
-from aleaart.chain import ChainReader, params_from_tuple, token_json
+from aleaart.chain import ChainReader, params_from_tuple, revert_reason, token_json
 from aleaart.derive import derive_params, token_seed
 from aleaart.errors import ChainError, ChainUnavailable, NotFound, TokenNotReady
 
@@ -100,3 +102,15 @@ def test_bad_address_and_unreachable_rpc():
                          address="0x420D121aE08007Ef0A66E67D5D7BfFdC98AbECF0")
     with pytest.raises(ChainError, match="cannot read the chain at http://127.0.0.1:9"):
         reader.token(1)
+
+
+def test_revert_reason_reads_error_string_data():
+    data = "0x08c379a0" + encode(["string"], ["not ready"]).hex()
+    assert revert_reason(ContractLogicError("execution reverted", data=data)) == "not ready"
+    assert revert_reason(ContractLogicError("execution reverted: not ready", data="0x")) is None
+    assert revert_reason(ContractLogicError("panic", data="0x4e487b71" + "00" * 32)) is None
+
+
+def test_a_bug_is_not_reported_as_an_unreachable_chain(reader):
+    with pytest.raises(ZeroDivisionError):
+        reader._call(lambda: 1 / 0)

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import requests
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
 from web3 import Web3
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 
 from aleaart.config import Settings
 from aleaart.derive import derive_params
@@ -17,6 +20,11 @@ from aleaart.params import FIELDS, RenderParams, describe
 
 T = TypeVar("T")
 ZERO_SEED = b"\0" * 32
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string), what `require(cond, "reason")` reverts with
+NOT_READY = "not ready"  # the test contract's and EntropyArtParamsV2's revert reason before the seed
+# What a failed read looks like when the node is down, slow or answers with an error. Anything
+# else (a bug in this code, a broken ABI) propagates as itself.
+TRANSPORT_ERRORS = (requests.RequestException, ProviderConnectionError, TimeExhausted, Web3RPCError, OSError)
 LATEST_LOOKBACK = 256  # how far below nextTokenId "latest" looks for a token with its seed
 
 _PARAMS_TUPLE = [
@@ -118,10 +126,11 @@ class ChainReader:
         try:
             return read()
         except ContractLogicError as error:
-            if "not ready" in str(error):
+            reason = revert_reason(error)
+            if reason == NOT_READY:
                 raise TokenNotReady("the token is not ready: its randomness has not arrived yet") from None
-            raise ChainError(f"the contract at {self.address} reverted: {error}") from None
-        except Exception as error:  # transport errors come in many types (requests, aiohttp, web3)
+            raise ChainError(f"the contract at {self.address} reverted: {reason or error}") from None
+        except TRANSPORT_ERRORS as error:
             raise self._unreachable(error) from None
 
     def _check_chain(self) -> None:
@@ -129,7 +138,7 @@ class ChainReader:
             return
         try:
             actual = self.w3.eth.chain_id
-        except Exception as error:
+        except TRANSPORT_ERRORS as error:
             raise self._unreachable(error) from None
         if actual != self.chain_id:
             raise ChainUnavailable(
@@ -141,6 +150,25 @@ class ChainReader:
     def _unreachable(self, error: Exception) -> ChainError:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         return ChainError(f"cannot read the chain at {self.rpc_url}: {reason}")
+
+
+def revert_reason(error: ContractLogicError) -> str | None:
+    """The string of a ``require``/``revert("...")``, decoded from the revert data; None for other reverts."""
+    data = error.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if not isinstance(data, str) or not data.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(data[2:])
+    except ValueError:
+        return None
+    if not raw.startswith(ERROR_SELECTOR):
+        return None
+    try:
+        return decode(["string"], raw[len(ERROR_SELECTOR):])[0]
+    except DecodingError:
+        return None
 
 
 def token_json(info: TokenInfo) -> dict[str, Any]:

@@ -160,18 +160,25 @@ class RenderParams:
         return self.cfg / 10
 
 
-TOKEN_ID = re.compile(r"^[0-9]{1,78}$")  # a uint256 in decimal
+TOKEN_ID = re.compile(r"[0-9]{1,78}")  # a uint256 in decimal, ASCII digits only
+MAX_TOKEN_ID = 2**256 - 1
+
+
+def parse_token_id(value: Any) -> int:
+    """A token id (uint256) from an integer or a string of ASCII decimal digits; anything else is refused.
+
+    The one parser of token ids: the HTTP bodies, paths and queries and the CLI all call it.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_ID:
+        return value
+    if isinstance(value, str) and TOKEN_ID.fullmatch(value) and int(value) <= MAX_TOKEN_ID:
+        return int(value)
+    raise InvalidParams(f"tokenId must be a non-negative integer (uint256) in decimal, got {value!r}")
 
 
 def check_token_id(value: Any) -> str | None:
-    """A token id as the canonical decimal string (ints and digit strings accepted), or None."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**256:
-        return str(value)
-    if isinstance(value, str) and TOKEN_ID.match(value) and int(value) < 2**256:
-        return str(int(value))
-    raise InvalidParams(f"tokenId must be a non-negative integer (uint256), got {value!r}")
+    """A request's optional token id as its canonical decimal string, or None."""
+    return None if value is None else str(parse_token_id(value))
 
 
 def build_prompt(params: RenderParams) -> str:
@@ -224,6 +231,12 @@ class RenderSpec:
         data = asdict(self)
         data["params"] = self.params.to_json() if self.params else None
         return data
+
+    @classmethod
+    def from_canonical(cls, data: Mapping[str, Any]) -> RenderSpec:
+        """The inverse of ``canonical`` (job records are stored in that form)."""
+        params = data.get("params")
+        return cls(**{**data, "params": RenderParams.from_json(params) if params is not None else None})
 
 
 def spec_from_params(params: RenderParams) -> RenderSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 
 import httpx
 import pytest
@@ -13,10 +14,11 @@ from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
 from aleaart.derive import derive_params
+from aleaart.errors import ChainError, TokenNotReady
 from aleaart.metadata import png_cid
 from aleaart.params import ASPECTS
 from integration.anvil import Anvil
-from integration.server import Server, server_env
+from integration.server import Server, live_group_members, server_env
 
 
 def test_two_hundred_random_seeds_derive_the_same_on_chain(contract):
@@ -79,12 +81,14 @@ def test_unready_unminted_and_bad_ids(anvil, contract, service):
     with httpx.Client(base_url=service.url, timeout=30) as client:
         not_ready = client.get(f"/tokens/{pending}")
         assert not_ready.status_code == 409 and "not ready" in not_ready.json()["error"]
+        assert not_ready.json()["code"] == "token_not_ready"
         assert client.post(f"/tokens/{pending}/generate-image").status_code == 409
         missing = client.get(f"/tokens/{pending + 100}")
         assert missing.status_code == 404 and "is not minted" in missing.json()["error"]
         assert client.get("/tokens/0").status_code == 404
-        for bad in ("abc", "-1", "1.5", str(2**256)):
-            assert client.get(f"/tokens/{bad}").status_code == 422
+        for bad in ("abc", "-1", "1.5", str(2**256), "%C2%B2", "1%0A", "%EF%BC%91"):  # ², "1\n", fullwidth 1
+            answer = client.get(f"/tokens/{bad}")
+            assert answer.status_code == 422 and answer.json()["code"] == "invalid_params", bad
 
 
 def test_wrong_chain_id_is_503_naming_the_url(anvil, contract, tiny_env, tmp_path):
@@ -107,9 +111,28 @@ def test_stopped_node_is_502_naming_the_url(contract, tiny_env, tmp_path):
         node.stop()
         response = httpx.get(server.url + "/tokens/latest", timeout=30)
         assert response.status_code == 502 and node.url in response.json()["error"]
+        assert response.json()["code"] == "chain_unreachable"
         cached = httpx.get(f"{server.url}/tokens/{token_id}", timeout=30)
         assert cached.status_code == 200  # a finished token is served from the cache while the node is down
         assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_reverts_are_decoded_not_matched_by_substring(anvil, contract):
+    # A real node's revert (eth-tester raises its own exception type instead).
+    reader = ChainReader(rpc_url=anvil.url, chain_id=31337, address=contract.address)
+    pending = mint(contract, anvil.web3())
+    with pytest.raises(TokenNotReady):
+        reader._call(contract.functions.viewRenderParams(pending).call)
+    with pytest.raises(ChainError, match=r"reverted: no such token$"):
+        reader._call(contract.functions.fulfill(10**6, b"\1" * 32).call)
+
+
+def test_stopping_anvil_leaves_no_process_and_frees_the_port():
+    node = Anvil().start()
+    node.stop()
+    assert live_group_members(node.process.pid) == []  # the Node wrapper and the node it started
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", node.port)) != 0
 
 
 def test_cli_token_and_render_token(anvil, contract, tiny_env, tmp_path):
@@ -134,5 +157,8 @@ def test_cli_token_and_render_token(anvil, contract, tiny_env, tmp_path):
     assert rendered.returncode == 0, rendered.stderr
     assert json.loads(rendered.stdout)["tokenId"] == str(token_id)
     assert Image.open(tmp_path / "token.png").size == (512, 512)
+    for bad in ("²", "1\n", "-1"):
+        refused = aleaart("token", bad)
+        assert refused.returncode == 2 and "tokenId must be" in refused.stderr and "Traceback" not in refused.stderr
     missing = aleaart("token", str(token_id + 1000))
     assert missing.returncode == 1 and "is not minted" in missing.stderr

@@ -15,6 +15,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from aleaart.errors import InvalidParams
+from aleaart.params import SAMPLERS
 
 # torchsde warns when float rounding puts a timestep a hair past its interval; it is harmless.
 warnings.filterwarnings("ignore", message="Should have tb<=t1", module="torchsde")
@@ -34,14 +35,15 @@ def _dpm_sde(karras: bool) -> SchedulerFactory:
     )
 
 
-SCHEDULERS: dict[str, SchedulerFactory] = {
-    "DPM++ 2M Karras": _dpm_2m(karras=True),
-    "DPM++ SDE Karras": _dpm_sde(karras=True),
-    "Euler a": lambda config, seed: EulerAncestralDiscreteScheduler.from_config(config),
-    "DPM++ 2M": _dpm_2m(karras=False),
-    "DPM++ SDE": _dpm_sde(karras=False),
-    "LMS": lambda config, seed: LMSDiscreteScheduler.from_config(config),
-}
+# In the order of params.SAMPLERS (the contract's samplerIndex), which names them.
+SCHEDULERS: dict[str, SchedulerFactory] = dict(zip(SAMPLERS, (
+    _dpm_2m(karras=True),
+    _dpm_sde(karras=True),
+    lambda config, seed: EulerAncestralDiscreteScheduler.from_config(config),
+    _dpm_2m(karras=False),
+    _dpm_sde(karras=False),
+    lambda config, seed: LMSDiscreteScheduler.from_config(config),
+), strict=True))
 
 
 def make_scheduler(name: str, config: dict[str, Any], *, seed: int) -> SchedulerMixin:
