@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -22,7 +23,7 @@ def make_image(token_id="1", seed=1):
 
 @pytest.fixture
 def store(tmp_path):
-    s = ImageStore(tmp_path / "images", tmp_path / "images" / "index.db")
+    s = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
     yield s
     s.close()
 
@@ -61,7 +62,7 @@ def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
 
 def test_reconcile_on_open(tmp_path):
     folder = tmp_path / "images"
-    store = ImageStore(folder, folder / "index.db")
+    store = ImageStore.open(folder, folder / "index.db")
     kept, kept_png = make_image(seed=1)
     lost_file, lost_png = make_image(seed=2)
     for r, png in [(kept, kept_png), (lost_file, lost_png)]:
@@ -72,7 +73,7 @@ def test_reconcile_on_open(tmp_path):
     orphan, orphan_png = make_image(token_id="9", seed=3)
     (folder / orphan.file).write_bytes(orphan_png)  # a file whose row never made it
 
-    store = ImageStore(folder, folder / "index.db")
+    store = ImageStore.open(folder, folder / "index.db")
     assert not (folder / ".tmp-crashed.png").exists()
     assert store.get(lost_file.key) is None
     assert store.get(kept.key) == kept
@@ -98,3 +99,25 @@ def test_path_of_refuses_symlinks_and_missing(store, tmp_path):
         store.path_of(link.name)
     with pytest.raises(NotFound):
         store.path_of("art_token_2_0123456789abcdef.png")
+
+
+def test_stored_files_get_the_umasks_normal_mode(store):
+    old = os.umask(0o022)
+    try:
+        record, png = make_image()
+        store.put(record, png)
+    finally:
+        os.umask(old)
+    assert (store.folder / record.file).stat().st_mode & 0o777 == 0o644  # readable by a proxy or another user
+
+
+def test_derived_images_are_linked_to_their_source(store):
+    source, source_png = make_image(seed=1)
+    store.put(source, source_png)
+    child, child_png = make_image(seed=2)
+    child = dataclasses.replace(child, kind="upscale", source=source.key)
+    store.put(child, child_png)
+    assert store.get(child.key).source == source.key and store.get(child.key).kind == "upscale"
+    page, total = store.list(source=source.key)
+    assert total == 1 and [i.key for i in page] == [child.key]
+    assert store.get(source.key).kind == "render" and store.get(source.key).source is None

@@ -7,14 +7,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import sqlite3
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aleaart.database import Database
 from aleaart.errors import NotFound
 from aleaart.metadata import JSON_KEY, read_png_text
 
@@ -22,27 +22,6 @@ log = logging.getLogger(__name__)
 
 FILENAME = re.compile(r"^art_token_(?:[0-9]{1,78}|manual)_[0-9a-f]{16}\.png$")
 TEMP_PREFIX = ".tmp-"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    key        TEXT PRIMARY KEY,
-    token_id   TEXT,
-    file       TEXT NOT NULL UNIQUE,
-    prompt     TEXT NOT NULL,
-    params     TEXT,
-    spec       TEXT NOT NULL,
-    sampler    TEXT NOT NULL,
-    width      INTEGER NOT NULL,
-    height     INTEGER NOT NULL,
-    model      TEXT NOT NULL,
-    seconds    REAL NOT NULL,
-    sha256     TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS images_token ON images (token_id, created_at);
-CREATE INDEX IF NOT EXISTS images_created ON images (created_at);
-"""
-
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -59,6 +38,8 @@ class StoredImage:
     seconds: float
     sha256: str
     created_at: float
+    kind: str = "render"  # the operation that made it: render, or one applied to ``source``
+    source: str | None = None  # the key of the stored image it derives from
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -83,8 +64,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one."""
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".png", dir=path.parent)
+    """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one.
+
+    The file gets the umask's normal mode (0644 usually), so a proxy or another user can serve it.
+    """
+    temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{path.suffix}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -100,21 +85,19 @@ def write_atomically(path: Path, data: bytes) -> None:
 class ImageStore:
     """The image folder and its index. Thread-safe; one instance per process."""
 
-    def __init__(self, folder: Path, db_path: Path) -> None:
+    def __init__(self, folder: Path, db: Database) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self.db = db
         self.reconcile()
 
+    @classmethod
+    def open(cls, folder: Path, db_path: Path) -> ImageStore:
+        """A store with a database of its own (the CLI and tests; the service shares its Database)."""
+        return cls(folder, Database(db_path))
+
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     # Writing and reading
 
@@ -123,36 +106,31 @@ class ImageStore:
         if not FILENAME.match(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
         write_atomically(self.folder / image.file, png)
-        row = image.to_row()
-        with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
+        self._insert(image, "INSERT OR REPLACE")
         return image
 
     def get(self, key: str) -> StoredImage | None:
         """The stored image for ``key``, if both its row and its file are there."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM images WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        rows = self.db.query("SELECT * FROM images WHERE key = ?", (key,))
+        if not rows:
             return None
-        image = StoredImage.from_row(row)
+        image = StoredImage.from_row(rows[0])
         if not (self.folder / image.file).is_file():
             log.warning("image %s is indexed but its file is gone; it will be generated again", image.file)
             self._delete_rows([image.key])
             return None
         return image
 
-    def list(self, *, token_id: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[StoredImage], int]:
-        """Newest first, optionally one token's; returns (page, total)."""
-        where, args = ("WHERE token_id = ?", [token_id]) if token_id is not None else ("", [])
-        with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM images {where}", args).fetchone()[0]
-            rows = self._db.execute(
-                f"SELECT * FROM images {where} ORDER BY created_at DESC, key LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
+    def list(self, *, token_id: str | None = None, source: str | None = None, limit: int = 20,
+             offset: int = 0) -> tuple[list[StoredImage], int]:
+        """Newest first, optionally one token's or those derived from one image; returns (page, total)."""
+        filters = {"token_id": token_id, "source": source}
+        where_parts = [f"{column} = ?" for column, value in filters.items() if value is not None]
+        args = [value for value in filters.values() if value is not None]
+        where = f"WHERE {' AND '.join(where_parts)}" if where_parts else ""
+        total = self.db.query(f"SELECT COUNT(*) FROM images {where}", args)[0][0]
+        rows = self.db.query(f"SELECT * FROM images {where} ORDER BY created_at DESC, key LIMIT ? OFFSET ?",
+                             [*args, limit, offset])
         return [StoredImage.from_row(r) for r in rows], total
 
     def path_of(self, filename: str) -> Path:
@@ -172,8 +150,7 @@ class ImageStore:
         for temp in self.folder.glob(TEMP_PREFIX + "*"):
             temp.unlink(missing_ok=True)
             removed += 1
-        with self._lock:
-            rows = self._db.execute("SELECT key, file FROM images").fetchall()
+        rows = self.db.query("SELECT key, file FROM images")
         missing = [r["key"] for r in rows if not (self.folder / r["file"]).is_file()]
         self._delete_rows(missing)
         known = {r["file"] for r in rows}
@@ -187,8 +164,7 @@ class ImageStore:
         return report
 
     def _delete_rows(self, keys: list[str]) -> None:
-        with self._lock:
-            self._db.executemany("DELETE FROM images WHERE key = ?", [(k,) for k in keys])
+        self.db.executemany("DELETE FROM images WHERE key = ?", [(k,) for k in keys])
 
     def _reindex(self, path: Path) -> int:
         """Rebuild a lost row from the metadata chunk every stored PNG carries."""
@@ -201,17 +177,18 @@ class ImageStore:
                 params=meta["renderParams"], spec=spec, sampler=spec["sampler"], width=spec["width"],
                 height=spec["height"], model=meta["model"], seconds=0.0,
                 sha256=hashlib.sha256(data).hexdigest(), created_at=path.stat().st_mtime,
+                kind=meta.get("kind", "render"), source=meta.get("source"),
             )
         except (KeyError, ValueError, OSError) as error:
             log.warning("cannot reindex %s (%s); leaving it unlisted", path.name, error)
             return 0
-        row = image.to_row()
-        with self._lock:
-            self._db.execute(
-                f"INSERT OR IGNORE INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
+        self._insert(image, "INSERT OR IGNORE")
         return 1
+
+    def _insert(self, image: StoredImage, verb: str) -> None:
+        row = image.to_row()
+        self.db.execute(f"{verb} INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        tuple(row.values()))
 
 
 def new_record(**fields: Any) -> StoredImage:

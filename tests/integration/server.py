@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port_closed(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"something still answers on 127.0.0.1:{port} after {timeout} s")
+        time.sleep(0.1)
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of the group that still run (zombies excluded: PID 1 here may reap them late)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group (a wrapper and what it started), SIGKILL what is left after ``timeout``."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group outlived the wrapper
+    except ProcessLookupError:
+        pass
+    process.wait(5)
 
 
 class Server:
@@ -51,8 +97,13 @@ class Server:
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                self.kill()
+
+    def kill(self) -> None:
+        """kill -9: the process gets no chance to clean up."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def __enter__(self) -> Server:
         return self.start()

@@ -1,0 +1,138 @@
+"""The SQLite database (WAL) shared by the image index and the job records, with its migrations.
+
+The schema's version is ``PRAGMA user_version``. v1 of the service never set it, so a database
+with an ``images`` table and version 0 is a v1 database; it is migrated in place on open.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IMAGES_V1 = """
+CREATE TABLE images (
+    key        TEXT PRIMARY KEY,
+    token_id   TEXT,
+    file       TEXT NOT NULL UNIQUE,
+    prompt     TEXT NOT NULL,
+    params     TEXT,
+    spec       TEXT NOT NULL,
+    sampler    TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    model      TEXT NOT NULL,
+    seconds    REAL NOT NULL,
+    sha256     TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX images_token ON images (token_id, created_at);
+CREATE INDEX images_created ON images (created_at);
+"""
+
+# v2: an image may derive from another (``source``) by an operation (``kind``); jobs are durable.
+V1_TO_V2 = """
+ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
+ALTER TABLE images ADD COLUMN source TEXT;
+CREATE INDEX images_source ON images (source);
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    identity    TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    key         TEXT,
+    step        INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    images      TEXT NOT NULL,
+    cached      INTEGER NOT NULL,
+    error       TEXT,
+    code        TEXT,
+    attempts    INTEGER NOT NULL
+);
+CREATE INDEX jobs_state ON jobs (state, priority, created_at);
+CREATE INDEX jobs_finished ON jobs (finished_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2)  # MIGRATIONS[n] takes version n to n + 1
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """One SQLite connection, serialised by a lock; thread-safe, one instance per process."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.RLock()
+        self.migrated_from = migrate(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            self._db.executemany(sql, rows)
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'images'").fetchone():
+        return 1  # written by v1, which never set user_version
+    return version
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION, each step in one transaction; returns the version found."""
+    found = schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(f"the database is schema v{found}, newer than this aleaart (v{SCHEMA_VERSION})")
+    for version in range(found, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    if 0 < found < SCHEMA_VERSION:
+        log.warning("database migrated from schema v%d to v%d", found, SCHEMA_VERSION)
+    return found
