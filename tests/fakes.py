@@ -1,4 +1,4 @@
-"""A fake engine for queue and API tests: real PNG-able images, real steps, no torch."""
+"""A fake engine for queue and API tests: real PNG-able images, real steps, gates instead of sleeps."""
 
 from __future__ import annotations
 
@@ -19,31 +19,51 @@ class FakeRendered:
 
 
 class FakeEngine:
+    """Renders a flat colour from the spec. Gates: ``release`` (before the first step) and
+    ``pause_at_step`` (after that step, it sets ``paused`` and waits for ``resume``)."""
+
     model_name = "fake"
 
-    def __init__(self, *, step_seconds: float = 0.0, fail_with: Exception | None = None) -> None:
+    def __init__(self, *, step_seconds: float = 0.0, fail_with: Exception | None = None,
+                 model_id: str = "fake@1") -> None:
         self.step_seconds = step_seconds
         self.fail_with = fail_with
+        self.model_id = model_id
         self.calls: list[RenderSpec] = []
         self.started = threading.Event()
-        self.release = threading.Event()  # set it to let a generation that waits for it go on
+        self.release = threading.Event()
         self.release.set()
+        self.pause_at_step: int | None = None
+        self.paused = threading.Event()
+        self.resume = threading.Event()
 
     @property
     def recipe(self) -> dict[str, str]:
-        return {"model": "fake@1", "aleaart": "test"}
+        return {"model": self.model_id, "aleaart": "test"}
 
     def generate(self, spec: RenderSpec, *, on_step=None, cancel: threading.Event | None = None) -> FakeRendered:
         self.calls.append(spec)
         self.started.set()
-        self.release.wait(10)
+        self._wait(self.release, cancel)
         if self.fail_with is not None:
             raise self.fail_with
         for step in range(1, spec.steps + 1):
-            time.sleep(self.step_seconds)
+            if self.step_seconds:
+                time.sleep(self.step_seconds)
             if on_step:
                 on_step(step, spec.steps)
+            if step == self.pause_at_step:
+                self.paused.set()
+                self._wait(self.resume, cancel)
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled(f"generation was cancelled after step {step}")
         colour = (spec.seed % 256, len(spec.prompt) % 256, spec.steps % 256)
         return FakeRendered(Image.new("RGB", (spec.width, spec.height), colour), seconds=0.01)
+
+    @staticmethod
+    def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:
+        """Wait at a gate, but leave it as a real engine would when the job is cancelled (or the service stops)."""
+        deadline = time.monotonic() + 30
+        while not gate.wait(0.01) and time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation was cancelled while waiting")

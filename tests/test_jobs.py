@@ -5,14 +5,20 @@ import pytest
 from fakes import FakeEngine
 
 from aleaart.config import Settings
+from aleaart.database import Database
 from aleaart.errors import ModelUnavailable, NotFound, QueueFull
-from aleaart.jobs import Job, JobQueue, JobState, ModelHolder
-from aleaart.params import RenderSpec
+from aleaart.jobs import Job, JobBook, JobQueue, JobState, ModelHolder, Priority, RenderRequest, request_from_json
+from aleaart.jobs.state import JobStatus
+from aleaart.params import RenderParams, RenderSpec, spec_from_params
 from aleaart.store import ImageStore
 
 
 def spec(seed=1, steps=5):
     return RenderSpec(prompt="p", sampler="Euler a", width=16, height=16, steps=steps, guidance_scale=7.5, seed=seed)
+
+
+def render(seed=1, steps=5, token=None):
+    return RenderRequest(spec(seed, steps), token)
 
 
 def loaded_holder(engine) -> ModelHolder:
@@ -22,31 +28,47 @@ def loaded_holder(engine) -> ModelHolder:
     return holder
 
 
+class Service:
+    """A queue with its own store and database, restartable on the same folder."""
+
+    def __init__(self, folder, holder, max_queue=32, keep_jobs_hours=24.0):
+        self.db = Database(folder / "index.db")
+        self.store = ImageStore(folder, self.db)
+        settings = Settings(max_queue=max_queue, images_dir=folder, keep_jobs_hours=keep_jobs_hours)
+        self.queue = JobQueue(model=holder, store=self.store, book=JobBook(self.db, self.store), settings=settings)
+        self.queue.start()
+
+    def stop(self):
+        self.queue.stop()
+        self.db.close()
+
+
 @pytest.fixture
-def make_queue(tmp_path):
+def make_service(tmp_path):
     made = []
 
-    def make(engine, max_queue=32):
-        store = ImageStore(tmp_path / "images", tmp_path / "index.db")
-        queue = JobQueue(model=loaded_holder(engine), store=store,
-                         settings=Settings(max_queue=max_queue, images_dir=tmp_path / "images"))
-        queue.start()
-        made.append((queue, store))
-        return queue
+    def make(engine=None, *, holder=None, **options):
+        service = Service(tmp_path / "images", holder or loaded_holder(engine), **options)
+        made.append(service)
+        return service
 
     yield make
-    for queue, store in made:
-        queue.stop()
-        store.close()
+    for service in made:
+        service.stop()
+
+
+@pytest.fixture
+def make_queue(make_service):
+    return lambda engine, **options: make_service(engine, **options).queue
 
 
 def test_job_runs_to_a_stored_image(make_queue):
-    engine = FakeEngine()
-    queue = make_queue(engine)
-    job = queue.submit(spec(), "3")
-    assert job.wait_done(5) and job.state is JobState.SUCCEEDED
-    assert job.step == job.total_steps == 5
-    assert job.image.file.startswith("art_token_3_") and queue.store.get(job.key) == job.image
+    queue = make_queue(FakeEngine())
+    job = queue.submit(render(token="3"))
+    assert job.wait_done(5) and job.state is JobState.SUCCEEDED and job.kind == "render"
+    status = job.status
+    assert status.step == status.total_steps == 5
+    assert status.image.file.startswith("art_token_3_") and queue.store.get(status.key) == status.image
     assert queue.generations == 1
 
 
@@ -54,58 +76,60 @@ def test_identical_requests_join_then_come_from_the_store(make_queue):
     engine = FakeEngine()
     engine.release.clear()
     queue = make_queue(engine)
-    first = queue.submit(spec(), "1")
-    joined = [queue.submit(spec(), "1") for _ in range(5)]
+    first = queue.submit(render(token="1"))
+    joined = [queue.submit(render(token="1")) for _ in range(5)]
     assert all(j is first for j in joined)
     engine.release.set()
     assert first.wait_done(5)
-    later = queue.submit(spec(), "1")
-    assert later is not first and later.cached and later.state is JobState.SUCCEEDED
-    assert later.image == first.image and len(engine.calls) == 1
+    later = queue.submit(render(token="1"))
+    assert later is not first and later.status.cached and later.state is JobState.SUCCEEDED
+    assert later.status.image == first.status.image and len(engine.calls) == 1
 
 
 def test_queue_full_says_when_to_retry(make_queue):
     engine = FakeEngine()
     engine.release.clear()
     queue = make_queue(engine, max_queue=2)
-    queue.submit(spec(seed=1), None)
+    queue.submit(render(seed=1))
     assert engine.started.wait(5)  # seed 1 is running; two more fill the queue
-    queue.submit(spec(seed=2), None)
-    queue.submit(spec(seed=3), None)
+    queue.submit(render(seed=2))
+    queue.submit(render(seed=3))
     with pytest.raises(QueueFull) as error:
-        queue.submit(spec(seed=4), None)
+        queue.submit(render(seed=4))
     assert error.value.retry_after >= 1 and "queue is full" in str(error.value)
     engine.release.set()
 
 
 def test_cancel_queued_and_running(make_queue):
-    engine = FakeEngine(step_seconds=0.05)
+    engine = FakeEngine()
     engine.release.clear()
     queue = make_queue(engine)
-    running = queue.submit(spec(seed=1, steps=50), None)
-    queued = queue.submit(spec(seed=2), None)
+    running = queue.submit(render(seed=1, steps=50))
+    queued = queue.submit(render(seed=2))
     assert engine.started.wait(5)
     assert queue.progress(queued).queue_position == 1
     queue.cancel(queued.id)
-    assert queued.state is JobState.CANCELLED and queue.depth == 0
+    assert queued.state is JobState.CANCELLED and queued.status.code == "cancelled" and queue.depth == 0
+    engine.pause_at_step = 2
     engine.release.set()
-    while running.step < 2:
-        time.sleep(0.01)
+    assert engine.paused.wait(5)
     queue.cancel(running.id)
+    engine.resume.set()
     assert running.wait_done(5) and running.state is JobState.CANCELLED
-    assert running.step < 50 and len(engine.calls) == 1
-    again = queue.submit(spec(seed=1, steps=50), None)  # a cancelled key can be asked for again
+    assert running.status.step == 2 and len(engine.calls) == 1
+    again = queue.submit(render(seed=1, steps=50))  # a cancelled request can be asked for again
     assert again is not running
 
 
 def test_a_failing_generation_fails_its_job_only(make_queue):
     engine = FakeEngine(fail_with=RuntimeError("out of memory"))
     queue = make_queue(engine)
-    job = queue.submit(spec(), None)
+    job = queue.submit(render())
     assert job.wait_done(5) and job.state is JobState.FAILED
-    assert job.error == "generation failed: RuntimeError: out of memory"
+    assert job.status.error == "generation failed: RuntimeError: out of memory"
+    assert job.status.code == "generation_failed"
     engine.fail_with = None
-    assert queue.submit(spec(), None).wait_done(5)
+    assert queue.submit(render()).wait_done(5)
 
 
 def test_unknown_job(make_queue):
@@ -119,7 +143,7 @@ def test_model_failure_is_reported_with_its_reason():
 
     holder = ModelHolder(broken)
     holder.start()
-    assert holder.wait(5) and holder.engine is None
+    assert holder.wait(5) and holder.engine is None and holder.failed
     with pytest.raises(ModelUnavailable, match="model 'x' not found"):
         holder.require()
 
@@ -130,14 +154,179 @@ def test_still_loading_is_its_own_message():
     holder.start()
     with pytest.raises(ModelUnavailable, match="still loading"):
         holder.require()
+    holder.refuse_if_failed()  # loading is not failing: jobs are accepted meanwhile
     gate.set()
     assert holder.wait(5) and holder.require() is not None
 
 
+def test_jobs_submitted_while_the_model_loads_run_once_it_is_loaded(make_service):
+    gate = threading.Event()
+    engine = FakeEngine()
+    holder = ModelHolder(lambda: gate.wait(10) and engine)
+    holder.start()
+    queue = make_service(holder=holder).queue
+    jobs = [queue.submit(render(seed=s)) for s in (1, 2)]
+    assert [j.state for j in jobs] == [JobState.QUEUED] * 2 and queue.depth == 2
+    gate.set()
+    assert all(j.wait_done(5) for j in jobs) and {j.state for j in jobs} == {JobState.SUCCEEDED}
+
+
+def test_jobs_waiting_for_a_model_that_fails_to_load_fail_with_its_code(make_service):
+    gate = threading.Event()
+
+    def broken():
+        gate.wait(10)
+        raise ModelUnavailable("model 'x' not found")
+
+    holder = ModelHolder(broken)
+    holder.start()
+    queue = make_service(holder=holder).queue
+    waiting = queue.submit(render())
+    gate.set()
+    assert waiting.wait_done(5) and waiting.state is JobState.FAILED
+    assert waiting.status.code == "model_unavailable" and "not found" in waiting.status.error
+    with pytest.raises(ModelUnavailable):
+        queue.submit(render(seed=9))
+
+
 def test_state_transitions_are_checked():
     assert JobState.CANCELLED.is_terminal() and not JobState.RUNNING.is_terminal()
-    job = Job(id="j", key="k", spec=spec(), token_id=None)
+    job = Job(id="j", request=render())
     job.move(JobState.RUNNING)
     job.move(JobState.SUCCEEDED)
     with pytest.raises(RuntimeError, match="succeeded → running is not allowed"):
         job.move(JobState.RUNNING)
+
+
+def test_a_finished_state_is_never_seen_without_its_result():
+    """Regression: v1 set ``state`` before ``image``, so a poller could see SUCCEEDED with no image."""
+    seen_inconsistent = []
+    stop = threading.Event()
+    jobs = [Job(id=str(i), request=render(seed=i)) for i in range(3000)]
+
+    def poll():
+        while not stop.is_set():
+            for job in jobs:
+                status = job.status  # one read: state and data come from the same snapshot
+                if status.state is JobState.SUCCEEDED and status.image is None:
+                    seen_inconsistent.append(job.id)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for job in jobs:
+            job.move(JobState.RUNNING)
+            job.move(JobState.SUCCEEDED, images=("an image",), step=5)
+    finally:
+        stop.set()
+        reader.join(10)
+    assert seen_inconsistent == []
+    assert isinstance(jobs[0].status, JobStatus) and jobs[0].status.version == 2
+
+
+def test_submit_reads_the_store_outside_the_queue_lock(make_queue):
+    queue = make_queue(FakeEngine())
+    done = queue.submit(render(seed=1))
+    assert done.wait_done(5)
+    in_store, release = threading.Event(), threading.Event()
+    real_get = queue.store.get
+
+    def slow_get(key):
+        in_store.set()
+        release.wait(10)
+        return real_get(key)
+
+    queue.store.get = slow_get
+    submitter = threading.Thread(target=queue.submit, args=(render(seed=1),))
+    submitter.start()
+    try:
+        assert in_store.wait(5)
+        answered = threading.Event()
+        threading.Thread(target=lambda: (queue.depth, answered.set())).start()
+        assert answered.wait(5), "the queue's lock was held during a store read"
+    finally:
+        release.set()
+        submitter.join(10)
+
+
+def test_interactive_jobs_go_before_bulk_ones(make_queue):
+    engine = FakeEngine()
+    engine.release.clear()
+    queue = make_queue(engine)
+    queue.submit(render(seed=0))
+    assert engine.started.wait(5)
+    bulk = [queue.submit(render(seed=s), priority=Priority.BULK) for s in (1, 2, 3)]
+    interactive = queue.submit(render(seed=4))
+    assert queue.progress(interactive).queue_position == 1 and queue.progress(bulk[0]).queue_position == 2
+    engine.release.set()
+    assert all(j.wait_done(5) for j in [*bulk, interactive])
+    assert [s.seed for s in engine.calls] == [0, 4, 1, 2, 3]
+
+
+def test_a_restart_finishes_every_queued_job(make_service):
+    engine = FakeEngine()
+    engine.release.clear()
+    first = make_service(engine)
+    jobs = [first.queue.submit(render(seed=s)) for s in range(5)]
+    assert engine.started.wait(5)
+    first.stop()  # the running one is interrupted: it is queued again, not cancelled
+    engine.release.set()
+
+    second = make_service(engine)
+    again = [second.queue.get(j.id) for j in jobs]
+    assert all(j.wait_done(10) for j in again)
+    assert [j.state for j in again] == [JobState.SUCCEEDED] * 5
+    assert again[0].status.attempts == 1 and len({j.status.key for j in again}) == 5
+    assert len(list(second.store.folder.glob("*.png"))) == 5
+
+
+def test_a_finished_job_answers_after_a_restart(make_service):
+    first = make_service(FakeEngine())
+    job = first.queue.submit(render(seed=7, token="7"))
+    assert job.wait_done(5)
+    first.stop()
+    second = make_service(FakeEngine())
+    found = second.queue.get(job.id)
+    assert found.state is JobState.SUCCEEDED and found.status.image == job.status.image
+    assert found.request == job.request
+
+
+def test_store_hits_do_not_push_real_jobs_out(make_queue):
+    queue = make_queue(FakeEngine())
+    real = queue.submit(render(seed=1))
+    assert real.wait_done(5)
+    hits = [queue.submit(render(seed=1)) for _ in range(1500)]
+    assert all(h.status.cached for h in hits)
+    assert queue.get(real.id).status.image == real.status.image
+    assert queue.get(hits[0].id).status.cached
+
+
+def test_old_finished_jobs_are_forgotten_by_age(make_service):
+    first = make_service(FakeEngine(), keep_jobs_hours=1)
+    job = first.queue.submit(render(seed=1))
+    assert job.wait_done(5)
+    first.db.execute("UPDATE jobs SET finished_at = finished_at - 7200 WHERE id = ?", (job.id,))
+    first.stop()
+    second = make_service(FakeEngine(), keep_jobs_hours=1)
+    with pytest.raises(NotFound, match="kept for 1 hours"):
+        second.queue.get(job.id)
+
+
+def test_a_job_request_round_trips_through_its_record():
+    params = RenderParams(1, 2, 3, 4, 20, 75, 99, 5)
+    for request in (render(seed=3, token="12"), RenderRequest(spec_from_params(params), "1")):
+        assert request_from_json(request.kind, request.to_json()) == request
+    recipe = {"model": "m"}
+    assert render(token="1").key(recipe) != render(token="2").key(recipe) != render(token="1").key({"model": "n"})
+
+
+def test_eta_is_given_while_running(make_queue):
+    engine = FakeEngine()
+    engine.pause_at_step = 2
+    queue = make_queue(engine)
+    job = queue.submit(render(steps=10))
+    assert engine.paused.wait(5)
+    time.sleep(0.01)  # the ETA divides elapsed time by steps done; make it non-zero
+    progress = queue.progress(job)
+    engine.resume.set()
+    assert progress.queue_position is None and progress.eta_seconds is not None and progress.eta_seconds >= 0

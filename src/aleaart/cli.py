@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
-from aleaart.params import RenderParams, RenderSpec, check_token_id, spec_from_params
+from aleaart.params import RenderParams, RenderSpec, check_token_id, parse_token_id, spec_from_params
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -38,23 +38,17 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     return render_to_file(spec_from_params(params), check_token_id(args.token_id), args.out, settings)
 
 
-def parse_token_argument(text: str) -> int:
-    if not text.isdigit() or int(text) >= 2**256:
-        raise InvalidParams(f"token id must be a non-negative integer, got {text!r}")
-    return int(text)
-
-
 def cmd_token(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.chain import ChainReader, token_json
 
     reader = ChainReader.from_settings(settings)
-    return token_json(reader.latest() if args.id == "latest" else reader.token(parse_token_argument(args.id)))
+    return token_json(reader.latest() if args.id == "latest" else reader.token(parse_token_id(args.id)))
 
 
 def cmd_render_token(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.chain import ChainReader
 
-    token_id = parse_token_argument(args.id)
+    token_id = parse_token_id(args.id)
     info = ChainReader.from_settings(settings).token(token_id)
     result = render_to_file(spec_from_params(info.params), str(token_id), args.out, settings)
     return {**result, "derivedMatch": info.derived_match}
@@ -65,21 +59,20 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None,
     from tqdm import tqdm  # imported here so bad input is answered before the heavy imports
 
     from aleaart.engine.pipeline import Engine
-    from aleaart.metadata import ImageInfo, encode_png, image_filename, render_key
+    from aleaart.jobs import RenderRequest, render_image
 
     engine = Engine.load(settings)
+    key = RenderRequest(spec, token_id).key(engine.recipe)
     with tqdm(total=spec.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
 
         def on_step(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        rendered = engine.generate(spec, on_step=on_step)
-    key = render_key(spec, engine.recipe, token_id)
-    out = Path(out_path) if out_path else Path(image_filename(token_id, key))
-    info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe["aleaart"], token_id=token_id, key=key)
+        artifact = render_image(engine, spec, token_id=token_id, key=key, on_step=on_step)
+    out = Path(out_path) if out_path else Path(artifact.record.file)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(encode_png(rendered.image, info))
+    out.write_bytes(artifact.data)
     return {
         "prompt": spec.prompt,
         "parameters": spec.summary(),
@@ -87,7 +80,7 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None,
         "file": str(out),
         "key": key,
         "model": engine.model_name,
-        "seconds": round(rendered.seconds, 3),
+        "seconds": artifact.record.seconds,
     }
 
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
     api_key: str | None = Field(None, description="when set, generation and job endpoints need it")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    keep_jobs: int = Field(1000, ge=10, description="finished jobs remembered for GET /jobs/{id}")
+    keep_jobs_hours: float = Field(24, gt=0, description="how long finished jobs answer GET /jobs/{id}")
 
     # The chain: AleaArt's EntropyArtParamsV2 on Arbitrum Sepolia
     rpc_url: str = "https://sepolia-rollup.arbitrum.io/rpc"

@@ -1,19 +1,19 @@
-"""Every error aleaart raises on purpose, and the HTTP status each one maps to.
+"""Every error aleaart raises on purpose, with its HTTP status and stable machine-readable code.
 
-    AleaArtError                      base; ``status`` is the HTTP status it maps to
-    ├── InvalidParams          (422)  a RenderParams field or request value is out of contract
-    ├── Unauthorized           (401)  an API key is configured and the request lacks it
-    ├── BodyTooLarge           (413)  the request body is over the configured limit
-    ├── ModelUnavailable       (503)  the model could not be loaded; says which and what to set
-    ├── GenerationCancelled    (409)  a generation was stopped between steps on request
-    ├── GenerationFailed       (500)  the engine failed on a valid request (out of memory, ...)
-    ├── NotFound               (404)  an image, job or token that does not exist
-    ├── QueueFull              (429)  the job queue is at its bound; carries ``retry_after``
-    └── ChainError             (502)  the chain could not be read (RPC down, a call failed)
-        ├── ChainUnavailable   (503)  the chain is misconfigured (wrong chain id, bad address)
-        └── TokenNotReady      (409)  the token exists but its randomness has not arrived
+    AleaArtError                      base; ``status`` is the HTTP status, ``code`` what clients branch on
+    ├── InvalidParams          (422)  invalid_params: a RenderParams field or request value is out of contract
+    ├── Unauthorized           (401)  unauthorized: an API key is configured and the request lacks it
+    ├── BodyTooLarge           (413)  body_too_large: the request body is over the configured limit
+    ├── ModelUnavailable       (503)  model_unavailable: the model could not be loaded; says which and what to set
+    ├── GenerationCancelled    (409)  cancelled: a job was stopped on request
+    ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
+    ├── NotFound               (404)  not_found: an image, job or token that does not exist
+    ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
+    └── ChainError             (502)  chain_unreachable: the chain could not be read (RPC down, a call failed)
+        ├── ChainUnavailable   (503)  wrong_chain: the chain is misconfigured (wrong chain id, bad address)
+        └── TokenNotReady      (409)  token_not_ready: the token exists but its randomness has not arrived
 
-Anything else that escapes is a bug and is reported as one (500).
+Anything else that escapes is a bug and is reported as one (500, ``internal_error``).
 """
 
 from __future__ import annotations
@@ -23,38 +23,48 @@ class AleaArtError(Exception):
     """Base of all expected errors; the message is written for the person who can fix it."""
 
     status: int = 500
+    code: str = "internal_error"
+    retry_after: int | None = None
 
 
 class InvalidParams(AleaArtError, ValueError):
     status = 422
+    code = "invalid_params"
 
 
 class Unauthorized(AleaArtError):
     status = 401
+    code = "unauthorized"
 
 
 class BodyTooLarge(AleaArtError):
     status = 413
+    code = "body_too_large"
 
 
 class ModelUnavailable(AleaArtError):
     status = 503
+    code = "model_unavailable"
 
 
 class GenerationCancelled(AleaArtError):
     status = 409
+    code = "cancelled"
 
 
 class GenerationFailed(AleaArtError):
     status = 500
+    code = "generation_failed"
 
 
 class NotFound(AleaArtError, LookupError):
     status = 404
+    code = "not_found"
 
 
 class QueueFull(AleaArtError):
     status = 429
+    code = "queue_full"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
@@ -63,11 +73,34 @@ class QueueFull(AleaArtError):
 
 class ChainError(AleaArtError):
     status = 502
+    code = "chain_unreachable"
 
 
 class ChainUnavailable(ChainError):
     status = 503
+    code = "wrong_chain"
 
 
 class TokenNotReady(ChainError):
     status = 409
+    code = "token_not_ready"
+
+
+def error_tree() -> list[type[AleaArtError]]:
+    """Every class of the tree, base first."""
+    found, todo = [], [AleaArtError]
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def error_codes() -> dict[str, int]:
+    """Every code of the tree with its HTTP status (for the README, OpenAPI and tests)."""
+    return {cls.code: cls.status for cls in reversed(error_tree())}
+
+
+def error_class(code: str | None) -> type[AleaArtError] | None:
+    """The class that answers with ``code`` (a failed job keeps only its code)."""
+    return next((cls for cls in error_tree() if cls.code == code), None)

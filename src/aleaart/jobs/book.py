@@ -1,0 +1,85 @@
+"""Job records in SQLite (the store's database), so accepted jobs survive a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import asdict
+from typing import Any
+
+from aleaart.database import Database
+from aleaart.errors import AleaArtError
+from aleaart.jobs.kind import identity, request_from_json
+from aleaart.jobs.state import Job, JobState, JobStatus
+from aleaart.store import ImageStore
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+class JobBook:
+    """Writes each job's record on every state change and reads it back after a restart."""
+
+    def __init__(self, db: Database, store: ImageStore) -> None:
+        self.db = db
+        self.store = store
+
+    def save(self, job: Job) -> None:
+        row = job_row(job)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
+
+    def load(self, job_id: str) -> Job | None:
+        rows = self.db.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
+
+    def unfinished(self) -> list[Job]:
+        """Queued and interrupted jobs, in the order they should run."""
+        rows = self.db.query(
+            "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY priority, created_at", UNFINISHED
+        )
+        return [job for row in rows if (job := self._job(row)) is not None]
+
+    def prune(self, *, older_than_seconds: float) -> int:
+        """Forget finished jobs that ended more than ``older_than_seconds`` ago."""
+        cutoff = time.time() - older_than_seconds
+        return self.db.execute(
+            "DELETE FROM jobs WHERE state NOT IN (?, ?) AND finished_at < ?", (*UNFINISHED, cutoff)
+        )
+
+    def _job(self, row: sqlite3.Row) -> Job | None:
+        try:
+            request = request_from_json(row["kind"], json.loads(row["request"]))
+        except (AleaArtError, KeyError, TypeError, ValueError) as error:
+            log.warning("job %s has an unreadable record (%s); skipping it", row["id"], error)
+            return None
+        images = tuple(image for key in json.loads(row["images"]) if (image := self.store.get(key)) is not None)
+        status = JobStatus(
+            state=JobState(row["state"]), step=row["step"], total_steps=row["total_steps"], key=row["key"],
+            started_at=row["started_at"], finished_at=row["finished_at"], images=images,
+            cached=bool(row["cached"]), error=row["error"], code=row["code"], attempts=row["attempts"],
+        )
+        return Job(id=row["id"], request=request, priority=row["priority"], created_at=row["created_at"],
+                   status=status)
+
+
+def job_row(job: Job) -> dict[str, Any]:
+    status = job.status
+    fields = asdict(status) | {"state": status.state.value}
+    del fields["version"]
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "request": json.dumps(job.request.to_json(), sort_keys=True),
+        "identity": identity(job.request),
+        "priority": int(job.priority),
+        "created_at": job.created_at,
+        **fields,
+        "images": json.dumps([image.key for image in status.images]),
+        "cached": int(status.cached),
+    }

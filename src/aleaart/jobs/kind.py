@@ -1,0 +1,119 @@
+"""What a kind of job is: a typed, serialisable request that knows its key and how to run.
+
+A new kind is one module with a frozen dataclass subclassing ``JobRequest``, decorated with
+``@register``, and an import line in ``jobs/__init__.py``. The queue, the job record, dedup,
+progress, cancel, SSE and the store treat every kind the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+from PIL import Image
+
+from aleaart.errors import InvalidParams
+from aleaart.params import RenderSpec
+from aleaart.store import ImageStore, StoredImage
+
+Recipe = dict[str, str]
+"""Everything besides the request that shapes the pixels (model identity, dtype, versions)."""
+
+StepCallback = Callable[[int, int], None]
+
+
+class Rendered(Protocol):
+    image: Image.Image
+    seconds: float
+
+
+class EngineLike(Protocol):
+    """What jobs need of an engine (the real one, or a fake in tests)."""
+
+    model_name: str
+
+    @property
+    def recipe(self) -> Recipe: ...
+
+    def generate(self, spec: RenderSpec, *, on_step: StepCallback | None = None,
+                 cancel: threading.Event | None = None) -> Rendered: ...
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One result file of a job, with the index row that describes it."""
+
+    record: StoredImage
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a job gets to run with: the engine, its key, progress and cancel hooks, the store to read."""
+
+    engine: EngineLike
+    key: str
+    store: ImageStore
+    on_step: StepCallback
+    cancel: threading.Event
+
+
+class JobRequest:
+    """Base of every job kind; subclasses are frozen dataclasses."""
+
+    kind: ClassVar[str]
+
+    @property
+    def token_id(self) -> str | None:
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        raise NotImplementedError
+
+    def key(self, recipe: Recipe) -> str:
+        """The identity of the result: the same key means the same bytes."""
+        raise NotImplementedError
+
+    def total_steps(self) -> int:
+        raise NotImplementedError
+
+    def run(self, context: RunContext) -> list[Artifact]:
+        raise NotImplementedError
+
+    def stored(self, key: str, store: ImageStore) -> tuple[StoredImage, ...] | None:
+        """The result already in the store, if there is one; kinds with several images override it."""
+        image = store.get(key)
+        return (image,) if image is not None else None
+
+
+KINDS: dict[str, type[JobRequest]] = {}
+K = TypeVar("K", bound=type[JobRequest])
+
+
+def register(cls: K) -> K:
+    if cls.kind in KINDS:
+        raise RuntimeError(f"job kind {cls.kind!r} is registered twice")
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def request_from_json(kind: str, data: dict[str, Any]) -> JobRequest:
+    try:
+        cls = KINDS[kind]
+    except KeyError:
+        raise InvalidParams(f"kind must be one of {', '.join(KINDS)}, got {kind!r}") from None
+    return cls.from_json(data)
+
+
+def identity(request: JobRequest) -> str:
+    """The request's identity before the model is known: identical requests share one job."""
+    payload = json.dumps({"kind": request.kind, "request": request.to_json()}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,0 +1,111 @@
+"""A job's states, its status snapshot and the live job that watchers wait on."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aleaart.jobs.kind import JobRequest
+    from aleaart.store import StoredImage
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+ALLOWED = {
+    # QUEUED → SUCCEEDED: the worker found the result already stored; → FAILED: the model never loaded.
+    JobState.QUEUED: {JobState.RUNNING, JobState.CANCELLED, JobState.SUCCEEDED, JobState.FAILED},
+    # RUNNING → QUEUED: interrupted by a shutdown; it runs again after the restart.
+    JobState.RUNNING: {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED},
+}
+
+
+class Priority(enum.IntEnum):
+    """Lower runs first: an interactive request goes before the waiting bulk work."""
+
+    INTERACTIVE = 0
+    BULK = 10
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Everything about a job that changes, as one immutable value: readers never see half a change."""
+
+    state: JobState = JobState.QUEUED
+    step: int = 0
+    total_steps: int = 0
+    key: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    images: tuple[StoredImage, ...] = ()
+    cached: bool = False
+    error: str | None = None
+    code: str | None = None
+    attempts: int = 0
+    version: int = 0
+
+    @property
+    def image(self) -> StoredImage | None:
+        """The first (for most kinds, the only) image of the result."""
+        return self.images[0] if self.images else None
+
+
+@dataclass(eq=False)
+class Job:
+    """A request being worked on. ``status`` is replaced whole, under the lock, on every change."""
+
+    id: str
+    request: JobRequest
+    priority: int = Priority.INTERACTIVE
+    created_at: float = field(default_factory=time.time)
+    status: JobStatus = field(default_factory=JobStatus)
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    interrupted: bool = False  # set with cancel_event when the service stops: re-queue, don't cancel
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.request.kind
+
+    @property
+    def state(self) -> JobState:
+        return self.status.state
+
+    def move(self, state: JobState, **changes: Any) -> JobStatus:
+        """Change state (checked) with its data in one step, and wake everyone watching this job."""
+        with self._changed:
+            current = self.status
+            if state is not current.state and state not in ALLOWED.get(current.state, set()):
+                raise RuntimeError(f"job {self.id}: {current.state.value} → {state.value} is not allowed")
+            if state.is_terminal():
+                changes.setdefault("finished_at", current.finished_at or time.time())
+            self.status = replace(current, **changes, state=state, version=current.version + 1)
+            self._changed.notify_all()
+            return self.status
+
+    def progress(self, step: int, total: int) -> None:
+        with self._changed:
+            self.status = replace(self.status, step=step, total_steps=total, version=self.status.version + 1)
+            self._changed.notify_all()
+
+    def wait_change(self, since: int, timeout: float) -> JobStatus:
+        """Block until the version passes ``since`` or the job is terminal (or timeout)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.status.version > since or self.status.state.is_terminal(), timeout)
+            return self.status
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.status.state.is_terminal(), timeout)
