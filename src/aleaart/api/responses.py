@@ -8,20 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi.responses import JSONResponse
-
-from aleaart.errors import GenerationCancelled, GenerationFailed
-from aleaart.jobs import Job, JobQueue, JobState
-from aleaart.params import RenderSpec
+from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, error_class
+from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus, Priority
 from aleaart.store import ImageStore, StoredImage
 
 IMMUTABLE = "public, max-age=31536000, immutable"  # a stored image never changes
 POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
 
 
 def image_base64(store: ImageStore, image: StoredImage) -> str:
@@ -39,6 +32,8 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
                        "sampler": image.sampler, "width": image.width, "height": image.height},
         "renderParams": image.params,
         "imageId": image.key,
+        "kind": image.kind,
+        "source": image.source,
         "sha256": image.sha256,
         "model": image.model,
         "seconds": image.seconds,
@@ -50,42 +45,56 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
     return result
 
 
-def job_snapshot(queue: JobQueue, job: Job) -> dict[str, Any]:
+def job_snapshot(queue: JobQueue, job: Job, status: JobStatus | None = None) -> dict[str, Any]:
+    """A job as clients see it, from one status snapshot (never half of a change)."""
+    status = status or job.status
     progress = queue.progress(job)
     snapshot = {
         "jobId": job.id,
-        "status": job.state.value,
-        "step": job.step,
-        "totalSteps": job.total_steps,
-        "queuePosition": progress.queue_position,
-        "etaSeconds": progress.eta_seconds,
-        "tokenId": job.token_id,
-        "error": job.error,
+        "kind": job.kind,
+        "status": status.state.value,
+        "priority": int(job.priority),
+        "step": status.step,
+        "totalSteps": status.total_steps,
+        "queuePosition": progress.queue_position if status.state is JobState.QUEUED else None,
+        "etaSeconds": progress.eta_seconds if not status.state.is_terminal() else None,
+        "tokenId": job.request.token_id,
+        "error": status.error,
+        "code": status.code,
+        "attempts": status.attempts,
         "statusUrl": f"/jobs/{job.id}",
         "eventsUrl": f"/jobs/{job.id}/events",
     }
-    if job.image is not None:
-        snapshot["result"] = image_result(queue.store, job.image, cached=job.cached, with_base64=False)
+    if status.images:
+        results = [image_result(queue.store, i, cached=status.cached, with_base64=False) for i in status.images]
+        snapshot["result"] = results[0]
+        snapshot["results"] = results
     return snapshot
 
 
-async def wait_for(job: Job) -> None:
+async def wait_for(job: Job) -> JobStatus:
     # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
-    while not job.state.is_terminal():
+    while not (status := job.status).state.is_terminal():
         await asyncio.sleep(POLL_SECONDS)
+    return status
+
+
+def event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
 async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
     """Server-Sent Events: one ``progress`` per change, then the terminal state's event."""
     seen, quiet = -1, 0.0
     while True:
-        if job.version != seen or job.state.is_terminal():
-            seen = job.version
-            snapshot = job_snapshot(queue, job)
-            kind = "result" if job.state is JobState.SUCCEEDED else job.state.value
-            yield f"event: {kind if job.state.is_terminal() else 'progress'}\ndata: {json.dumps(snapshot)}\n\n"
-            if job.state.is_terminal():
+        status = job.status
+        if status.version != seen or status.state.is_terminal():
+            seen = status.version
+            snapshot = await asyncio.to_thread(job_snapshot, queue, job, status)
+            if status.state.is_terminal():
+                yield event("result" if status.state is JobState.SUCCEEDED else status.state.value, snapshot)
                 return
+            yield event("progress", snapshot)
             quiet = 0.0
         await asyncio.sleep(POLL_SECONDS)
         quiet += POLL_SECONDS
@@ -94,20 +103,30 @@ async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
 
 
-async def finished_job(queue: JobQueue, spec: RenderSpec, token_id: str | None) -> Job:
-    """Submit (or join, or find stored) and wait; the job has its image, or this raises why not."""
-    job = queue.submit(spec, token_id)
+def failure_of(job: Job, status: JobStatus) -> AleaArtError:
+    """The error a waiting client gets for a job that did not succeed, with the job's own code."""
+    if status.state is JobState.CANCELLED:
+        return GenerationCancelled(f"job {job.id} was cancelled")
+    cls = error_class(status.code)
+    if cls is None or cls is QueueFull:
+        cls = GenerationFailed
+    return cls(status.error or "generation failed")
+
+
+async def finished_job(queue: JobQueue, request: JobRequest,
+                       priority: int = Priority.INTERACTIVE) -> tuple[Job, JobStatus]:
+    """Submit (or join, or find stored) and wait; the job has its result, or this raises why not."""
+    job = await asyncio.to_thread(queue.submit, request, priority=priority)
     # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
-    await asyncio.shield(wait_for(job))
-    if job.state is JobState.CANCELLED:
-        raise GenerationCancelled(f"job {job.id} was cancelled")
-    if job.image is None:
-        raise GenerationFailed(job.error or "generation failed")
-    return job
+    status = await asyncio.shield(wait_for(job))
+    if status.state is not JobState.SUCCEEDED or not status.images:
+        raise failure_of(job, status)
+    return job, status
 
 
-async def generate_and_wait(queue: JobQueue, spec: RenderSpec, token_id: str | None) -> dict[str, Any]:
+async def generate_and_wait(queue: JobQueue, request: JobRequest) -> dict[str, Any]:
     """The seed's synchronous answer, with the image inline."""
-    job = await finished_job(queue, spec, token_id)
-    result = image_result(queue.store, job.image, cached=job.cached, with_base64=True)
+    job, status = await finished_job(queue, request)
+    result = await asyncio.to_thread(image_result, queue.store, status.images[0], cached=status.cached,
+                                     with_base64=True)
     return {"success": True, **result, "jobId": job.id}

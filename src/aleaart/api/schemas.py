@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from aleaart.jobs import RenderRequest
 from aleaart.params import SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
 
-SamplerName = Literal["DPM++ 2M Karras", "DPM++ SDE Karras", "Euler a", "DPM++ 2M", "DPM++ SDE", "LMS"]
-assert tuple(SamplerName.__args__) == SAMPLERS  # type: ignore[attr-defined]
+SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
 
 MAX_PROMPT = 1000
 TokenId = Annotated[str | int | None, Field(None, description="the NFT's token id (decimal)")]
@@ -33,13 +33,13 @@ class SeedRequest(BaseModel):
         RenderParams.from_json(value)  # InvalidParams is a ValueError: pydantic reports it as a 422
         return value
 
-    @field_validator("tokenId")
+    @field_validator("tokenId", mode="before")
     @classmethod
     def _valid_token(cls, value: Any) -> str | None:
         return check_token_id(value)
 
-    def to_spec(self) -> RenderSpec:
-        return spec_from_params(RenderParams.from_json(self.parameters))
+    def to_request(self) -> RenderRequest:
+        return RenderRequest(spec_from_params(RenderParams.from_json(self.parameters)), self.tokenId)
 
 
 class FlatRequest(BaseModel):
@@ -56,14 +56,15 @@ class FlatRequest(BaseModel):
     height: int = _side("height")
     tokenId: TokenId
 
-    @field_validator("tokenId")
+    @field_validator("tokenId", mode="before")
     @classmethod
     def _valid_token(cls, value: Any) -> str | None:
         return check_token_id(value)
 
-    def to_spec(self) -> RenderSpec:
-        return RenderSpec(prompt=self.prompt, sampler=self.sampler, width=self.width, height=self.height,
+    def to_request(self) -> RenderRequest:
+        spec = RenderSpec(prompt=self.prompt, sampler=self.sampler, width=self.width, height=self.height,
                           steps=self.steps, guidance_scale=self.cfg_scale, seed=self.seed)
+        return RenderRequest(spec, self.tokenId)
 
 
 def _body_kind(body: Any) -> str:

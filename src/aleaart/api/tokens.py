@@ -3,98 +3,94 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
+from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
+from aleaart.api.errors import error_responses
+from aleaart.api.generate import accepted
+from aleaart.api.responses import finished_job, generate_and_wait
 from aleaart.chain import ChainReader, TokenInfo, token_json
-from aleaart.config import Settings
 from aleaart.errors import Unauthorized
-from aleaart.jobs import JobQueue
-from aleaart.metadata import render_key, token_metadata
+from aleaart.jobs import JobQueue, RenderRequest
+from aleaart.metadata import token_metadata
 from aleaart.params import spec_from_params
-from aleaart.responses import finished_job, generate_and_wait, job_snapshot
-from aleaart.store import StoredImage
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
-TokenId = Annotated[int, Path(ge=0, le=2**256 - 1, description="the token id (decimal)")]
+CHAIN_ERRORS = (404, 409, 422, 502, 503)
+
+router = APIRouter(tags=["tokens"])
 
 
-async def read_token(request: Request, token_id: int) -> TokenInfo:
+async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
     # web3 blocks: a thread keeps the event loop free, and the generation worker never waits on the chain.
-    chain: ChainReader = request.app.state.chain
     return await asyncio.to_thread(chain.token, token_id)
 
 
-def stored_image_of(queue: JobQueue, info: TokenInfo) -> StoredImage | None:
-    """The token's stored image for the loaded model, if it was generated."""
-    engine = queue.model.engine
-    if engine is None:
-        return None
-    key = render_key(spec_from_params(info.params), engine.recipe, str(info.token_id))
-    return queue.store.get(key)
+def token_request(info: TokenInfo) -> RenderRequest:
+    return RenderRequest(spec_from_params(info.params), str(info.token_id))
 
 
-def token_routes(settings: Settings, check_key: Callable[[Request], None]) -> APIRouter:
-    router = APIRouter(tags=["tokens"])
-    keyed = [Depends(check_key)]
+@router.get("/tokens/latest", responses=error_responses(*CHAIN_ERRORS))
+async def latest_token(chain: ChainDep) -> dict[str, Any]:
+    return token_json(await asyncio.to_thread(chain.latest))
 
-    @router.get("/tokens/latest")
-    async def latest_token(request: Request) -> dict[str, Any]:
-        chain: ChainReader = request.app.state.chain
-        return token_json(await asyncio.to_thread(chain.latest))
 
-    @router.get("/tokens/{token_id}")
-    async def get_token(request: Request, token_id: TokenId) -> dict[str, Any]:
-        return token_json(await read_token(request, token_id))
+@router.get("/tokens/{token_id}", responses=error_responses(*CHAIN_ERRORS))
+async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
+    return token_json(await read_token(chain, token_id))
 
-    @router.post("/tokens/{token_id}/generate-image", dependencies=keyed)
-    async def generate_token_image(request: Request, token_id: TokenId) -> dict[str, Any]:
-        info = await read_token(request, token_id)
-        answer = await generate_and_wait(request.app.state.queue, spec_from_params(info.params), str(token_id))
-        return {**answer, "derivedMatch": info.derived_match}
 
-    @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=keyed)
-    async def create_token_job(request: Request, token_id: TokenId) -> JSONResponse:
-        info = await read_token(request, token_id)
-        queue: JobQueue = request.app.state.queue
-        job = queue.submit(spec_from_params(info.params), str(token_id))
-        return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+@router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
+             responses=error_responses(401, 429, 500, *CHAIN_ERRORS))
+async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> dict[str, Any]:
+    info = await read_token(chain, token_id)
+    answer = await generate_and_wait(queue, token_request(info))
+    return {**answer, "derivedMatch": info.derived_match}
 
-    @router.get("/tokens/{token_id}/metadata.json")
-    async def token_metadata_json(request: Request, token_id: TokenId) -> dict[str, Any]:
-        info = await read_token(request, token_id)
-        queue: JobQueue = request.app.state.queue
-        stored = stored_image_of(queue, info)
-        png = queue.store.path_of(stored.file).read_bytes() if stored else None
-        base = str(request.base_url).rstrip("/")
-        return token_metadata(
-            token_id=str(token_id), params=info.params, image_url=f"{base}/tokens/{token_id}/image.png",
-            model=stored.model if stored else getattr(queue.model.engine, "model_name", settings.model), png=png,
-            external_url=f"{base}/tokens/{token_id}",
-        )
 
-    @router.get("/tokens/{token_id}/image.png")
-    async def token_image(request: Request, token_id: TokenId) -> FileResponse:
-        info = await read_token(request, token_id)
-        queue: JobQueue = request.app.state.queue
-        stored = stored_image_of(queue, info)
-        if stored is None:
-            require_key_to_generate(request, token_id)
-            stored = (await finished_job(queue, spec_from_params(info.params), str(token_id))).image
-        # Not immutable: this address follows the token to whatever the current model renders.
-        return FileResponse(queue.store.path_of(stored.file), media_type="image/png",
-                            headers={"Cache-Control": TOKEN_IMAGE_CACHE})
+@router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
+             responses=error_responses(401, 429, *CHAIN_ERRORS))
+async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> JSONResponse:
+    info = await read_token(chain, token_id)
+    job = await asyncio.to_thread(queue.submit, token_request(info))
+    return accepted(queue, job)
 
-    def require_key_to_generate(request: Request, token_id: int) -> None:
-        """Serving a stored image is open; generating one needs the key when a key is configured."""
-        try:
-            check_key(request)
-        except Unauthorized:
+
+@router.get("/tokens/{token_id}/metadata.json", responses=error_responses(*CHAIN_ERRORS))
+async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
+                              settings: SettingsDep) -> dict[str, Any]:
+    info = await read_token(chain, token_id)
+    return await asyncio.to_thread(metadata_of, request, info, queue, settings.model)
+
+
+def metadata_of(request: Request, info: TokenInfo, queue: JobQueue, default_model: str) -> dict[str, Any]:
+    stored = queue.lookup(token_request(info))
+    image = stored[0] if stored else None
+    png = queue.store.path_of(image.file).read_bytes() if image else None
+    base = str(request.base_url).rstrip("/")
+    return token_metadata(
+        token_id=str(info.token_id), params=info.params, image_url=f"{base}/tokens/{info.token_id}/image.png",
+        model=image.model if image else getattr(queue.model.engine, "model_name", default_model), png=png,
+        external_url=f"{base}/tokens/{info.token_id}",
+    )
+
+
+@router.get("/tokens/{token_id}/image.png", response_class=FileResponse,
+            responses=error_responses(401, 429, 500, *CHAIN_ERRORS))
+async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> FileResponse:
+    info = await read_token(chain, token_id)
+    stored = await asyncio.to_thread(queue.lookup, token_request(info))
+    if stored:
+        image = stored[0]
+    else:
+        if not key_is_valid(request):  # serving a stored image is open; generating one needs the key
             raise Unauthorized(
                 f"token {token_id}'s image is not generated yet, and generating it needs the API key (X-API-Key)"
-            ) from None
-
-    return router
+            )
+        image = (await finished_job(queue, token_request(info)))[1].images[0]
+    # Not immutable: this address follows the token to whatever the current model renders.
+    return FileResponse(queue.store.path_of(image.file), media_type="image/png",
+                        headers={"Cache-Control": TOKEN_IMAGE_CACHE})

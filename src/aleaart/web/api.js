@@ -3,10 +3,11 @@
 const KEY_STORAGE = "aleaart-api-key";
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, kind = "backend" } = {}) {
+  constructor(message, { status = 0, kind = "backend", code = null } = {}) {
     super(message);
     this.status = status;
     this.kind = kind;
+    this.code = code;
   }
 }
 
@@ -23,22 +24,26 @@ function headers(extra = {}) {
   return key ? { ...extra, "X-API-Key": key } : extra;
 }
 
-// What a failed answer means, by where it came from and its status.
-function explain(status, message, context) {
-  if (status === 401) return new ApiError(`This backend needs an API key: ${message}`, { status, kind: "key" });
-  if (status === 429) return new ApiError(`The queue is full: ${message}`, { status, kind: "queue" });
-  if (context === "chain" && (status === 502 || status === 503)) {
-    return new ApiError(`The chain is unreachable or not configured: ${message}`, { status, kind: "chain" });
-  }
-  if (context === "chain" && status === 409) return new ApiError(message, { status, kind: "not-ready" });
-  if (context === "chain" && status === 404) return new ApiError(message, { status, kind: "not-minted" });
-  if (status === 503) {
-    return new ApiError(`The model is not loaded: ${message}`, { status, kind: "model" });
-  }
-  return new ApiError(message || `The backend answered ${status}`, { status });
+// What a failed answer means, by its stable error code (the text is for people, not for branching).
+const EXPLAIN = {
+  unauthorized: { kind: "key", prefix: "This backend needs an API key: " },
+  queue_full: { kind: "queue", prefix: "The queue is full: " },
+  chain_unreachable: { kind: "chain", prefix: "The chain is unreachable: " },
+  wrong_chain: { kind: "chain", prefix: "The chain is not configured right: " },
+  token_not_ready: { kind: "not-ready", prefix: "" },
+  not_found: { kind: "not-found", prefix: "" },
+  model_unavailable: { kind: "model", prefix: "The model is not loaded: " },
+  cancelled: { kind: "cancelled", prefix: "" },
+};
+
+function explain(status, data) {
+  const message = data.error || `The backend answered ${status}`;
+  const known = EXPLAIN[data.code];
+  if (!known) return new ApiError(message, { status, code: data.code });
+  return new ApiError(known.prefix + message, { status, kind: known.kind, code: data.code });
 }
 
-export async function request(method, path, { body, context } = {}) {
+export async function request(method, path, { body } = {}) {
   let response;
   try {
     response = await fetch(path, {
@@ -53,7 +58,7 @@ export async function request(method, path, { body, context } = {}) {
     );
   }
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw explain(response.status, data.error, context);
+  if (!response.ok) throw explain(response.status, data);
   return data;
 }
 
@@ -67,7 +72,7 @@ export async function* events(path) {
   }
   if (!response.ok) {
     const data = await response.json().catch(() => ({}));
-    throw explain(response.status, data.error);
+    throw explain(response.status, data);
   }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

@@ -99,7 +99,7 @@ function showParams(source, { derivedMatch } = {}) {
 async function loadToken(path) {
   clearError();
   try {
-    const token = await request("GET", path, { context: "chain" });
+    const token = await request("GET", path);
     $("token-id").value = token.tokenId;
     showParams({ kind: "token", tokenId: token.tokenId, params: token.parameters },
       { derivedMatch: token.derivedMatch });
@@ -178,7 +178,7 @@ async function generate() {
   setBusy(true);
   try {
     const job = source.kind === "token"
-      ? await request("POST", `/tokens/${source.tokenId}/jobs`, { context: "chain" })
+      ? await request("POST", `/tokens/${source.tokenId}/jobs`)
       : await request("POST", "/jobs", { body: { parameters: source.params } });
     state.job = job;
     await follow(job);

@@ -1,0 +1,63 @@
+"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, the key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from aleaart.chain import ChainReader
+from aleaart.config import Settings
+from aleaart.errors import Unauthorized
+from aleaart.jobs import JobQueue
+from aleaart.params import parse_token_id
+from aleaart.store import ImageStore
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+def get_store(request: Request) -> ImageStore:
+    return request.app.state.store
+
+
+def get_chain(request: Request) -> ChainReader:
+    return request.app.state.chain
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+StoreDep = Annotated[ImageStore, Depends(get_store)]
+ChainDep = Annotated[ChainReader, Depends(get_chain)]
+
+
+def given_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def key_is_valid(request: Request) -> bool:
+    expected = request.app.state.settings.api_key
+    return not expected or secrets.compare_digest((given_key(request) or "").encode(), expected.encode())
+
+
+def require_api_key(request: Request) -> None:
+    if not key_is_valid(request):
+        raise Unauthorized("this endpoint needs the API key: send it in the X-API-Key header")
+
+
+KEYED = [Depends(require_api_key)]
+
+
+def token_id_path(
+    token_id: Annotated[str, Path(description="the token id (uint256, decimal)")],
+) -> int:
+    return parse_token_id(token_id)
+
+
+TokenIdPath = Annotated[int, Depends(token_id_path)]

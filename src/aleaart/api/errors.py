@@ -1,0 +1,119 @@
+"""Errors at the HTTP edge: every one becomes ``{"success": false, "error": ..., "code": ...}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aleaart.errors import AleaArtError, BodyTooLarge, error_codes
+
+log = logging.getLogger(__name__)
+
+BODY_KINDS = ("seed", "flat")  # the tags of GenerateBody's union, which pydantic puts in error locations
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "body_too_large"}
+
+
+class ErrorBody(BaseModel):
+    """Every error answer; clients branch on ``code``, people read ``error``."""
+
+    success: bool = Field(False, description="always false")
+    error: str = Field(description="what went wrong and what to do about it")
+    code: str = Field(description="stable machine-readable code: "
+                      + ", ".join(sorted({*error_codes(), *HTTP_CODES.values(), "http_error"})))
+
+
+def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": False, "error": message, "code": code}, status_code=status, headers=headers)
+
+
+def response_for(error: AleaArtError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return error_response(error.status, str(error), error.code, headers)
+
+
+def validation_message(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return "request body is not valid JSON"
+        loc = [str(p) for p in item.get("loc", ())][1:]  # drop "body" / "query" / "path"
+        if loc and loc[0] in BODY_KINDS:
+            loc = loc[1:]
+        if not loc and item.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            return "request body must be a JSON object: the seed's {parameters, tokenId} or the flat form (see /docs)"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AleaArtError)
+    async def _known(request: Request, error: AleaArtError) -> JSONResponse:
+        return response_for(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, validation_message(error), "invalid_params")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(error.status_code, "http_error")
+        return error_response(error.status_code, str(error.detail), code, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the server log has the details", "internal_error")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: these statuses answer with ErrorBody."""
+    return {status: {"model": ErrorBody, "description": "error"} for status in statuses}
+
+
+class BodyLimit:
+    """Answers 413 for bodies over ``max_bytes``, by Content-Length or by counting what arrives.
+
+    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._reject(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+        await response_for(error)(scope, receive, send)

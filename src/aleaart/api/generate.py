@@ -1,0 +1,51 @@
+"""Routes that make images: the seed's synchronous /generate-image and the job API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from aleaart.api.deps import KEYED, QueueDep
+from aleaart.api.errors import error_responses
+from aleaart.api.responses import generate_and_wait, job_events, job_snapshot
+from aleaart.api.schemas import GenerateBody
+from aleaart.jobs import Job, JobQueue
+
+router = APIRouter(tags=["generate"], dependencies=KEYED)
+SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503)
+JOB_ERRORS = error_responses(401, 404, 422)
+
+
+def accepted(queue: JobQueue, job: Job) -> JSONResponse:
+    return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+@router.post("/generate-image", responses=SUBMIT_ERRORS)
+async def generate_image(body: GenerateBody, queue: QueueDep) -> dict[str, Any]:
+    return await generate_and_wait(queue, body.to_request())
+
+
+@router.post("/jobs", status_code=202, responses=SUBMIT_ERRORS)
+async def create_job(body: GenerateBody, queue: QueueDep) -> JSONResponse:
+    job = await asyncio.to_thread(queue.submit, body.to_request())
+    return accepted(queue, job)
+
+
+@router.get("/jobs/{job_id}", responses=JOB_ERRORS)
+def get_job(job_id: str, queue: QueueDep) -> dict[str, Any]:
+    return job_snapshot(queue, queue.get(job_id))
+
+
+@router.get("/jobs/{job_id}/events", responses=JOB_ERRORS)
+def job_event_stream(job_id: str, queue: QueueDep) -> StreamingResponse:
+    job = queue.get(job_id)
+    return StreamingResponse(job_events(queue, job), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.delete("/jobs/{job_id}", responses=JOB_ERRORS)
+def cancel_job(job_id: str, queue: QueueDep) -> dict[str, Any]:
+    return job_snapshot(queue, queue.cancel(job_id))

@@ -1,0 +1,33 @@
+"""Routes that read stored images: the paged list and the PNG files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from aleaart.api.deps import StoreDep
+from aleaart.api.errors import error_responses
+from aleaart.api.responses import IMMUTABLE, image_result
+from aleaart.params import check_token_id
+
+router = APIRouter(tags=["images"])
+
+
+@router.get("/images", responses=error_responses(422))
+def list_images(
+    store: StoreDep,
+    tokenId: Annotated[str | None, Query(description="only this token's images (decimal id)")] = None,
+    source: Annotated[str | None, Query(max_length=64, description="only images derived from this image key")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> dict[str, Any]:
+    images, total = store.list(token_id=check_token_id(tokenId), source=source, limit=limit, offset=offset)
+    items = [image_result(store, i, cached=True, with_base64=False) for i in images]
+    return {"images": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/generated_images/{filename}", response_class=FileResponse, responses=error_responses(404))
+def generated_image(filename: str, store: StoreDep) -> FileResponse:
+    return FileResponse(store.path_of(filename), media_type="image/png", headers={"Cache-Control": IMMUTABLE})

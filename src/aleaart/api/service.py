@@ -1,0 +1,88 @@
+"""The service's own routes: the index (or the dashboard), parameter tables, health and readiness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from aleaart import __version__
+from aleaart.api.deps import QueueDep, SettingsDep
+from aleaart.api.errors import error_responses
+from aleaart.params import tables_json
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the dashboard: static HTML, CSS and JS modules
+
+router = APIRouter(tags=["service"])
+
+ENDPOINTS = {
+    "POST /generate-image": "generate (or fetch the stored) image; waits for it",
+    "POST /jobs": "queue a job; answers 202 with the job's URLs",
+    "GET /jobs/{id}": "a job's kind, state, progress and result",
+    "GET /jobs/{id}/events": "the job's progress as Server-Sent Events",
+    "DELETE /jobs/{id}": "cancel a job",
+    "GET /images": "stored images, newest first (?tokenId=&source=&limit=&offset=)",
+    "GET /tokens/latest": "the newest token whose randomness has arrived, with its parameters",
+    "GET /tokens/{id}": "a token's parameters, seed and whether they follow from the seed",
+    "POST /tokens/{id}/generate-image": "generate a token's image from its on-chain parameters",
+    "POST /tokens/{id}/jobs": "the same, as a job",
+    "GET /tokens/{id}/metadata.json": "ERC-721 metadata for the token",
+    "GET /tokens/{id}/image.png": "the token's image (generated on first request)",
+    "GET /generated_images/{file}": "a stored PNG",
+    "GET /health": "service and model status",
+    "GET /ready": "200 once the model is loaded, else 503",
+    "GET /params": "the mapping tables and parameter ranges",
+    "GET /docs": "OpenAPI documentation",
+}
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (Accept: text/html first); API clients keep the JSON index."""
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept:
+        return False
+    return "application/json" not in accept or accept.index("text/html") < accept.index("application/json")
+
+
+@router.get("/", response_model=None)
+def index(request: Request) -> dict[str, Any] | HTMLResponse:
+    if wants_html(request):
+        return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
+    return {
+        "message": "AleaArt Python backend: on-chain art parameters to Stable Diffusion images",
+        "version": __version__,
+        "endpoints": ENDPOINTS,
+    }
+
+
+@router.get("/params")
+def parameter_tables() -> dict[str, Any]:
+    return tables_json()
+
+
+@router.get("/health")
+def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
+    model = queue.model
+    engine = model.engine
+    return {
+        "status": "healthy",
+        "model_loaded": engine is not None,
+        "model_loading": model.loading,
+        "model": settings.model,
+        "model_error": model.error,
+        "device": str(getattr(engine, "device", "")) or None,
+        "cuda_available": model.cuda_available,
+        "queue_depth": queue.depth,
+        "max_queue": queue.max_queue,
+        "generations": queue.generations,
+        "api_key_required": bool(settings.api_key),
+        "version": __version__,
+    }
+
+
+@router.get("/ready", responses=error_responses(503))
+def ready(queue: QueueDep) -> dict[str, Any]:
+    queue.model.require()
+    return {"ready": True}

@@ -1,0 +1,212 @@
+"""The job API over HTTP, in-process against a fake engine with gates: deterministic, no sleeps."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fakes import FakeEngine
+from fastapi.testclient import TestClient
+
+from aleaart.api import create_app
+from aleaart.config import Settings
+from aleaart.errors import error_codes
+
+BODY = {"prompt": "a fox", "seed": 1, "steps": 3, "width": 256, "height": 256}
+
+
+def body(seed: int, steps: int = 3) -> dict:
+    return {**BODY, "seed": seed, "steps": steps}
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    opened = []
+
+    def make(loader, **settings) -> TestClient:
+        app = create_app(Settings(images_dir=tmp_path / "images", **settings), loader=loader)
+        client = TestClient(app).__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client, engine):
+    c = make_client(lambda: engine)
+    c.app.state.model.wait(5)
+    return c
+
+
+def wait_done(client, job_id: str) -> dict:
+    assert client.app.state.queue.get(job_id).wait_done(10)
+    return client.get(f"/jobs/{job_id}").json()
+
+
+def test_a_job_shows_its_kind_and_result(client):
+    created = client.post("/jobs", json=body(1))
+    assert created.status_code == 202 and created.headers["location"] == created.json()["statusUrl"]
+    assert created.json()["kind"] == "render" and created.json()["priority"] == 0
+    done = wait_done(client, created.json()["jobId"])
+    assert done["status"] == "succeeded" and done["kind"] == "render" and done["code"] is None
+    assert done["result"]["imageUrl"].startswith("/generated_images/art_token_manual_")
+    assert done["results"] == [done["result"]] and done["result"]["kind"] == "render"
+
+
+def test_identical_requests_share_one_job_then_the_store(client, engine):
+    engine.release.clear()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/jobs", json=body(2)), range(8)))
+    assert len({a.json()["jobId"] for a in answers}) == 1
+    engine.release.set()
+    wait_done(client, answers[0].json()["jobId"])
+    again = client.post("/generate-image", json=body(2)).json()
+    assert again["cached"] is True and len(engine.calls) == 1
+
+
+def test_cancel_queued_and_running_over_http(client, engine):
+    engine.pause_at_step = 1
+    running = client.post("/jobs", json=body(3, steps=10)).json()
+    queued = client.post("/jobs", json=body(4)).json()
+    assert engine.paused.wait(5)
+    assert client.get(queued["statusUrl"]).json()["queuePosition"] == 1
+    cancelled = client.delete(queued["statusUrl"]).json()
+    assert cancelled["status"] == "cancelled" and cancelled["code"] == "cancelled"
+    client.delete(running["statusUrl"])
+    engine.resume.set()
+    final = wait_done(client, running["jobId"])
+    assert final["status"] == "cancelled" and final["step"] == 1 and len(engine.calls) == 1
+    assert client.get("/jobs/" + "0" * 32).json()["code"] == "not_found"
+
+
+def test_a_waiting_client_of_a_cancelled_job_gets_409_cancelled(client, engine):
+    engine.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.post, "/generate-image", json=body(5))
+        assert engine.started.wait(5)  # the waiting client's job is running
+        job = client.post("/jobs", json=body(5)).json()  # the same request: the same job
+        client.delete(job["statusUrl"])
+        answer = waiting.result(10)
+    assert answer.status_code == 409 and answer.json()["code"] == "cancelled"
+
+
+def test_queue_full_is_429_with_retry_after_and_its_code(make_client, engine):
+    client = make_client(lambda: engine, max_queue=1)
+    engine.release.clear()
+    client.post("/jobs", json=body(1))
+    assert engine.started.wait(5)
+    assert client.post("/jobs", json=body(2)).status_code == 202
+    full = client.post("/jobs", json=body(3))
+    assert full.status_code == 429 and int(full.headers["retry-after"]) >= 1
+    assert full.json()["code"] == "queue_full" and "queue is full" in full.json()["error"]
+    engine.release.set()
+
+
+def test_events_come_in_order_and_end_with_the_result(client, engine):
+    engine.pause_at_step = 2
+    job = client.post("/jobs", json=body(6, steps=4)).json()
+    events = []
+    with client.stream("GET", job["eventsUrl"]) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if events[-1][1]["step"] == 2:
+                    engine.resume.set()
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "result" and set(kinds[:-1]) == {"progress"}
+    steps = [data["step"] for _, data in events]
+    assert steps == sorted(steps) and 2 in steps and steps[-1] == 4
+    assert events[-1][1]["result"]["imageUrl"] and events[-1][1]["kind"] == "render"
+
+
+def test_requests_made_while_the_model_loads_are_queued_not_refused(make_client):
+    gate = threading.Event()
+    client = make_client(lambda: gate.wait(10) and FakeEngine())
+    assert client.get("/ready").json()["code"] == "model_unavailable"
+    job = client.post("/jobs", json=BODY)
+    assert job.status_code == 202 and job.json()["status"] == "queued"
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.post, "/generate-image", json=body(9))
+        gate.set()
+        answer = waiting.result(10)
+    assert answer.status_code == 200 and answer.json()["success"] is True
+    assert wait_done(client, job.json()["jobId"])["status"] == "succeeded"
+
+
+def test_a_restart_finishes_the_accepted_jobs(tmp_path, make_client):
+    engine = FakeEngine()
+    engine.release.clear()
+    first = make_client(lambda: engine)
+    ids = [first.post("/jobs", json=body(s)).json()["jobId"] for s in range(5)]
+    assert engine.started.wait(5)
+    first.__exit__(None, None, None)  # the service stops with one job running and four queued
+    engine.release.set()
+    second = make_client(lambda: engine)
+    finished = [wait_done(second, job_id) for job_id in ids]
+    assert [f["status"] for f in finished] == ["succeeded"] * 5
+    assert len({f["result"]["sha256"] for f in finished}) == 5
+
+
+def test_a_failed_generation_is_a_500_with_its_code_and_the_worker_lives_on(client, engine):
+    engine.fail_with = RuntimeError("CUDA out of memory")
+    response = client.post("/generate-image", json=BODY)
+    assert response.status_code == 500
+    assert response.json() == {"success": False, "error": "generation failed: RuntimeError: CUDA out of memory",
+                               "code": "generation_failed"}
+    engine.fail_with = None
+    assert client.post("/generate-image", json=BODY).status_code == 200
+
+
+def test_openapi_documents_the_error_body_and_its_codes(client):
+    schema = client.get("/openapi.json").json()
+    post = schema["paths"]["/generate-image"]["post"]["responses"]
+    assert {"401", "422", "429", "503"} <= set(post)
+    error_schema = schema["components"]["schemas"]["ErrorBody"]
+    assert set(error_schema["properties"]) == {"success", "error", "code"}
+    for code in error_codes():
+        assert code in error_schema["properties"]["code"]["description"]
+
+
+def test_the_readme_lists_every_error_code():
+    from pathlib import Path
+
+    from aleaart.api.errors import HTTP_CODES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for code in {*error_codes(), *HTTP_CODES.values(), "http_error"}:
+        assert f"| `{code}` |" in readme, code
+
+
+def test_a_slow_store_read_does_not_block_other_requests(client):
+    """Regression: v1's async routes read SQLite on the event loop, so one slow read stalled every client."""
+    store = client.app.state.store
+    in_read, release = threading.Event(), threading.Event()
+    real_get = store.get
+
+    def slow_get(key):
+        in_read.set()
+        release.wait(10)
+        return real_get(key)
+
+    store.get = slow_get
+    with ThreadPoolExecutor(1) as pool:
+        blocked = pool.submit(client.post, "/jobs", json=body(11))
+        try:
+            assert in_read.wait(5)
+            assert client.get("/health", timeout=5).status_code == 200
+            assert client.get("/images").status_code == 200
+        finally:
+            release.set()
+        assert blocked.result(10).status_code == 202
