@@ -1,12 +1,12 @@
 """The job API over HTTP, in-process against a fake engine with gates: deterministic, no sleeps."""
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
+from sse import sse_events
 
 from aleaart.api import create_app
 from aleaart.config import Settings
@@ -116,14 +116,10 @@ def test_events_come_in_order_and_end_with_the_result(client, engine):
     events = []
     with client.stream("GET", job["eventsUrl"]) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-                if events[-1][1]["step"] == 2:
-                    engine.resume.set()
+        for kind, data in sse_events(stream.iter_lines()):
+            events.append((kind, data))
+            if data["step"] == 2:
+                engine.resume.set()
     kinds = [k for k, _ in events]
     assert kinds[-1] == "result" and set(kinds[:-1]) == {"progress"}
     steps = [data["step"] for _, data in events]

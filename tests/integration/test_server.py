@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from PIL import Image
+from sse import sse_events
 
 from integration.server import Server, server_env
 
@@ -104,15 +105,9 @@ def test_job_events_stream_steps_then_result(client):
     body = {"prompt": "events", "seed": 77, "steps": 12, "width": 256, "height": 256}
     job = client.post("/jobs", json=body)
     assert job.status_code == 202 and job.headers["location"] == job.json()["statusUrl"]
-    events = []
     with client.stream("GET", job.json()["eventsUrl"]) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
+        events = list(sse_events(stream.iter_lines()))
     steps = [data["step"] for kind, data in events if kind == "progress"]
     assert steps == sorted(steps) and steps[-1] > 0
     kind, final = events[-1]
@@ -159,6 +154,9 @@ def test_symlink_out_of_the_folder_is_not_served(client, server, tmp_path):
     ({"parameters": {**SEED_BODY["parameters"], "cfg": "75"}}, "parameters: cfg must be an integer 70..180"),
     ({"parameters": {"promptIndex": 0}}, "parameters: parameters are missing styleIndex"),
     ({"parameters": SEED_BODY["parameters"], "tokenId": "../1"}, "tokenId: tokenId must be"),
+    ({"parameters": SEED_BODY["parameters"], "tokenId": True}, "tokenId: tokenId must be"),
+    ({"prompt": "x", "seed": 1, "tokenId": 0.0}, "tokenId: tokenId must be"),
+    ({"prompt": "x", "seed": 1, "tokenId": "1\n"}, "tokenId: tokenId must be"),
     ({"prompt": "x", "seed": 1, "width": 513}, "width: Input should be a multiple of 8"),
     ({"prompt": "x", "seed": 1, "sampler": "DDIM"}, "sampler: Input should be"),
     ({"prompt": "x", "seed": 1, "steps": 101}, "steps: Input should be less than or equal to 100"),
@@ -169,7 +167,7 @@ def test_symlink_out_of_the_folder_is_not_served(client, server, tmp_path):
 ])
 def test_bad_input_is_422_with_a_message(client, body, message):
     response = client.post("/generate-image", json=body)
-    assert response.status_code == 422
+    assert response.status_code == 422 and response.json()["code"] == "invalid_params"
     assert response.json()["success"] is False and message in response.json()["error"]
 
 
