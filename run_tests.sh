@@ -21,8 +21,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
-# anvil (a local JSON-RPC node) and solcjs for the chain tests, pinned in chain/package-lock.json.
+# anvil (a local JSON-RPC node) and solcjs for the chain tests, pinned in chain/package-lock.json;
+# the independent JavaScript implementations the tests compare against, in tests/node/package-lock.json.
 npm ci --prefix chain --no-audit --no-fund --loglevel=error
+npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
 .venv/bin/ruff check --quiet src tests bench
 

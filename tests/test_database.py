@@ -16,7 +16,7 @@ def v1_database(folder, images):
     db.executescript(IMAGES_V1)
     for record, png in images:
         row = record.to_row()
-        del row["kind"], row["source"]  # columns v1 did not have
+        del row["kind"], row["source"], row["pixels"]  # columns v1 did not have
         db.execute(f"INSERT INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         (folder / record.file).write_bytes(png)
     db.commit()

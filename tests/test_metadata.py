@@ -48,22 +48,16 @@ def test_image_filename_in_the_seed_style():
     assert image_filename(None, "abcdef0123456789ffff") == "art_token_manual_abcdef0123456789.png"
 
 
-def test_cid_is_cidv1_raw_sha256():
-    from aleaart.metadata import png_cid
-
-    # `ipfs add --cid-version=1 --raw-leaves` of the 5 bytes "hello"
-    assert png_cid(b"hello") == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
-
-
 def test_token_metadata_for_marketplaces():
-    from aleaart.metadata import png_cid, token_metadata
+    from aleaart.cid import file_cid
+    from aleaart.metadata import token_metadata
 
     params = RenderParams(1, 8, 2, 1, 33, 75, 99, 23)
     png = b"\x89PNG fake bytes"
     meta = token_metadata(token_id="7", params=params, image_url="http://h/tokens/7/image.png", model="sd15",
                           png=png)
     assert meta["name"] == "AleaArt #7" and meta["image"] == "http://h/tokens/7/image.png"
-    assert meta["image_ipfs"] == "ipfs://" + png_cid(png)
+    assert meta["image_ipfs"] == "ipfs://" + file_cid(png)
     traits = {a["trait_type"]: a for a in meta["attributes"]}
     assert {k: traits[k]["value"] for k in ("Prompt", "Style", "Sampler", "Aspect", "Palette")} == {
         "Prompt": "Cyberpunk", "Style": "Watercolor", "Sampler": "Euler a", "Aspect": "Landscape 1024x576",

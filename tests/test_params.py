@@ -11,6 +11,7 @@ from aleaart.params import (
     build_prompt,
     check_token_id,
     describe,
+    parse_token_id,
     spec_from_params,
 )
 
@@ -168,11 +169,19 @@ def test_latent_seed_full_uint32_range():
     assert params(latentSeed=2**32 - 1).latent_seed == 4294967295
 
 
-def test_token_ids():
+def test_chain_token_ids_are_uint256_in_ascii_decimal():
+    assert parse_token_id(7) == 7 and parse_token_id("007") == 7 and parse_token_id(str(2**256 - 1)) == 2**256 - 1
+    for bad in ("-1", "1.5", "abc", "", "²", "١", "１", "1\n", " 1", -1, True, 1.0, None, 2**256, "9" * 79):
+        with pytest.raises(InvalidParams, match="tokenId must be"):
+            parse_token_id(bad)
+
+
+def test_request_token_ids_are_numbers_or_labels():
     assert check_token_id(None) is None
-    assert check_token_id(7) == "7"
-    assert check_token_id("007") == "7"
-    for bad in ("-1", "1.5", "abc", "../x", -1, True, 2**256, "9" * 79):
+    assert check_token_id(7) == "7" and check_token_id("007") == "7"
+    assert check_token_id(str(2**256 - 1)) == str(2**256 - 1)
+    assert check_token_id("test") == "test" and check_token_id("test_async-2") == "test_async-2"
+    for bad in ("1.5", "../x", "a b", "", "x" * 65, "tést", "1\n", -1, True, False, 0.0, 2**256, "9" * 79, [1]):
         with pytest.raises(InvalidParams, match="tokenId must be"):
             check_token_id(bad)
 

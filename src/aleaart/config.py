@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     # The HTTP service
     host: str = "0.0.0.0"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("ALEAART_PORT", "PORT"),
+                      description="ALEAART_PORT, or PORT as hosting platforms set it")
     images_dir: Path = Path("generated_images")
     db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
     max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")

@@ -40,7 +40,9 @@ CREATE INDEX images_created ON images (created_at);
 V1_TO_V2 = """
 ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
 ALTER TABLE images ADD COLUMN source TEXT;
+ALTER TABLE images ADD COLUMN pixels TEXT;
 CREATE INDEX images_source ON images (source);
+CREATE INDEX images_pixels ON images (pixels);
 CREATE TABLE jobs (
     id          TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,

@@ -1,4 +1,4 @@
-"""Text that travels with an image: PNG chunks, image keys, ERC-721 metadata and CIDs (pure)."""
+"""Text that travels with an image: PNG chunks, image keys and ERC-721 metadata (pure)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from aleaart.cid import file_cid
 from aleaart.params import RenderParams, RenderSpec, describe, spec_from_params
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111's "PNG Info" and most galleries read
@@ -22,6 +23,13 @@ def render_key(spec: RenderSpec, recipe: dict[str, str], token_id: str | None) -
     The token id is part of it because it is written into the PNG's metadata.
     """
     payload = {"spec": spec.canonical(), "recipe": recipe, "tokenId": token_id}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def pixel_key(spec: RenderSpec, recipe: dict[str, str]) -> str:
+    """The identity of an image's pixels: requests with the same pixel key are rendered once,
+    whatever token id or body shape they came with."""
+    payload = {"pixels": spec.pixels(), "recipe": recipe}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -39,6 +47,7 @@ class ImageInfo:
     version: str
     token_id: str | None = None
     key: str | None = None
+    pixels: str | None = None
 
     def parameters_text(self) -> str:
         """A1111's layout: the prompt, then one line of ``Key: value`` pairs."""
@@ -65,6 +74,8 @@ class ImageInfo:
             "model": self.model,
             "version": self.version,
         }
+        if self.pixels is not None:
+            data["pixels"] = self.pixels
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -83,17 +94,6 @@ def read_png_text(data: bytes) -> dict[str, str]:
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         return dict(image.text)
-
-
-def png_cid(data: bytes) -> str:
-    """CIDv1 (raw codec, sha2-256, base32: ``bafkrei…``) of the PNG bytes.
-
-    It equals ``ipfs add --cid-version=1 --raw-leaves`` only for files of one chunk (256 KiB
-    with the default chunker); larger files become a UnixFS DAG with another CID.
-    """
-    from multiformats import CID, multihash
-
-    return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
 
 
 def token_metadata(
@@ -135,7 +135,7 @@ def token_metadata(
         },
     }
     if png is not None:
-        metadata["image_ipfs"] = "ipfs://" + png_cid(png)
+        metadata["image_ipfs"] = "ipfs://" + file_cid(png)
     if external_url:
         metadata["external_url"] = external_url
     return metadata

@@ -176,9 +176,23 @@ def parse_token_id(value: Any) -> int:
     raise InvalidParams(f"tokenId must be a non-negative integer (uint256) in decimal, got {value!r}")
 
 
+TOKEN_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what the deployed clients send besides numbers ("test")
+
+
 def check_token_id(value: Any) -> str | None:
-    """A request's optional token id as its canonical decimal string, or None."""
-    return None if value is None else str(parse_token_id(value))
+    """A request's optional token id: a uint256 made canonical ("007" → "7"), or a label of
+    letters, digits, ``_`` and ``-`` (up to 64) kept as it is; it names the image's file."""
+    if value is None:
+        return None
+    if isinstance(value, str) and TOKEN_LABEL.fullmatch(value) and not TOKEN_ID.fullmatch(value):
+        return value
+    try:
+        return str(parse_token_id(value))
+    except InvalidParams:
+        raise InvalidParams(
+            "tokenId must be a non-negative integer (uint256) or a label of letters, digits, _ and - "
+            f"(up to 64 characters), got {value!r}"
+        ) from None
 
 
 def build_prompt(params: RenderParams) -> str:
@@ -225,6 +239,10 @@ class RenderSpec:
             "width": self.width,
             "height": self.height,
         }
+
+    def pixels(self) -> dict[str, Any]:
+        """The fields that decide the pixels (the RenderParams only say where they came from)."""
+        return {k: v for k, v in self.canonical().items() if k != "params"}
 
     def canonical(self) -> dict[str, Any]:
         """A JSON-ready form with stable keys, for hashing and metadata."""

@@ -20,7 +20,8 @@ from aleaart.metadata import JSON_KEY, read_png_text
 
 log = logging.getLogger(__name__)
 
-FILENAME = re.compile(r"^art_token_(?:[0-9]{1,78}|manual)_[0-9a-f]{16}\.png$")
+# art_token_<token id or label, or "manual">_<key prefix>.png; matched whole, never with $ (a trailing \n passes $).
+FILENAME = re.compile(r"art_token_(?:[0-9]{1,78}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.png")
 TEMP_PREFIX = ".tmp-"
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class StoredImage:
     created_at: float
     kind: str = "render"  # the operation that made it: render, or one applied to ``source``
     source: str | None = None  # the key of the stored image it derives from
+    pixels: str | None = None  # metadata.pixel_key: images with the same one have the same pixels
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -103,7 +105,7 @@ class ImageStore:
 
     def put(self, image: StoredImage, png: bytes) -> StoredImage:
         """Write the PNG, then index it; the file is in place before the row that points to it."""
-        if not FILENAME.match(image.file):
+        if not FILENAME.fullmatch(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
         write_atomically(self.folder / image.file, png)
         self._insert(image, "INSERT OR REPLACE")
@@ -121,6 +123,13 @@ class ImageStore:
             return None
         return image
 
+    def with_pixels(self, pixels: str) -> StoredImage | None:
+        """A stored image with these pixels (under any token id), if there is one."""
+        for row in self.db.query("SELECT key FROM images WHERE pixels = ? ORDER BY created_at", (pixels,)):
+            if (image := self.get(row["key"])) is not None:
+                return image
+        return None
+
     def list(self, *, token_id: str | None = None, source: str | None = None, limit: int = 20,
              offset: int = 0) -> tuple[list[StoredImage], int]:
         """Newest first, optionally one token's or those derived from one image; returns (page, total)."""
@@ -135,7 +144,7 @@ class ImageStore:
 
     def path_of(self, filename: str) -> Path:
         """The path of a stored PNG by name; anything that is not one of ours is NotFound."""
-        if not FILENAME.match(filename):
+        if not FILENAME.fullmatch(filename):
             raise NotFound(f"no image named {filename!r}")
         path = self.folder / filename
         if path.is_symlink() or not path.is_file():
@@ -156,7 +165,7 @@ class ImageStore:
         known = {r["file"] for r in rows}
         recovered = 0
         for path in sorted(self.folder.glob("art_token_*.png")):
-            if path.name not in known and FILENAME.match(path.name) and not path.is_symlink():
+            if path.name not in known and FILENAME.fullmatch(path.name) and not path.is_symlink():
                 recovered += self._reindex(path)
         report = {"temp_removed": removed, "missing_files": len(missing), "reindexed": recovered}
         if any(report.values()):
@@ -177,7 +186,7 @@ class ImageStore:
                 params=meta["renderParams"], spec=spec, sampler=spec["sampler"], width=spec["width"],
                 height=spec["height"], model=meta["model"], seconds=0.0,
                 sha256=hashlib.sha256(data).hexdigest(), created_at=path.stat().st_mtime,
-                kind=meta.get("kind", "render"), source=meta.get("source"),
+                kind=meta.get("kind", "render"), source=meta.get("source"), pixels=meta.get("pixels"),
             )
         except (KeyError, ValueError, OSError) as error:
             log.warning("cannot reindex %s (%s); leaving it unlisted", path.name, error)

@@ -13,9 +13,9 @@ from evm import deploy, mint, mint_cheap
 from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
+from aleaart.cid import file_cid
 from aleaart.derive import derive_params
 from aleaart.errors import ChainError, TokenNotReady
-from aleaart.metadata import png_cid
 from aleaart.params import ASPECTS
 from integration.anvil import Anvil
 from integration.server import Server, live_group_members, server_env
@@ -68,7 +68,7 @@ def test_service_reads_and_renders_tokens(anvil, contract, service):
         meta = client.get(f"/tokens/{token_id}/metadata.json").json()
         assert meta["name"] == f"AleaArt #{token_id}"
         assert meta["image"] == f"{service.url}/tokens/{token_id}/image.png"
-        assert meta["image_ipfs"] == "ipfs://" + png_cid(png)
+        assert meta["image_ipfs"] == "ipfs://" + file_cid(png)
         assert meta["generation"]["sha256"] == hashlib.sha256(png).hexdigest() == result["sha256"]
         assert client.get(f"/tokens/{token_id}/image.png").content == png
 

@@ -161,7 +161,9 @@ def test_symlink_out_of_the_folder_is_not_served(client, server, tmp_path):
     ({"prompt": "x", "seed": 1, "sampler": "DDIM"}, "sampler: Input should be"),
     ({"prompt": "x", "seed": 1, "steps": 101}, "steps: Input should be less than or equal to 100"),
     ({"prompt": "x" * 1001, "seed": 1}, "prompt: String should have at most 1000 characters"),
-    ({"prompt": "x"}, "seed: Field required"),
+    ({"prompt": "x", "seed": -2}, "seed: Input should be greater than or equal to -1"),
+    ({"prompt": "x", "seed": 1, "userId": 5}, "userId: Input should be a valid string"),
+    ({"prompt": "x", "seed": 1, "tokenId": "a b"}, "tokenId: tokenId must be"),
     ([1, 2], "request body must be a JSON object"),
     ("just a string", "request body must be a JSON object"),
 ])
@@ -175,7 +177,8 @@ def test_malformed_json_and_bad_queries(client):
     response = client.post("/generate-image", content=b"{oops", headers={"content-type": "application/json"})
     assert response.status_code == 422 and response.json()["error"] == "request body is not valid JSON"
     assert client.get("/images", params={"limit": 0}).status_code == 422
-    assert client.get("/images", params={"tokenId": "abc"}).status_code == 422
+    assert client.get("/images", params={"tokenId": "../x"}).status_code == 422
+    assert client.get("/images", params={"tokenId": "test"}).json()["total"] == 0  # a label, like "test"
 
 
 def test_bodies_over_the_limit_are_413(client):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from aleaart.jobs import RenderRequest
 from aleaart.params import SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
@@ -12,7 +13,13 @@ from aleaart.params import SAMPLERS, RenderParams, RenderSpec, check_token_id, s
 SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
 
 MAX_PROMPT = 1000
-TokenId = Annotated[str | int | None, Field(None, description="the NFT's token id (decimal)")]
+TokenId = Annotated[str | int | None, Field(
+    None, description="the NFT's token id (a uint256, number or decimal string) or a label of letters, digits, "
+    "_ and - (up to 64); it names the file, it does not change the pixels")]
+UserId = Annotated[str | None, Field(
+    None, min_length=1, max_length=128, description="the frontend's user id: with MONGODB_URI set, the image is "
+    "recorded for this user in aleart.generatedImages")]
+RANDOM_SEED = -1
 
 
 def _side(name: str) -> Any:
@@ -26,6 +33,7 @@ class SeedRequest(BaseModel):
 
     parameters: dict[str, Any] = Field(description="RenderParams with the contract's keys (promptIndex ...)")
     tokenId: TokenId
+    userId: UserId
 
     @field_validator("parameters")
     @classmethod
@@ -50,16 +58,25 @@ class FlatRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
     steps: int = Field(20, ge=1, le=100)
     cfg_scale: float = Field(7.5, ge=1.0, le=30.0)
-    seed: int = Field(ge=0, le=2**32 - 1, description="required: the same seed gives the same image")
+    seed: int = Field(RANDOM_SEED, ge=RANDOM_SEED, le=2**32 - 1,
+                      description="the same seed gives the same image; missing or -1 draws one "
+                      "(answered in parameters.seed)")
     sampler: SamplerName = "DPM++ 2M Karras"
     width: int = _side("width")
     height: int = _side("height")
     tokenId: TokenId
+    userId: UserId
 
     @field_validator("tokenId", mode="before")
     @classmethod
     def _valid_token(cls, value: Any) -> str | None:
         return check_token_id(value)
+
+    @model_validator(mode="after")
+    def _draw_seed(self) -> FlatRequest:
+        if self.seed == RANDOM_SEED:  # drawn once, here: the answer and the PNG carry the seed used
+            self.seed = secrets.randbelow(2**32)
+        return self
 
     def to_request(self) -> RenderRequest:
         spec = RenderSpec(prompt=self.prompt, sampler=self.sampler, width=self.width, height=self.height,

@@ -7,10 +7,28 @@ import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from PIL import Image
+
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
-from aleaart.metadata import ImageInfo, encode_png, image_filename, render_key
+from aleaart.metadata import ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.params import RenderSpec, check_token_id
-from aleaart.store import new_record
+from aleaart.store import ImageStore, new_record
+
+
+def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
+                   recipe: Recipe, seconds: float) -> Artifact:
+    """The PNG (with its metadata chunks) and the index record of rendered pixels."""
+    pixels = pixel_key(spec, recipe)
+    info = ImageInfo(spec=spec, model=model, version=recipe.get("aleaart", ""), token_id=token_id, key=key,
+                     pixels=pixels)
+    png = encode_png(image, info)
+    record = new_record(
+        key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
+        params=spec.params.to_json() if spec.params else None, spec=spec.canonical(), sampler=spec.sampler,
+        width=spec.width, height=spec.height, model=model, seconds=round(seconds, 3),
+        sha256=hashlib.sha256(png).hexdigest(), pixels=pixels,
+    )
+    return Artifact(record=record, data=png)
 
 
 def render_image(
@@ -22,22 +40,20 @@ def render_image(
     on_step: StepCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> Artifact:
-    """Render ``spec`` and make the PNG (with its metadata chunks) and its index record.
-
-    The queue, the CLI and the token routes all come through here, so a PNG is the same
-    bytes whichever of them made it.
-    """
+    """Render ``spec`` into a PNG and its record. The queue and the CLI both come through here,
+    so a PNG is the same bytes whichever of them made it."""
     rendered = engine.generate(spec, on_step=on_step, cancel=cancel)
-    info = ImageInfo(spec=spec, model=engine.model_name, version=engine.recipe.get("aleaart", ""),
-                     token_id=token_id, key=key)
-    png = encode_png(rendered.image, info)
-    record = new_record(
-        key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
-        params=spec.params.to_json() if spec.params else None, spec=spec.canonical(), sampler=spec.sampler,
-        width=spec.width, height=spec.height, model=engine.model_name, seconds=round(rendered.seconds, 3),
-        sha256=hashlib.sha256(png).hexdigest(),
-    )
-    return Artifact(record=record, data=png)
+    return image_artifact(rendered.image, spec, token_id=token_id, key=key, model=engine.model_name,
+                          recipe=engine.recipe, seconds=rendered.seconds)
+
+
+def stored_pixels(store: ImageStore, spec: RenderSpec, recipe: Recipe) -> Image.Image | None:
+    """The pixels of an image already rendered from the same spec (under another token id or body)."""
+    same = store.with_pixels(pixel_key(spec, recipe))
+    if same is None:
+        return None
+    with Image.open(store.path_of(same.file)) as image:
+        return image.convert("RGB")
 
 
 @register
@@ -68,5 +84,10 @@ class RenderRequest(JobRequest):
         return self.spec.steps
 
     def run(self, context: RunContext) -> list[Artifact]:
-        return [render_image(context.engine, self.spec, token_id=self.token, key=context.key,
+        engine = context.engine
+        reused = stored_pixels(context.store, self.spec, engine.recipe)
+        if reused is not None:  # the token id names the file; it does not change the pixels
+            return [image_artifact(reused, self.spec, token_id=self.token, key=context.key,
+                                   model=engine.model_name, recipe=engine.recipe, seconds=0.0)]
+        return [render_image(engine, self.spec, token_id=self.token, key=context.key,
                              on_step=context.on_step, cancel=context.cancel)]
