@@ -1,16 +1,19 @@
 """The job API over HTTP, in-process against a fake engine with gates: deterministic, no sleeps."""
 
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
+from PIL import Image
 from sse import sse_events
 
 from aleaart.api import create_app
 from aleaart.config import Settings
 from aleaart.errors import error_codes
+from aleaart.metadata import read_png_text
 
 BODY = {"prompt": "a fox", "seed": 1, "steps": 3, "width": 256, "height": 256}
 
@@ -197,12 +200,54 @@ def test_a_slow_store_read_does_not_block_other_requests(client):
         return real_get(key)
 
     store.get = slow_get
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
         blocked = pool.submit(client.post, "/jobs", json=body(11))
         try:
             assert in_read.wait(5)
-            assert client.get("/health", timeout=5).status_code == 200
-            assert client.get("/images").status_code == 200
+            other = pool.submit(lambda: (client.get("/health").status_code, client.get("/images").status_code))
+            assert other.result(5) == (200, 200)  # a TimeoutError here: the event loop was blocked
         finally:
             release.set()
         assert blocked.result(10).status_code == 202
+
+
+SEED_PARAMS = {"promptIndex": 3, "styleIndex": 1, "samplerIndex": 2, "aspectIndex": 0, "steps": 18, "cfg": 70,
+               "latentSeed": 4242, "paletteId": 0}
+
+
+def test_the_same_pixels_through_either_body_are_rendered_once(client, engine):
+    from aleaart.params import RenderParams, spec_from_params
+
+    spec = spec_from_params(RenderParams.from_json(SEED_PARAMS))
+    flat = {"prompt": spec.prompt, "steps": spec.steps, "cfg_scale": spec.guidance_scale, "seed": spec.seed,
+            "sampler": spec.sampler, "width": spec.width, "height": spec.height, "tokenId": 5}
+    by_seed_body = client.post("/generate-image", json={"parameters": SEED_PARAMS, "tokenId": "1"}).json()
+    by_flat_body = client.post("/generate-image", json=flat).json()
+    assert len(engine.calls) == 1
+    assert by_seed_body["imageUrl"].startswith("/generated_images/art_token_1_")
+    assert by_flat_body["imageUrl"].startswith("/generated_images/art_token_5_")  # the token id names the file
+    pixels = [Image.open(io.BytesIO(client.get(a["imageUrl"]).content)).tobytes() for a in (by_seed_body, by_flat_body)]
+    assert pixels[0] == pixels[1]
+
+
+def test_a_missing_or_minus_one_seed_is_drawn_once_and_answered(client, engine):
+    answers = [client.post("/generate-image", json={"prompt": "p", "steps": 2, "width": 256, "height": 256, **extra})
+               for extra in ({}, {"seed": -1})]
+    seeds = [a.json()["parameters"]["seed"] for a in answers]
+    assert all(0 <= s < 2**32 for s in seeds) and seeds[0] != seeds[1]
+    assert [c.seed for c in engine.calls] == seeds
+    texts = read_png_text(client.get(answers[0].json()["imageUrl"]).content)
+    assert f"Seed: {seeds[0]}" in texts["parameters"]
+
+
+def test_the_originals_test_token_label_names_the_file(client):
+    answer = client.post("/generate-image", json={**BODY, "tokenId": "test"}).json()
+    assert answer["tokenId"] == "test" and answer["imageUrl"].startswith("/generated_images/art_token_test_")
+    assert client.get("/images", params={"tokenId": "test"}).json()["total"] == 1
+
+
+def test_cors_star_allows_every_origin(make_client, engine):
+    client = make_client(lambda: engine, cors_origins="*")
+    preflight = client.options("/generate-image", headers={
+        "Origin": "https://anywhere.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
