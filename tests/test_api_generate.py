@@ -1,8 +1,10 @@
 """The job API over HTTP, in-process against a fake engine with gates: deterministic, no sleeps."""
 
 import io
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fakes import FakeEngine
@@ -14,6 +16,7 @@ from aleaart.api import create_app
 from aleaart.config import Settings
 from aleaart.errors import error_codes
 from aleaart.metadata import read_png_text
+from aleaart.params import SAMPLERS
 
 BODY = {"prompt": "a fox", "seed": 1, "steps": 3, "width": 256, "height": 256}
 
@@ -90,7 +93,9 @@ def test_cancel_queued_and_running_over_http(client, engine):
     assert client.get("/jobs/" + "0" * 32).json()["code"] == "not_found"
 
 
-def test_a_waiting_client_of_a_cancelled_job_gets_409_cancelled(client, engine):
+@pytest.mark.parametrize("keepalive", [0, 0.05])
+def test_a_waiting_client_of_a_cancelled_job_is_told_so(make_client, engine, keepalive):
+    client = make_client(lambda: engine, keepalive_seconds=keepalive)
     engine.release.clear()
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(client.post, "/generate-image", json=body(5))
@@ -98,7 +103,31 @@ def test_a_waiting_client_of_a_cancelled_job_gets_409_cancelled(client, engine):
         job = client.post("/jobs", json=body(5)).json()  # the same request: the same job
         client.delete(job["statusUrl"])
         answer = waiting.result(10)
-    assert answer.status_code == 409 and answer.json()["code"] == "cancelled"
+    if keepalive:  # the status line went out before the failure: it comes in the body, where the frontend reads it
+        assert answer.status_code == 200
+    else:
+        assert answer.status_code == 409
+    assert answer.json()["success"] is False and answer.json()["code"] == "cancelled"
+
+
+def test_a_long_wait_is_kept_alive_with_spaces_then_the_json(make_client, engine):
+    client = make_client(lambda: engine, keepalive_seconds=0.05)
+    engine.pause_at_step = 1
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.post, "/generate-image", json=body(12))
+        assert engine.paused.wait(5)
+        with client.stream("POST", "/generate-image", json=body(12)) as stream:
+            assert stream.status_code == 200 and stream.headers["content-type"] == "application/json"
+            chunks = stream.iter_bytes()
+            first = next(chunks)
+            assert first.strip() == b""  # after one interval: headers and a space while the image is made
+            engine.resume.set()
+            rest = b"".join(chunks)
+        answer = json.loads(first + rest)
+    assert answer["success"] is True and answer["imageBase64"].startswith("data:image/png;base64,")
+    assert waiting.result(10).json()["sha256"] == answer["sha256"]
+    cached = client.post("/generate-image", json=body(12))  # ready at once: an ordinary answer
+    assert cached.headers["content-length"] and cached.json()["cached"] is True
 
 
 def test_queue_full_is_429_with_retry_after_and_its_code(make_client, engine):
@@ -251,3 +280,26 @@ def test_cors_star_allows_every_origin(make_client, engine):
     preflight = client.options("/generate-image", headers={
         "Origin": "https://anywhere.example", "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
+
+
+FRONTEND_BODIES = json.loads((Path(__file__).resolve().parent / "fixtures" / "frontend_bodies.json").read_text())
+
+
+@pytest.mark.parametrize("frontend_body", FRONTEND_BODIES, ids=lambda b: f"{b['sampler']}-{b['width']}x{b['height']}")
+def test_every_body_the_frontend_sends_renders(client, frontend_body):
+    """The exact bodies of the frontend's /api/generate-image-async route (tokenId a number, userId)."""
+    answer = client.post("/generate-image", json=frontend_body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["success"] is True and result["tokenId"] == str(frontend_body["tokenId"])
+    assert result["parameters"] == {k: frontend_body[k] for k in ("steps", "cfg_scale", "seed", "sampler", "width",
+                                                                   "height")}
+    assert {"ipfsHash", "ipfsUrl", "imageBase64", "prompt"} <= set(result)
+
+
+def test_the_frontend_fixtures_cover_what_it_can_send():
+    assert {b["sampler"] for b in FRONTEND_BODIES} == set(SAMPLERS)
+    assert {(b["width"], b["height"]) for b in FRONTEND_BODIES} == {(512, 512), (1024, 576), (768, 1024)}
+    assert {7, 15.6} <= {b["cfg_scale"] for b in FRONTEND_BODIES}
+    assert 4294967295 in {b["seed"] for b in FRONTEND_BODIES}
+    assert all(isinstance(b["tokenId"], int) and b["userId"] for b in FRONTEND_BODIES)

@@ -54,7 +54,7 @@ def test_bad_input_exits_2_with_one_line(tiny_env, tmp_path):
         assert len(lines) == 1 and lines[0].startswith(f"aleaart: error: {message}")
     result = aleaart("generate", "--params", "{oops", env=tiny_env, cwd=tmp_path)
     assert result.returncode == 2 and "not valid JSON" in result.stderr
-    result = aleaart("generate", "--params", json.dumps(PARAMS), "--token-id", "abc", env=tiny_env, cwd=tmp_path)
+    result = aleaart("generate", "--params", json.dumps(PARAMS), "--token-id", "a b", env=tiny_env, cwd=tmp_path)
     assert result.returncode == 2 and "tokenId must be" in result.stderr
 
 

@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     keep_jobs_hours: float = Field(24, gt=0, description="how long finished jobs answer GET /jobs/{id}")
 
+    keepalive_seconds: float = Field(5.0, ge=0, le=60, description="/generate-image sends a space this often "
+                                     "while it waits, so clients and proxies see a live answer; 0 turns it off")
+
+    # The AleaArt frontend's side effects: IPFS pinning and its MongoDB record (all off by default)
+    pinata_jwt: str | None = Field(None, validation_alias=AliasChoices("PINATA_JWT", "ALEAART_PINATA_JWT"),
+                                   description="pins every image with Pinata's pinFileToIPFS")
+    pinata_api: str = Field("https://api.pinata.cloud", description="Pinata's API base URL")
+    ipfs_api: str | None = Field(None, description="pins to a self-hosted IPFS node (kubo RPC), e.g. http://127.0.0.1:5001")
+    ipfs_gateway: str = Field("https://gateway.pinata.cloud", description="the gateway in ipfsUrl")
+    pin_timeout: float = Field(60, gt=0, description="seconds one pinning upload may take")
+    retry_seconds: float = Field(30, gt=0, description="how often failed pins and MongoDB records are retried")
+    mongodb_uri: str | None = Field(None, validation_alias=AliasChoices("MONGODB_URI", "ALEAART_MONGODB_URI"),
+                                    description="records each user's image in aleart.generatedImages")
+
     # The chain: AleaArt's EntropyArtParamsV2 on Arbitrum Sepolia
     rpc_url: str = "https://sepolia-rollup.arbitrum.io/rpc"
     chain_id: int = 421614

@@ -36,7 +36,8 @@ CREATE INDEX images_token ON images (token_id, created_at);
 CREATE INDEX images_created ON images (created_at);
 """
 
-# v2: an image may derive from another (``source``) by an operation (``kind``); jobs are durable.
+# v2: an image may derive from another (``source``) by an operation (``kind``) and has a pixel
+# identity; jobs are durable; pins and the frontend's MongoDB records are kept until done.
 V1_TO_V2 = """
 ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
 ALTER TABLE images ADD COLUMN source TEXT;
@@ -64,6 +65,23 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_state ON jobs (state, priority, created_at);
 CREATE INDEX jobs_finished ON jobs (finished_at);
+CREATE TABLE pins (
+    key       TEXT PRIMARY KEY,
+    cid       TEXT,
+    error     TEXT,
+    attempts  INTEGER NOT NULL,
+    next_at   REAL,
+    pinned_at REAL
+);
+CREATE TABLE user_records (
+    id          TEXT PRIMARY KEY,
+    image_key   TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    inserted_at REAL,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    next_at     REAL
+);
 """
 
 MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2)  # MIGRATIONS[n] takes version n to n + 1

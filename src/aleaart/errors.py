@@ -9,9 +9,14 @@
     ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
-    └── ChainError             (502)  chain_unreachable: the chain could not be read (RPC down, a call failed)
-        ├── ChainUnavailable   (503)  wrong_chain: the chain is misconfigured (wrong chain id, bad address)
-        └── TokenNotReady      (409)  token_not_ready: the token exists but its randomness has not arrived
+    ├── ChainError             (502)  chain_unreachable: the chain could not be read (RPC down, a call failed)
+    │   ├── ChainUnavailable   (503)  wrong_chain: the chain is misconfigured (wrong chain id, bad address)
+    │   └── TokenNotReady      (409)  token_not_ready: the token exists but its randomness has not arrived
+    ├── PinningFailed          (502)  pinning_failed: IPFS pinning failed or answered another CID (ipfsError)
+    └── RecordFailed           (502)  mongo_unavailable: the frontend's MongoDB record was not written (mongoError)
+
+The last two never fail a request: the image is answered, the error is carried beside it, and
+the work is retried in the background.
 
 Anything else that escapes is a bug and is reported as one (500, ``internal_error``).
 """
@@ -84,6 +89,16 @@ class ChainUnavailable(ChainError):
 class TokenNotReady(ChainError):
     status = 409
     code = "token_not_ready"
+
+
+class PinningFailed(AleaArtError):
+    status = 502
+    code = "pinning_failed"
+
+
+class RecordFailed(AleaArtError):
+    status = 502
+    code = "mongo_unavailable"
 
 
 def error_tree() -> list[type[AleaArtError]]:

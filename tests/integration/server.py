@@ -63,10 +63,16 @@ def stop_group(process: subprocess.Popen, timeout: float) -> None:
     process.wait(5)
 
 
+TESTS = Path(__file__).resolve().parents[1]
+
+
 class Server:
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+    """``aleaart serve``; with ``fake_step_seconds``, the same app on the fake engine slowed to that."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, *, fake_step_seconds: float | None = None) -> None:
         self.env = env
         self.workdir = workdir
+        self.fake_step_seconds = fake_step_seconds
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
@@ -75,8 +81,12 @@ class Server:
     def start(self, *, wait_ready: bool = True, timeout: float = 90) -> Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "aleaart.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        env = self.env
+        if self.fake_step_seconds is not None:
+            cmd = [sys.executable, "-m", "integration.fake_service", str(self.port), str(self.fake_step_seconds)]
+            env = {**env, "PYTHONPATH": str(TESTS)}
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(cmd, env=self.env, cwd=self.workdir, stdout=log, stderr=log)
+            self.process = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

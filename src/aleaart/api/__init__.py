@@ -25,6 +25,7 @@ from aleaart.api.errors import BodyLimit, install_error_handlers
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.database import Database
+from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder
 from aleaart.store import ImageStore
 
@@ -61,10 +62,13 @@ def create_app(
         queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings)
         app.state.store, app.state.model, app.state.queue = store, model, queue
         app.state.chain = chain or ChainReader.from_settings(settings)
+        app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
         model.start()
         queue.start()
+        publisher.start()
         yield
         queue.stop()
+        publisher.stop()
         db.close()
 
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)

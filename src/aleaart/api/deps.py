@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
+from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import JobQueue
 from aleaart.params import parse_token_id
 from aleaart.store import ImageStore
@@ -31,10 +32,15 @@ def get_chain(request: Request) -> ChainReader:
     return request.app.state.chain
 
 
+def get_publisher(request: Request) -> Publisher:
+    return request.app.state.publisher
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
 def given_key(request: Request) -> str | None:

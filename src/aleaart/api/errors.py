@@ -29,8 +29,12 @@ class ErrorBody(BaseModel):
                       + ", ".join(sorted({*error_codes(), *HTTP_CODES.values(), "http_error"})))
 
 
+def error_body(message: str, code: str) -> dict[str, Any]:
+    return {"success": False, "error": message, "code": code}
+
+
 def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "error": message, "code": code}, status_code=status, headers=headers)
+    return JSONResponse(error_body(message, code), status_code=status, headers=headers)
 
 
 def response_for(error: AleaArtError) -> JSONResponse:

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from aleaart.api.deps import KEYED, QueueDep
+from aleaart.api.deps import KEYED, PublisherDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
-from aleaart.api.responses import generate_and_wait, job_events, job_snapshot
+from aleaart.api.responses import answer_of, job_events, job_snapshot, kept_alive
 from aleaart.api.schemas import GenerateBody
 from aleaart.jobs import Job, JobQueue
 
@@ -23,9 +23,26 @@ def accepted(queue: JobQueue, job: Job) -> JSONResponse:
     return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-@router.post("/generate-image", responses=SUBMIT_ERRORS)
-async def generate_image(body: GenerateBody, queue: QueueDep) -> dict[str, Any]:
-    return await generate_and_wait(queue, body.to_request())
+@router.post("/generate-image", responses=SUBMIT_ERRORS, response_model=None)
+async def generate_image(body: GenerateBody, queue: QueueDep, publisher: PublisherDep,
+                         settings: SettingsDep) -> dict[str, Any] | StreamingResponse:
+    """Generate (or join, or find stored) and answer with the image.
+
+    An answer ready within ALEAART_KEEPALIVE_SECONDS, and every refusal, is an ordinary one.
+    A longer wait sends the status line and headers then, and a space every
+    ALEAART_KEEPALIVE_SECONDS until the JSON; a failure then comes as ``{"success": false, ...}``
+    in that 200 answer (the frontend reads ``success``).
+    """
+    job = await asyncio.to_thread(queue.submit, body.to_request())
+    # A task of its own: a client that goes away does not stop the image's pinning and record.
+    answer = asyncio.ensure_future(answer_of(queue, job, publisher=publisher, user_id=body.userId))
+    if not settings.keepalive_seconds:
+        return await asyncio.shield(answer)
+    done, _ = await asyncio.wait({answer}, timeout=settings.keepalive_seconds)
+    if done:
+        return answer.result()
+    return StreamingResponse(kept_alive(answer, settings.keepalive_seconds), media_type="application/json",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post("/jobs", status_code=202, responses=SUBMIT_ERRORS)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from aleaart.api.deps import StoreDep
+from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import IMMUTABLE, image_result
 from aleaart.params import check_token_id
@@ -18,13 +18,14 @@ router = APIRouter(tags=["images"])
 @router.get("/images", responses=error_responses(422))
 def list_images(
     store: StoreDep,
+    publisher: PublisherDep,
     tokenId: Annotated[str | None, Query(description="only this token's images (decimal id)")] = None,
     source: Annotated[str | None, Query(max_length=64, description="only images derived from this image key")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> dict[str, Any]:
     images, total = store.list(token_id=check_token_id(tokenId), source=source, limit=limit, offset=offset)
-    items = [image_result(store, i, cached=True, with_base64=False) for i in images]
+    items = [image_result(store, i, cached=True, with_base64=False, publisher=publisher) for i in images]
     return {"images": items, "total": total, "limit": limit, "offset": offset}
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, error_class
+from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus, Priority
 from aleaart.store import ImageStore, StoredImage
+
+log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=31536000, immutable"  # a stored image never changes
 POLL_SECONDS = 0.1
@@ -22,7 +27,8 @@ def image_base64(store: ImageStore, image: StoredImage) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool) -> dict[str, Any]:
+def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool,
+                 publisher: Publisher | None = None) -> dict[str, Any]:
     spec = image.spec
     result: dict[str, Any] = {
         "imageUrl": f"/generated_images/{image.file}",
@@ -40,6 +46,8 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
         "cached": cached,
         "createdAt": image.created_at,
     }
+    if publisher is not None and publisher.pinner is not None:
+        result |= publisher.ipfs_fields(publisher.pinned_cid(image.key))
     if with_base64:
         result["imageBase64"] = image_base64(store, image)
     return result
@@ -124,9 +132,39 @@ async def finished_job(queue: JobQueue, request: JobRequest,
     return job, status
 
 
-async def generate_and_wait(queue: JobQueue, request: JobRequest) -> dict[str, Any]:
-    """The seed's synchronous answer, with the image inline."""
-    job, status = await finished_job(queue, request)
-    result = await asyncio.to_thread(image_result, queue.store, status.images[0], cached=status.cached,
-                                     with_base64=True)
+async def generate_and_wait(queue: JobQueue, request: JobRequest, *, publisher: Publisher | None = None,
+                            user_id: str | None = None) -> dict[str, Any]:
+    """The seed's synchronous answer, with the image inline and the original backend's side effects."""
+    job = await asyncio.to_thread(queue.submit, request)
+    return await answer_of(queue, job, publisher=publisher, user_id=user_id)
+
+
+async def answer_of(queue: JobQueue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:
+    status = await asyncio.shield(wait_for(job))
+    if status.state is not JobState.SUCCEEDED or not status.images:
+        raise failure_of(job, status)
+    image = status.images[0]
+    result = await asyncio.to_thread(image_result, queue.store, image, cached=status.cached, with_base64=True)
+    if publisher is not None:
+        result |= await asyncio.to_thread(publisher.publish, image, user_id=user_id, token_id=job.request.token_id)
     return {"success": True, **result, "jobId": job.id}
+
+
+async def kept_alive(answer: asyncio.Future[dict[str, Any]], every: float) -> AsyncIterator[bytes]:
+    """A space every ``every`` seconds until the answer is ready, then the answer (or its error) as JSON.
+
+    Spaces before a JSON value are insignificant, and they keep clients and proxies with idle
+    timeouts (Node's fetch gives up on headers after 300 s) from dropping a long render.
+    """
+    while not answer.done():
+        done, _ = await asyncio.wait({answer}, timeout=every)
+        if not done:
+            yield b" "
+    try:
+        body = answer.result()
+    except AleaArtError as error:
+        body = error_body(str(error), error.code)
+    except Exception:
+        log.exception("the answer to a kept-alive request failed")
+        body = error_body("internal error; the server log has the details", "internal_error")
+    yield json.dumps(body).encode()

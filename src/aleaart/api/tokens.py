@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
+from aleaart.api.deps import KEYED, ChainDep, PublisherDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.api.responses import finished_job, generate_and_wait
@@ -45,9 +45,10 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
              responses=error_responses(401, 429, 500, *CHAIN_ERRORS))
-async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> dict[str, Any]:
+async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
+                               publisher: PublisherDep) -> dict[str, Any]:
     info = await read_token(chain, token_id)
-    answer = await generate_and_wait(queue, token_request(info))
+    answer = await generate_and_wait(queue, token_request(info), publisher=publisher)
     return {**answer, "derivedMatch": info.derived_match}
 
 
