@@ -1,5 +1,6 @@
 """The schema version and the migration of a database written by v1."""
 
+import hashlib
 import sqlite3
 
 import pytest
@@ -16,7 +17,7 @@ def v1_database(folder, images):
     db.executescript(IMAGES_V1)
     for record, png in images:
         row = record.to_row()
-        del row["kind"], row["source"], row["pixels"]  # columns v1 did not have
+        del row["kind"], row["source"], row["pixels"], row["size"]  # columns v1 did not have
         db.execute(f"INSERT INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         (folder / record.file).write_bytes(png)
     db.commit()
@@ -58,3 +59,40 @@ def test_a_newer_database_is_refused_not_damaged(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="newer than this aleaart"):
         Database(path)
+
+
+def garble(path, how):
+    data = path.read_bytes()
+    if how == "half-truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbled header":
+        path.write_bytes(b"\xff" * 100 + data[100:])
+    elif how == "garbled pages":
+        path.write_bytes(data[:4096] + bytes(b ^ 0x5A for b in data[4096:]))
+    elif how == "a text file":
+        path.write_text("this is not a database\n")
+    elif how == "a directory":
+        path.unlink()
+        path.mkdir()
+
+
+@pytest.mark.parametrize("how", ["half-truncated", "garbled header", "garbled pages", "a text file", "a directory"])
+def test_an_unreadable_index_is_moved_aside_and_rebuilt_from_the_pngs(tmp_path, how):
+    folder = tmp_path / "images"
+    store = ImageStore.open(folder, folder / "index.db")
+    images = [make_image(token_id=str(t), seed=t) for t in range(1, 40)]  # enough rows for several pages
+    for record, png in images:
+        store.put(record, png)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    garble(folder / "index.db", how)
+
+    reopened = ImageStore.open(folder, folder / "index.db")
+    try:
+        aside = reopened.db.moved_aside
+        assert aside is not None and aside.name.startswith("index.db.corrupt-") and aside.exists()
+        assert reopened.list(limit=100)[1] == len(images)
+        record, png = images[0]
+        assert reopened.get(record.key).sha256 == hashlib.sha256(png).hexdigest()
+    finally:
+        reopened.close()

@@ -30,8 +30,8 @@ def store(tmp_path):
 
 def test_put_get_and_file(store):
     record, png = make_image()
-    store.put(record, png)
-    assert store.get(record.key) == record
+    stored = store.put(record, png)
+    assert stored == dataclasses.replace(record, size=len(png)) and store.get(record.key) == stored
     assert store.path_of(record.file).read_bytes() == png
     assert not list(store.folder.glob(".tmp-*"))
 
@@ -76,7 +76,7 @@ def test_reconcile_on_open(tmp_path):
     store = ImageStore.open(folder, folder / "index.db")
     assert not (folder / ".tmp-crashed.png").exists()
     assert store.get(lost_file.key) is None
-    assert store.get(kept.key) == kept
+    assert store.get(kept.key) == dataclasses.replace(kept, size=len(kept_png))
     recovered = store.get(orphan.key)
     assert recovered is not None and recovered.token_id == "9" and recovered.params == orphan.params
     store.close()
@@ -121,3 +121,57 @@ def test_derived_images_are_linked_to_their_source(store):
     page, total = store.list(source=source.key)
     assert total == 1 and [i.key for i in page] == [child.key]
     assert store.get(source.key).kind == "render" and store.get(source.key).source is None
+
+
+def test_bad_entries_in_the_folder_are_skipped_not_fatal(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "art_token_1_0123456789abcdef.png").mkdir()  # a directory named like a PNG
+    spec = spec_from_params(RenderParams(0, 0, 0, 0, 20, 75, 1, 0))
+    wrong_shape = ImageInfo(spec=spec, model="m", version="t", token_id="2", key="k")
+    png = encode_png(Image.new("RGB", (8, 8)), wrong_shape)
+    png = png.replace(b'"spec":{', b'"spec":[{', 1)  # valid JSON of the wrong shape
+    (folder / "art_token_2_0123456789abcdef.png").write_bytes(png)
+    (folder / "art_token_3_0123456789abcdef.png").write_bytes(b"not a png")
+    good, good_png = make_image(token_id="4", seed=4)
+    (folder / good.file).write_bytes(good_png)
+
+    store = ImageStore.open(folder, folder / "index.db")
+    try:
+        report = store.reconcile()
+        assert store.get(good.key) is not None and store.list()[1] == 1
+        assert report["skipped"] == 3
+    finally:
+        store.close()
+
+
+def test_a_damaged_file_is_not_served_and_is_moved_aside(store):
+    record, png = make_image()
+    store.put(record, png)
+    assert store.served_path(record.file).read_bytes() == png
+    (store.folder / record.file).write_bytes(png[: len(png) // 2])  # truncated behind the service's back
+    with pytest.raises(NotFound, match="damaged"):
+        store.served_path(record.file)
+    assert store.get(record.key) is None and (store.folder / (".corrupt-" + record.file)).exists()
+
+
+def test_damaged_files_are_found_at_start(tmp_path):
+    folder = tmp_path / "images"
+    store = ImageStore.open(folder, folder / "index.db")
+    record, png = make_image()
+    store.put(record, png)
+    store.close()
+    (folder / record.file).write_bytes(png + b"trailing junk")
+    store = ImageStore.open(folder, folder / "index.db")
+    try:
+        assert store.get(record.key) is None
+    finally:
+        store.close()
+
+
+def test_names_are_matched_whole_and_long_ones_not_echoed(store):
+    with pytest.raises(NotFound) as error:
+        store.path_of("art_token_1_0123456789abcdef.png\n")
+    with pytest.raises(NotFound) as error:
+        store.path_of("x" * 100_000)
+    assert len(str(error.value)) < 200

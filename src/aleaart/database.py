@@ -7,12 +7,16 @@ with an ``images`` table and version 0 is a v1 database; it is migrated in place
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from aleaart.errors import DiskFull
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ V1_TO_V2 = """
 ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
 ALTER TABLE images ADD COLUMN source TEXT;
 ALTER TABLE images ADD COLUMN pixels TEXT;
+ALTER TABLE images ADD COLUMN size INTEGER;
 CREATE INDEX images_source ON images (source);
 CREATE INDEX images_pixels ON images (pixels);
 CREATE TABLE jobs (
@@ -89,17 +94,27 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Database:
-    """One SQLite connection, serialised by a lock; thread-safe, one instance per process."""
+    """One SQLite connection, serialised by a lock; thread-safe, one instance per process.
+
+    An index that cannot be read (truncated, garbled, not a database, a folder in its place) is
+    moved aside with a timestamp and a new one is made: the image store rebuilds it from the
+    PNGs' own metadata, so a broken index never keeps the service from starting.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
-        self.migrated_from = migrate(self._db)
+        self.moved_aside: Path | None = None
+        try:
+            self._db, self.migrated_from = open_checked(path)
+        except sqlite3.DatabaseError as error:
+            if is_disk_full(error, path.parent):
+                raise DiskFull(f"disk full: cannot open the index {path} ({error})") from None
+            self.moved_aside = move_aside(path)
+            log.error("the index %s could not be read (%s); moved it to %s and starting a new one, "
+                      "rebuilt from the images' own metadata", path, error, self.moved_aside)
+            self._db, self.migrated_from = open_checked(path)
 
     def close(self) -> None:
         with self._lock:
@@ -128,6 +143,43 @@ class Database:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
+    """Connect, check every page (quick_check), migrate; any of it failing is a DatabaseError."""
+    if path.exists() and not path.is_file():
+        raise sqlite3.DatabaseError(f"{path} is not a file")
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"quick_check found: {'; '.join(problems[:3])}")
+        return db, migrate(db)
+    except BaseException:
+        db.close()
+        raise
+
+
+def move_aside(path: Path) -> Path:
+    """Rename the index (and its WAL files) to ``<name>.corrupt-<timestamp>``; returns the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists() or part.is_symlink():
+            part.rename(target.with_name(target.name + suffix))
+    return target
+
+
+def is_disk_full(error: BaseException, folder: Path) -> bool:
+    """SQLite says "disk I/O error" for many things; it means a full disk when the disk is full."""
+    text = str(error).lower()
+    if "disk is full" in text:
+        return True
+    return "disk i/o error" in text and shutil.disk_usage(folder).free < 1024 * 1024
 
 
 def schema_version(db: sqlite3.Connection) -> int:

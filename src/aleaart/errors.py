@@ -9,6 +9,8 @@
     ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
+    ├── ShuttingDown           (503)  shutting_down: the service is draining for a restart; carries ``retry_after``
+    ├── DiskFull               (507)  disk_full: less than ALEAART_MIN_FREE_MB is free where images are stored
     ├── ChainError             (502)  chain_unreachable: the chain could not be read (RPC down, a call failed)
     │   ├── ChainUnavailable   (503)  wrong_chain: the chain is misconfigured (wrong chain id, bad address)
     │   └── TokenNotReady      (409)  token_not_ready: the token exists but its randomness has not arrived
@@ -74,6 +76,17 @@ class QueueFull(AleaArtError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ShuttingDown(AleaArtError):
+    status = 503
+    code = "shutting_down"
+    retry_after = 10
+
+
+class DiskFull(AleaArtError):
+    status = 507
+    code = "disk_full"
 
 
 class ChainError(AleaArtError):

@@ -10,7 +10,7 @@ import re
 import secrets
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # art_token_<token id or label, or "manual">_<key prefix>.png; matched whole, never with $ (a trailing \n passes $).
 FILENAME = re.compile(r"art_token_(?:[0-9]{1,78}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.png")
 TEMP_PREFIX = ".tmp-"
+CORRUPT_PREFIX = ".corrupt-"  # damaged files are renamed so: kept for a look, never served or indexed
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -42,6 +43,7 @@ class StoredImage:
     kind: str = "render"  # the operation that made it: render, or one applied to ``source``
     source: str | None = None  # the key of the stored image it derives from
     pixels: str | None = None  # metadata.pixel_key: images with the same one have the same pixels
+    size: int | None = None  # bytes of the file; a file of another size is damaged and not served
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -107,6 +109,7 @@ class ImageStore:
         """Write the PNG, then index it; the file is in place before the row that points to it."""
         if not FILENAME.fullmatch(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
+        image = replace(image, size=len(png))
         write_atomically(self.folder / image.file, png)
         self._insert(image, "INSERT OR REPLACE")
         return image
@@ -145,40 +148,82 @@ class ImageStore:
     def path_of(self, filename: str) -> Path:
         """The path of a stored PNG by name; anything that is not one of ours is NotFound."""
         if not FILENAME.fullmatch(filename):
-            raise NotFound(f"no image named {filename!r}")
+            raise NotFound(f"no image named {clip(filename)}")
         path = self.folder / filename
         if path.is_symlink() or not path.is_file():
-            raise NotFound(f"no image named {filename!r}")
+            raise NotFound(f"no image named {clip(filename)}")
         return path
+
+    def served_path(self, filename: str) -> Path:
+        """The path of an indexed PNG whose file is whole (its size is the indexed one), for serving."""
+        path = self.path_of(filename)
+        rows = self.db.query("SELECT key, size FROM images WHERE file = ?", (filename,))
+        if not rows:
+            raise NotFound(f"no image named {clip(filename)}")
+        if rows[0]["size"] is not None and path.stat().st_size != rows[0]["size"]:
+            self._quarantine(path, rows[0]["key"], f"{path.stat().st_size} bytes, indexed as {rows[0]['size']}")
+            raise NotFound(f"image {clip(filename)} was damaged on disk; it is generated again when asked for")
+        return path
+
+    def _quarantine(self, path: Path, key: str, why: str) -> None:
+        log.error("image %s is damaged (%s): moved aside and unindexed", path.name, why)
+        self._delete_rows([key])
+        try:
+            path.rename(path.with_name(CORRUPT_PREFIX + path.name))
+        except OSError:
+            pass
 
     # Start-up reconciliation
 
     def reconcile(self) -> dict[str, int]:
-        """Remove stray temp files, forget rows whose file is gone, index PNGs the index lost."""
+        """Remove stray temp files, forget rows whose file is gone or damaged, index PNGs the index lost."""
         removed = 0
         for temp in self.folder.glob(TEMP_PREFIX + "*"):
-            temp.unlink(missing_ok=True)
-            removed += 1
-        rows = self.db.query("SELECT key, file FROM images")
+            if temp.is_file():
+                temp.unlink(missing_ok=True)
+                removed += 1
+        rows = self.db.query("SELECT key, file, size FROM images")
         missing = [r["key"] for r in rows if not (self.folder / r["file"]).is_file()]
         self._delete_rows(missing)
+        damaged = self._check_sizes([r for r in rows if r["key"] not in set(missing)])
         known = {r["file"] for r in rows}
-        recovered = 0
+        recovered = skipped = 0
         for path in sorted(self.folder.glob("art_token_*.png")):
-            if path.name not in known and FILENAME.fullmatch(path.name) and not path.is_symlink():
-                recovered += self._reindex(path)
-        report = {"temp_removed": removed, "missing_files": len(missing), "reindexed": recovered}
+            if path.name in known or not FILENAME.fullmatch(path.name):
+                continue
+            if path.is_symlink() or not path.is_file():
+                log.warning("skipping %s: not a regular file", path.name)
+                skipped += 1
+            elif self._reindex(path):
+                recovered += 1
+            else:
+                skipped += 1
+        report = {"temp_removed": removed, "missing_files": len(missing), "damaged": damaged,
+                  "reindexed": recovered, "skipped": skipped}
         if any(report.values()):
             log.warning("image store reconciled: %s", report)
         return report
 
+    def _check_sizes(self, rows: list[sqlite3.Row]) -> int:
+        """Record the size of rows written before sizes were (v1); quarantine files of another size."""
+        damaged = 0
+        for row in rows:
+            path = self.folder / row["file"]
+            size = path.stat().st_size
+            if row["size"] is None:
+                self.db.execute("UPDATE images SET size = ? WHERE key = ?", (size, row["key"]))
+            elif size != row["size"]:
+                self._quarantine(path, row["key"], f"{size} bytes, indexed as {row['size']}")
+                damaged += 1
+        return damaged
+
     def _delete_rows(self, keys: list[str]) -> None:
         self.db.executemany("DELETE FROM images WHERE key = ?", [(k,) for k in keys])
 
-    def _reindex(self, path: Path) -> int:
+    def _reindex(self, path: Path) -> bool:
         """Rebuild a lost row from the metadata chunk every stored PNG carries."""
-        data = path.read_bytes()
         try:
+            data = path.read_bytes()
             meta = json.loads(read_png_text(data)[JSON_KEY])
             spec = meta["spec"]
             image = StoredImage(
@@ -187,17 +232,23 @@ class ImageStore:
                 height=spec["height"], model=meta["model"], seconds=0.0,
                 sha256=hashlib.sha256(data).hexdigest(), created_at=path.stat().st_mtime,
                 kind=meta.get("kind", "render"), source=meta.get("source"), pixels=meta.get("pixels"),
+                size=len(data),
             )
-        except (KeyError, ValueError, OSError) as error:
-            log.warning("cannot reindex %s (%s); leaving it unlisted", path.name, error)
-            return 0
-        self._insert(image, "INSERT OR IGNORE")
-        return 1
+            self._insert(image, "INSERT OR IGNORE")
+        except Exception as error:  # any file can be anything: one bad entry must not stop the start
+            log.warning("cannot reindex %s (%s: %s); leaving it unlisted", path.name, type(error).__name__, error)
+            return False
+        return True
 
     def _insert(self, image: StoredImage, verb: str) -> None:
         row = image.to_row()
         self.db.execute(f"{verb} INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         tuple(row.values()))
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """A name quoted for a message, cut short: a 100 KB path is not echoed back."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def new_record(**fields: Any) -> StoredImage:

@@ -31,4 +31,4 @@ def list_images(
 
 @router.get("/generated_images/{filename}", response_class=FileResponse, responses=error_responses(404))
 def generated_image(filename: str, store: StoreDep) -> FileResponse:
-    return FileResponse(store.path_of(filename), media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+    return FileResponse(store.served_path(filename), media_type="image/png", headers={"Cache-Control": IMMUTABLE})
