@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     images_dir: Path = Path("generated_images")
     db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
     max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")
+    min_free_mb: int = Field(100, ge=0, description="below this much free disk, new images are refused (507)")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         ["http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:8000", "http://127.0.0.1:8000"],
         description="comma-separated origins allowed to call the API from a browser",

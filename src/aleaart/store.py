@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, replace
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aleaart.database import Database
-from aleaart.errors import NotFound
+from aleaart.errors import DiskFull, NotFound
 from aleaart.metadata import JSON_KEY, read_png_text
 
 log = logging.getLogger(__name__)
@@ -89,16 +91,29 @@ def write_atomically(path: Path, data: bytes) -> None:
 class ImageStore:
     """The image folder and its index. Thread-safe; one instance per process."""
 
-    def __init__(self, folder: Path, db: Database) -> None:
+    def __init__(self, folder: Path, db: Database, *, min_free_mb: int = 0) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = db
+        self.min_free_mb = min_free_mb
         self.reconcile()
+        if (free := self.free_mb()) < min_free_mb:
+            log.error("disk full: %d MB free in %s, below ALEAART_MIN_FREE_MB=%d; stored images are served, "
+                      "new ones are refused (507) until space is freed", free, self.folder, min_free_mb)
 
     @classmethod
     def open(cls, folder: Path, db_path: Path) -> ImageStore:
         """A store with a database of its own (the CLI and tests; the service shares its Database)."""
         return cls(folder, Database(db_path))
+
+    def free_mb(self) -> int:
+        return shutil.disk_usage(self.folder).free // (1024 * 1024)
+
+    def require_free_space(self) -> None:
+        """DiskFull unless ALEAART_MIN_FREE_MB is free: checked before a render, not after it."""
+        if (free := self.free_mb()) < self.min_free_mb:
+            raise DiskFull(f"disk full: {free} MB free where images are stored, below ALEAART_MIN_FREE_MB="
+                           f"{self.min_free_mb}; free some space and try again")
 
     def close(self) -> None:
         self.db.close()
@@ -110,7 +125,12 @@ class ImageStore:
         if not FILENAME.fullmatch(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
         image = replace(image, size=len(png))
-        write_atomically(self.folder / image.file, png)
+        try:
+            write_atomically(self.folder / image.file, png)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full: no space left to store {image.file}") from None
+            raise
         self._insert(image, "INSERT OR REPLACE")
         return image
 

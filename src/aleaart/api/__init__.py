@@ -56,7 +56,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_path)
-        store = ImageStore(settings.images_dir, db)
+        store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
         probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
         model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
         queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings)

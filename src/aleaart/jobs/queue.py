@@ -88,6 +88,8 @@ class JobQueue:
         """A job for this request: the one already on it, a finished one from the store, or a new one."""
         self.model.refuse_if_failed()
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
+        if stored is None:
+            self.store.require_free_space()
         ident = identity(request)
         with self._wake:
             if (active := self._by_identity.get(ident)) is not None:
@@ -177,6 +179,7 @@ class JobQueue:
             if (stored := job.request.stored(key, self.store)) is not None:
                 self._finish(job, JobState.SUCCEEDED, images=stored, cached=True, step=job.status.total_steps)
                 return
+            self.store.require_free_space()
             images = self._execute(job, engine, key)
         except GenerationCancelled as error:
             if job.interrupted:

@@ -1,0 +1,123 @@
+"""The service under the failures an operator meets: full disks, broken indexes, bad files, kill -9, SIGTERM.
+
+Real server processes on 127.0.0.1, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import random
+import subprocess
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from integration.server import Server, server_env
+
+SMALL = {"prompt": "reliable", "steps": 4, "width": 256, "height": 256}
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, megabytes: int):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder, leave_mb: float) -> None:
+    """Fill the file system of ``folder`` until ``leave_mb`` is free."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    size = max(0, free - int(leave_mb * 1024 * 1024))
+    with open(folder / "filler", "wb") as handle:
+        handle.truncate(0)
+        chunk = b"\0" * (1024 * 1024)
+        while size > 0:
+            handle.write(chunk[: min(size, len(chunk))])
+            size -= len(chunk)
+
+
+def test_a_full_disk_is_a_507_before_rendering_and_said_at_start(tiny_env, tmp_path):
+    with small_tmpfs(tmp_path / "disk", megabytes=24) as disk:
+        env = server_env(tiny_env, disk, min_free_mb="8")  # images and index on the small disk, logs off it
+        with Server(env, tmp_path / "work") as server:
+            first = httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 1}, timeout=120)
+            assert first.status_code == 200
+            fill(disk, leave_mb=4)
+            refused = httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 2}, timeout=60)
+            assert refused.status_code == 507 and refused.json()["code"] == "disk_full"
+            assert "disk full" in refused.json()["error"]
+            stored = httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 1}, timeout=60)
+            assert stored.status_code == 200 and stored.json()["cached"] is True  # reads still work
+            (disk / "filler").unlink()
+            assert httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 2}, timeout=120).status_code == 200
+        fill(disk, leave_mb=0)
+        again = Server(env, tmp_path / "work")
+        with pytest.raises(RuntimeError, match="exited early"):
+            again.start()  # the index cannot even be opened: one line that says so, not a traceback
+        assert again.process.returncode == 1
+        log = again.log.read_text().strip().splitlines()
+        assert log[-1].startswith("aleaart: error: disk full") and not any("Traceback" in line for line in log)
+
+
+def test_a_broken_index_and_bad_entries_do_not_stop_the_start(tiny_env, tmp_path):
+    env = server_env(tiny_env, tmp_path)
+    with Server(env, tmp_path) as first:
+        made = httpx.post(first.url + "/generate-image", json={**SMALL, "seed": 5}, timeout=120).json()
+    images = tmp_path / "images"
+    (images / "index.db").write_bytes(b"\xff" * 4096)  # garbled
+    for suffix in ("-wal", "-shm"):
+        (images / f"index.db{suffix}").unlink(missing_ok=True)
+    (images / "art_token_9_0123456789abcdef.png").mkdir()  # a directory named like a PNG
+    (images / "art_token_8_0123456789abcdef.png").write_bytes(b"\x89PNG truncated")
+    with Server(env, tmp_path) as second:
+        listed = httpx.get(second.url + "/images").json()
+        assert [i["sha256"] for i in listed["images"]] == [made["sha256"]]
+        served = httpx.get(second.url + made["imageUrl"])
+        assert hashlib.sha256(served.content).hexdigest() == made["sha256"]
+    log = second.log.read_text()
+    assert "moved it to" in log and "index.db.corrupt-" in log and "skipping art_token_9_" in log
+
+
+def assert_store_consistent(url: str, images) -> None:
+    """Every PNG decodes, and disk, index and API agree on each sha256; no temp file is left."""
+    listed = httpx.get(url + "/images", params={"limit": 100}).json()["images"]
+    on_disk = {p.name: p for p in images.glob("art_token_*.png")}
+    assert {i["imageUrl"].rsplit("/", 1)[1] for i in listed} == set(on_disk)
+    for item in listed:
+        data = on_disk[item["imageUrl"].rsplit("/", 1)[1]].read_bytes()
+        Image.open(io.BytesIO(data)).load()
+        assert hashlib.sha256(data).hexdigest() == item["sha256"]
+        assert hashlib.sha256(httpx.get(url + item["imageUrl"]).content).hexdigest() == item["sha256"]
+    assert not list(images.glob(".tmp-*"))
+
+
+def test_kill_9_at_random_points_of_writing_loses_and_corrupts_nothing(tiny_env, tmp_path):
+    env = server_env(tiny_env, tmp_path)
+    rng = random.Random(20261125)
+    accepted = []
+    for round_ in range(5):
+        with Server(env, tmp_path) as server:
+            for i in range(3):
+                body = {**SMALL, "seed": 100 * round_ + i}
+                accepted.append(httpx.post(server.url + "/jobs", json=body).json()["jobId"])
+            time.sleep(rng.uniform(0.2, 2.0))  # a random moment of rendering and storing
+            server.kill()
+    with Server(env, tmp_path) as last:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            states = [httpx.get(f"{last.url}/jobs/{job_id}").json()["status"] for job_id in accepted]
+            if all(s == "succeeded" for s in states):
+                break
+            time.sleep(0.5)
+        assert states == ["succeeded"] * len(accepted)
+        assert_store_consistent(last.url, tmp_path / "images")
