@@ -111,7 +111,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     Database(settings.db_path).close()  # a disk too full to open the index is said here, in one line
     host = args.host or settings.host
     port = args.port or settings.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    # h11's own limit on a request head answers plain text; 1 MiB lets the app answer 414/431 as JSON.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+                h11_max_incomplete_event_size=1024 * 1024)
 
 
 def build_parser() -> argparse.ArgumentParser:

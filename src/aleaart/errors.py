@@ -4,6 +4,9 @@
     ├── InvalidParams          (422)  invalid_params: a RenderParams field or request value is out of contract
     ├── Unauthorized           (401)  unauthorized: an API key is configured and the request lacks it
     ├── BodyTooLarge           (413)  body_too_large: the request body is over the configured limit
+    ├── UriTooLong             (414)  uri_too_long: the path and query are over 8 KiB
+    ├── HeadersTooLarge        (431)  headers_too_large: the request's headers are over 32 KiB
+    ├── CorsRejected           (400)  cors_rejected: a browser preflight from an origin (or asking a method) not allowed
     ├── ModelUnavailable       (503)  model_unavailable: the model could not be loaded; says which and what to set
     ├── GenerationCancelled    (409)  cancelled: a job was stopped on request
     ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
@@ -47,6 +50,21 @@ class Unauthorized(AleaArtError):
 class BodyTooLarge(AleaArtError):
     status = 413
     code = "body_too_large"
+
+
+class UriTooLong(AleaArtError):
+    status = 414
+    code = "uri_too_long"
+
+
+class HeadersTooLarge(AleaArtError):
+    status = 431
+    code = "headers_too_large"
+
+
+class CorsRejected(AleaArtError):
+    status = 400
+    code = "cors_rejected"
 
 
 class ModelUnavailable(AleaArtError):

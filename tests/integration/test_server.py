@@ -292,3 +292,8 @@ def test_jobs_accepted_before_a_kill_9_finish_after_the_restart(tiny_env, tmp_pa
         assert [s["status"] for s in states.values()] == ["succeeded"] * 5
         files = {s["result"]["imageUrl"] for s in states.values()}
         assert len(files) == 5 and all(httpx.get(second.url + f).status_code == 200 for f in files)
+
+
+def test_a_100_kb_path_is_a_json_414_and_not_echoed(server):
+    status, body = raw_get(server.port, "/generated_images/" + "x" * 100_000)
+    assert status == 414 and json.loads(body)["code"] == "uri_too_long" and len(body) < 500

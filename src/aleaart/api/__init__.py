@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
 from aleaart.api import generate, images, service, tokens
-from aleaart.api.errors import BodyLimit, install_error_handlers
+from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
+from aleaart.api.errors import install_error_handlers
+from aleaart.api.openapi import error_only_openapi
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.database import Database
@@ -72,11 +73,14 @@ def create_app(
         db.close()
 
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
+    app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+    # The last added runs first: limits, then CORS (preflights), then plain OPTIONS, then the routes.
+    app.add_middleware(AllowedMethods)
+    app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_body=settings.max_body_bytes)
     for module in (service, generate, images, tokens):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")

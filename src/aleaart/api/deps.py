@@ -43,13 +43,17 @@ ChainDep = Annotated[ChainReader, Depends(get_chain)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 
-def given_key(request: Request) -> str | None:
-    return request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+def given_key(request: Request) -> str:
+    """``X-API-Key: <key>``, or ``Authorization: Bearer <key>`` (a bare Authorization value is not a key)."""
+    if key := request.headers.get("x-api-key"):
+        return key
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 def key_is_valid(request: Request) -> bool:
     expected = request.app.state.settings.api_key
-    return not expected or secrets.compare_digest((given_key(request) or "").encode(), expected.encode())
+    return not expected or secrets.compare_digest(given_key(request).encode(), expected.encode())
 
 
 def require_api_key(request: Request) -> None:

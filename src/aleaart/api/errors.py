@@ -10,9 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aleaart.errors import AleaArtError, BodyTooLarge, error_codes
+from aleaart.errors import AleaArtError, Unauthorized, error_codes
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,10 @@ def error_response(status: int, message: str, code: str, headers: dict[str, str]
 
 
 def response_for(error: AleaArtError) -> JSONResponse:
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return error_response(error.status, str(error), error.code, headers)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="aleaart"'
+    return error_response(error.status, str(error), error.code, headers or None)
 
 
 def validation_message(error: RequestValidationError) -> str:
@@ -80,44 +81,3 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries: these statuses answer with ErrorBody."""
     return {status: {"model": ErrorBody, "description": "error"} for status in statuses}
-
-
-class BodyLimit:
-    """Answers 413 for bodies over ``max_bytes``, by Content-Length or by counting what arrives.
-
-    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(scope, receive, send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._reject(scope, receive, send)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
-        await response_for(error)(scope, receive, send)

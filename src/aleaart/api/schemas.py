@@ -5,10 +5,19 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from aleaart.jobs import RenderRequest
-from aleaart.params import SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
+from aleaart.params import FIELD_LABELS, FIELDS, SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
 
 SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
 
@@ -20,6 +29,15 @@ UserId = Annotated[str | None, Field(
     None, min_length=1, max_length=128, description="the frontend's user id: with MONGODB_URI set, the image is "
     "recorded for this user in aleart.generatedImages")]
 RANDOM_SEED = -1
+# What the validator (RenderParams.from_json, which words the errors) enforces, for OpenAPI's clients.
+RENDER_PARAMS_SCHEMA = {
+    "type": "object",
+    "title": "RenderParams",
+    "additionalProperties": False,
+    "required": [f.key for f in FIELDS],
+    "properties": {f.key: {"type": "integer", "minimum": f.low, "maximum": f.high, "title": FIELD_LABELS[f.key]}
+                   for f in FIELDS},
+}
 
 
 def _side(name: str) -> Any:
@@ -31,7 +49,8 @@ class SeedRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    parameters: dict[str, Any] = Field(description="RenderParams with the contract's keys (promptIndex ...)")
+    parameters: Annotated[dict[str, Any], WithJsonSchema(RENDER_PARAMS_SCHEMA)] = Field(
+        description="RenderParams with the contract's keys (promptIndex ...)")
     tokenId: TokenId
     userId: UserId
 

@@ -1,0 +1,120 @@
+"""ASGI middleware at the edge: limits on the request's size, OPTIONS with its Allow list, CORS refusals as JSON.
+
+Each answers with the same JSON error body as the routes, never Starlette's plain text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aleaart.api.errors import response_for
+from aleaart.errors import BodyTooLarge, CorsRejected, HeadersTooLarge, NotFound, UriTooLong
+
+MAX_URI_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class RequestLimits:
+    """414 for a path and query over 8 KiB, 431 for headers over 32 KiB, 413 for a body over ``max_body``.
+
+    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) > MAX_URI_BYTES:
+            return await response_for(UriTooLong(f"the path and query are over {MAX_URI_BYTES} bytes"))(
+                scope, receive, send)
+        if sum(len(k) + len(v) for k, v in scope.get("headers", [])) > MAX_HEADER_BYTES:
+            return await response_for(HeadersTooLarge(f"the headers are over {MAX_HEADER_BYTES} bytes"))(
+                scope, receive, send)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        await self._limit_body(scope, receive, send)
+
+    async def _limit_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return await self._too_large(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return await self._too_large(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLarge(f"request body is over the limit of {self.max_body} bytes")
+        await response_for(error)(scope, receive, send)
+
+
+class AllowedMethods:
+    """A plain OPTIONS (not a browser preflight) answers 204 with every method the path has.
+
+    The routes' paths and methods come from the app's OpenAPI document, plus the dashboard's files.
+    """
+
+    def __init__(self, app: ASGIApp, static_prefixes: tuple[str, ...] = ("/web/",)) -> None:
+        self.app = app
+        self.static_prefixes = static_prefixes
+        self._table: list[tuple[re.Pattern[str], set[str]]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", []))
+        if scope["type"] != "http" or scope["method"] != "OPTIONS" or b"access-control-request-method" in headers:
+            return await self.app(scope, receive, send)
+        methods = self.allowed(scope["app"], scope["path"])
+        if not methods:
+            return await response_for(NotFound("no such path"))(scope, receive, send)
+        await Response(status_code=204, headers={"Allow": ", ".join(sorted(methods))})(scope, receive, send)
+
+    def allowed(self, app: FastAPI, path: str) -> set[str]:
+        if path.startswith(self.static_prefixes):
+            return {"GET", "HEAD", "OPTIONS"}
+        if self._table is None:
+            self._table = [(path_pattern(template), {m.upper() for m in operations})
+                           for template, operations in app.openapi()["paths"].items()]
+        methods = {m for pattern, found in self._table if pattern.fullmatch(path) for m in found}
+        return methods | {"OPTIONS"} if methods else methods
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """``/jobs/{job_id}`` → a pattern matching ``/jobs/<one segment>``."""
+    return re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)))
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as our JSON error instead of plain text."""
+
+    def preflight_response(self, request_headers) -> Response:  # type: ignore[no-untyped-def]
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = response_for(CorsRejected(f"{response.body.decode()}: check ALEAART_CORS_ORIGINS"))
+        for name in ("vary",):
+            if name in response.headers:
+                refused.headers[name] = response.headers[name]
+        return refused

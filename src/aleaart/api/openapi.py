@@ -1,0 +1,36 @@
+"""The OpenAPI document: every error answer is ErrorBody, with the statuses any route can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+# What the edge (size limits), the service's state and a bug can answer on any route.
+ANY_ROUTE = {"414": "the path and query are too long", "431": "the headers are too large",
+             "500": "a bug (internal_error)", "503": "draining for a restart (shutting_down)"}
+
+
+def error_only_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with its default 422 (``{detail}``) replaced by ErrorBody, as the service answers."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                document_errors(operation["responses"])
+        components = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def document_errors(responses: dict[str, Any]) -> None:
+    for status, description in ANY_ROUTE.items():
+        responses.setdefault(status, {"description": description})
+    for status, answer in responses.items():
+        if status.startswith(("4", "5")):
+            answer["content"] = {"application/json": {"schema": ERROR_REF}}
+            answer.setdefault("description", "error")
