@@ -102,18 +102,14 @@ def cmd_make_tiny_model(args: argparse.Namespace, settings: Settings) -> dict[st
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     import logging
 
-    import uvicorn
-
     from aleaart.api import create_app
     from aleaart.database import Database
+    from aleaart.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Database(settings.db_path).close()  # a disk too full to open the index is said here, in one line
-    host = args.host or settings.host
-    port = args.port or settings.port
-    # h11's own limit on a request head answers plain text; 1 MiB lets the app answer 414/431 as JSON.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
-                h11_max_incomplete_event_size=1024 * 1024)
+    serve(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
+          drain_seconds=settings.drain_seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:

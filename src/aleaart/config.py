@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     )
     api_key: str | None = Field(None, description="when set, generation and job endpoints need it")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    drain_seconds: float = Field(30, ge=0, description="on SIGTERM, how long the running job may take to finish "
+                                 "before it is stopped and queued again for after the restart")
     keep_jobs_hours: float = Field(24, gt=0, description="how long finished jobs answer GET /jobs/{id}")
 
     keepalive_seconds: float = Field(5.0, ge=0, le=60, description="/generate-image sends a space this often "

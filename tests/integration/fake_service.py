@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
 from fakes import FakeEngine
 
 from aleaart.api import create_app
 from aleaart.config import Settings
+from aleaart.server import serve
 
 
 def main() -> None:
     port, step_seconds = int(sys.argv[1]), float(sys.argv[2])
-    app = create_app(Settings(), loader=lambda: FakeEngine(step_seconds=step_seconds))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    settings = Settings()
+    app = create_app(settings, loader=lambda: FakeEngine(step_seconds=step_seconds))
+    serve(app, host="127.0.0.1", port=port, drain_seconds=settings.drain_seconds)
 
 
 if __name__ == "__main__":

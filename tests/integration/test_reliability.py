@@ -10,12 +10,15 @@ import hashlib
 import io
 import os
 import random
+import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from PIL import Image
+from sse import sse_events
 
 from integration.server import Server, server_env
 
@@ -121,3 +124,68 @@ def test_kill_9_at_random_points_of_writing_loses_and_corrupts_nothing(tiny_env,
             time.sleep(0.5)
         assert states == ["succeeded"] * len(accepted)
         assert_store_consistent(last.url, tmp_path / "images")
+
+
+def sse_final_event(url: str, seen: list) -> None:
+    with httpx.stream("GET", url, timeout=120) as stream:
+        seen.extend(sse_events(stream.iter_lines()))
+
+
+def wait_running(url: str, job: dict) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(url + job["statusUrl"]).json()["step"] < 1:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+
+
+def test_sigterm_drains_answers_everyone_and_exits_0_then_the_jobs_run(tiny_env, tmp_path):
+    long_body = {**SMALL, "seed": 1, "steps": 100}  # 50 s at 0.5 s a step: longer than the drain
+    env = server_env(tiny_env, tmp_path, drain_seconds="1", keepalive_seconds="0")
+    server = Server(env, tmp_path, fake_step_seconds=0.5).start()
+    try:
+        running = httpx.post(server.url + "/jobs", json=long_body).json()
+        queued = [httpx.post(server.url + "/jobs", json={**SMALL, "seed": s}).json() for s in (2, 3)]
+        wait_running(server.url, running)
+        with ThreadPoolExecutor(2) as pool:
+            waiting = pool.submit(httpx.post, server.url + "/generate-image", json=long_body, timeout=120)
+            events: list = []
+            streaming = pool.submit(sse_final_event, server.url + running["eventsUrl"], events)
+            time.sleep(0.3)  # both are connected and waiting
+            server.process.send_signal(signal.SIGTERM)
+            ready = httpx.get(server.url + "/ready")
+            assert ready.status_code == 503 and ready.json()["code"] == "shutting_down"
+            refused = httpx.post(server.url + "/jobs", json={**SMALL, "seed": 9})
+            assert refused.status_code == 503 and refused.json()["code"] == "shutting_down"
+            assert int(refused.headers["retry-after"]) > 0
+            answer = waiting.result(60)
+            streaming.result(60)
+        assert server.process.wait(60) == 0
+        assert answer.status_code == 503 and answer.json()["code"] == "shutting_down"
+        assert running["jobId"] in answer.json()["error"]
+        assert events[-1][0] == "shutting_down" and events[-1][1]["jobId"] == running["jobId"]
+    finally:
+        server.stop()
+    with Server(server_env(tiny_env, tmp_path), tmp_path, fake_step_seconds=0.001) as after:
+        for job in [running, *queued]:
+            deadline = time.monotonic() + 60
+            while (state := httpx.get(after.url + job["statusUrl"]).json())["status"] != "succeeded":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.1)
+        assert httpx.get(after.url + running["statusUrl"]).json()["attempts"] == 1
+
+
+def test_sigterm_lets_a_job_that_fits_in_the_drain_finish_for_its_client(tiny_env, tmp_path):
+    env = server_env(tiny_env, tmp_path, drain_seconds="30", keepalive_seconds="0")
+    server = Server(env, tmp_path, fake_step_seconds=0.5).start()
+    try:
+        body = {**SMALL, "seed": 4, "steps": 6}  # 3 s
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.post, server.url + "/generate-image", json=body, timeout=120)
+            job = httpx.post(server.url + "/jobs", json=body).json()  # the same job: watch it start
+            wait_running(server.url, job)
+            server.process.send_signal(signal.SIGTERM)
+            answer = waiting.result(60)
+        assert answer.status_code == 200 and answer.json()["success"] is True
+        assert server.process.wait(60) == 0
+    finally:
+        server.stop()

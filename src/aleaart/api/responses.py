@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aleaart.api.errors import error_body
-from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, error_class
+from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, ShuttingDown, error_class
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus, Priority
 from aleaart.store import ImageStore, StoredImage
@@ -80,9 +80,17 @@ def job_snapshot(queue: JobQueue, job: Job, status: JobStatus | None = None) -> 
     return snapshot
 
 
-async def wait_for(job: Job) -> JobStatus:
+def shutting_down(job: Job) -> ShuttingDown:
+    return ShuttingDown(f"the service is restarting: job {job.id} is kept and runs after the restart; "
+                        f"follow it at /jobs/{job.id}")
+
+
+async def wait_for(queue: JobQueue, job: Job) -> JobStatus:
+    """The job's final status; ShuttingDown when the service drains and the job will not run before it stops."""
     # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
     while not (status := job.status).state.is_terminal():
+        if queue.draining and status.state is JobState.QUEUED:
+            raise shutting_down(job)
         await asyncio.sleep(POLL_SECONDS)
     return status
 
@@ -96,6 +104,10 @@ async def job_events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
     seen, quiet = -1, 0.0
     while True:
         status = job.status
+        if queue.draining and status.state is JobState.QUEUED:
+            yield event("shutting_down", {**job_snapshot(queue, job, status), "error": str(shutting_down(job)),
+                                          "code": ShuttingDown.code})
+            return
         if status.version != seen or status.state.is_terminal():
             seen = status.version
             snapshot = await asyncio.to_thread(job_snapshot, queue, job, status)
@@ -126,7 +138,7 @@ async def finished_job(queue: JobQueue, request: JobRequest,
     """Submit (or join, or find stored) and wait; the job has its result, or this raises why not."""
     job = await asyncio.to_thread(queue.submit, request, priority=priority)
     # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
-    status = await asyncio.shield(wait_for(job))
+    status = await asyncio.shield(wait_for(queue, job))
     if status.state is not JobState.SUCCEEDED or not status.images:
         raise failure_of(job, status)
     return job, status
@@ -140,7 +152,7 @@ async def generate_and_wait(queue: JobQueue, request: JobRequest, *, publisher: 
 
 
 async def answer_of(queue: JobQueue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:
-    status = await asyncio.shield(wait_for(job))
+    status = await asyncio.shield(wait_for(queue, job))
     if status.state is not JobState.SUCCEEDED or not status.images:
         raise failure_of(job, status)
     image = status.images[0]

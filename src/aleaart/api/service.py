@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from aleaart import __version__
 from aleaart.api.deps import QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
+from aleaart.errors import ShuttingDown
 from aleaart.params import tables_json
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the dashboard: static HTML, CSS and JS modules
@@ -67,7 +68,7 @@ def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
     model = queue.model
     engine = model.engine
     return {
-        "status": "healthy",
+        "status": "draining" if queue.draining else "healthy",
         "model_loaded": engine is not None,
         "model_loading": model.loading,
         "model": settings.model,
@@ -84,5 +85,7 @@ def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
 
 @router.get("/ready", responses=error_responses(503))
 def ready(queue: QueueDep) -> dict[str, Any]:
+    if queue.draining:
+        raise ShuttingDown("draining for a restart: send new work elsewhere")
     queue.model.require()
     return {"ready": True}

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from aleaart.config import Settings
-from aleaart.errors import AleaArtError, GenerationCancelled, ModelUnavailable, NotFound, QueueFull
+from aleaart.errors import AleaArtError, GenerationCancelled, ModelUnavailable, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import EngineLike, JobRequest, RunContext, identity
 from aleaart.jobs.model import ModelHolder
@@ -55,6 +55,7 @@ class JobQueue:
         self._seconds_per_job = 0.0
         self._finished = 0
         self._stopping = False
+        self.draining = False
         self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
 
     def start(self) -> None:
@@ -74,18 +75,37 @@ class JobQueue:
         """Stop the worker; a running job is interrupted and stays queued for the next start."""
         with self._wake:
             self._stopping = True
-            for job in self._jobs.values():
-                if job.state is JobState.RUNNING:
-                    job.interrupted = True
-                    job.cancel_event.set()
+            self._interrupt_running()
             self._wake.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout)
+
+    def drain(self, seconds: float, *, interrupt_wait: float = 60.0) -> None:
+        """Take no new work; let the running job finish within ``seconds``, else interrupt it (it is
+        queued again, like every waiting job, and runs after the restart). Returns when the worker is idle."""
+        with self._wake:
+            self.draining = True
+            self._wake.notify_all()
+        if not self._worker.is_alive():
+            return
+        self._worker.join(seconds)
+        if self._worker.is_alive():
+            with self._lock:
+                self._interrupt_running()
+            self._worker.join(interrupt_wait)
+
+    def _interrupt_running(self) -> None:
+        for job in self._jobs.values():
+            if job.state is JobState.RUNNING:
+                job.interrupted = True
+                job.cancel_event.set()
 
     # Submitting and finding jobs
 
     def submit(self, request: JobRequest, *, priority: int = Priority.INTERACTIVE) -> Job:
         """A job for this request: the one already on it, a finished one from the store, or a new one."""
+        if self.draining:
+            raise ShuttingDown("the service is shutting down for a restart; try again in a few seconds")
         self.model.refuse_if_failed()
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
         if stored is None:
@@ -150,7 +170,7 @@ class JobQueue:
 
     def _work(self) -> None:
         while not self.model.wait(0.5):
-            if self._stopping:
+            if self._stopping or self.draining:
                 return
         while (job := self._next()) is not None:
             self._run(job)
@@ -158,7 +178,7 @@ class JobQueue:
     def _next(self) -> Job | None:
         with self._wake:
             while True:
-                if self._stopping:
+                if self._stopping or self.draining:
                     return None
                 while self._heap and self._heap[0][2].state is not JobState.QUEUED:
                     heapq.heappop(self._heap)  # cancelled while queued
