@@ -100,13 +100,12 @@ def cmd_make_tiny_model(args: argparse.Namespace, settings: Settings) -> dict[st
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    import logging
-
     from aleaart.api import create_app
     from aleaart.database import Database
+    from aleaart.logs import configure_logging
     from aleaart.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     Database(settings.db_path).close()  # a disk too full to open the index is said here, in one line
     serve(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
           drain_seconds=settings.drain_seconds)

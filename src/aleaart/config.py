@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     )
     api_key: str | None = Field(None, description="when set, generation and job endpoints need it")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     drain_seconds: float = Field(30, ge=0, description="on SIGTERM, how long the running job may take to finish "
                                  "before it is stopped and queued again for after the restart")
     keep_jobs_hours: float = Field(24, gt=0, description="how long finished jobs answer GET /jobs/{id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
@@ -160,8 +161,12 @@ class RenderParams:
         return self.cfg / 10
 
 
-TOKEN_ID = re.compile(r"[0-9]{1,78}")  # a uint256 in decimal, ASCII digits only
-MAX_TOKEN_ID = 2**256 - 1
+# Token ids are uint256 on chain; the service takes those below 10^77 (77 decimal digits, which a
+# JSON Schema pattern states exactly; 2^256 - 1 has 78). As JSON numbers, up to 2^53 - 1: above
+# that a JavaScript client cannot send an exact number anyway, and sends a string.
+TOKEN_ID = re.compile(r"[0-9]{1,77}")
+MAX_TOKEN_ID = 10**77 - 1
+MAX_JSON_TOKEN_ID = 2**53 - 1
 
 
 def parse_token_id(value: Any) -> int:
@@ -173,26 +178,27 @@ def parse_token_id(value: Any) -> int:
         return value
     if isinstance(value, str) and TOKEN_ID.fullmatch(value) and int(value) <= MAX_TOKEN_ID:
         return int(value)
-    raise InvalidParams(f"tokenId must be a non-negative integer (uint256) in decimal, got {value!r}")
+    raise InvalidParams(f"tokenId must be a non-negative integer of up to 77 decimal digits, got {value!r}")
 
 
 TOKEN_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what the deployed clients send besides numbers ("test")
 
 
 def check_token_id(value: Any) -> str | None:
-    """A request's optional token id: a uint256 made canonical ("007" → "7"), or a label of
-    letters, digits, ``_`` and ``-`` (up to 64) kept as it is; it names the image's file."""
+    """A request's optional token id: a number up to 2^53 - 1 or a string of up to 77 digits, made
+    canonical ("007" → "7"), or a label of letters, digits, ``_`` and ``-`` (up to 64) kept as it
+    is; it names the image's file."""
     if value is None:
         return None
     if isinstance(value, str) and TOKEN_LABEL.fullmatch(value) and not TOKEN_ID.fullmatch(value):
         return value
-    try:
-        return str(parse_token_id(value))
-    except InvalidParams:
-        raise InvalidParams(
-            "tokenId must be a non-negative integer (uint256) or a label of letters, digits, _ and - "
-            f"(up to 64 characters), got {value!r}"
-        ) from None
+    if isinstance(value, str) or (isinstance(value, int) and value <= MAX_JSON_TOKEN_ID):
+        with contextlib.suppress(InvalidParams):
+            return str(parse_token_id(value))
+    raise InvalidParams(
+        f"tokenId must be a non-negative integer (as a JSON number up to {MAX_JSON_TOKEN_ID}, as a string up to "
+        f"77 digits) or a label of letters, digits, _ and - (up to 64 characters), got {value!r}"
+    )
 
 
 def build_prompt(params: RenderParams) -> str:

@@ -57,6 +57,7 @@ class DrainingServer(uvicorn.Server):
 def serve(app: FastAPI, *, host: str, port: int, drain_seconds: float) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+        log_config=None,  # uvicorn's loggers go through the service's handler (logs.py): one format
         # h11's own limit on a request head answers plain text; 1 MiB lets the app answer 414/431 as JSON.
         h11_max_incomplete_event_size=1024 * 1024,
     )

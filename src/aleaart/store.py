@@ -23,7 +23,7 @@ from aleaart.metadata import JSON_KEY, read_png_text
 log = logging.getLogger(__name__)
 
 # art_token_<token id or label, or "manual">_<key prefix>.png; matched whole, never with $ (a trailing \n passes $).
-FILENAME = re.compile(r"art_token_(?:[0-9]{1,78}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.png")
+FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.png")
 TEMP_PREFIX = ".tmp-"
 CORRUPT_PREFIX = ".corrupt-"  # damaged files are renamed so: kept for a look, never served or indexed
 

@@ -28,6 +28,7 @@ from aleaart.config import Settings
 from aleaart.database import Database
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder
+from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
 
 
@@ -60,7 +61,9 @@ def create_app(
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
         probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
         model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
-        queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings)
+        queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings, metrics=metrics)
+        metrics.watch_queue(lambda: queue.depth)
+        metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         app.state.store, app.state.model, app.state.queue = store, model, queue
         app.state.chain = chain or ChainReader.from_settings(settings)
         app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
@@ -75,6 +78,7 @@ def create_app(
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
     app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
     # The last added runs first: limits, then CORS (preflights), then plain OPTIONS, then the routes.
     app.add_middleware(AllowedMethods)

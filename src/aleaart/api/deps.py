@@ -6,13 +6,14 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from pydantic import WithJsonSchema
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import JobQueue
-from aleaart.params import parse_token_id
+from aleaart.params import TOKEN_ID, parse_token_id
 from aleaart.store import ImageStore
 
 
@@ -64,8 +65,11 @@ def require_api_key(request: Request) -> None:
 KEYED = [Depends(require_api_key)]
 
 
+TOKEN_PATH_SCHEMA = {"type": "string", "pattern": f"^{TOKEN_ID.pattern}$"}
+
+
 def token_id_path(
-    token_id: Annotated[str, Path(description="the token id (uint256, decimal)")],
+    token_id: Annotated[str, WithJsonSchema(TOKEN_PATH_SCHEMA), Path(description="the token id (uint256, decimal)")],
 ) -> int:
     return parse_token_id(token_id)
 

@@ -12,11 +12,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aleaart.api.errors import response_for
-from aleaart.errors import BodyTooLarge, CorsRejected, HeadersTooLarge, NotFound, UriTooLong
+from aleaart.api.errors import count_error, response_for
+from aleaart.errors import AleaArtError, BodyTooLarge, CorsRejected, HeadersTooLarge, NotFound, UriTooLong
 
 MAX_URI_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
+
+
+async def refuse(error: AleaArtError, scope: Scope, receive: Receive, send: Send) -> None:
+    count_error(scope["app"], error.code)
+    await response_for(error)(scope, receive, send)
 
 
 class RequestLimits:
@@ -33,11 +38,10 @@ class RequestLimits:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) > MAX_URI_BYTES:
-            return await response_for(UriTooLong(f"the path and query are over {MAX_URI_BYTES} bytes"))(
-                scope, receive, send)
+            return await refuse(UriTooLong(f"the path and query are over {MAX_URI_BYTES} bytes"), scope, receive, send)
         if sum(len(k) + len(v) for k, v in scope.get("headers", [])) > MAX_HEADER_BYTES:
-            return await response_for(HeadersTooLarge(f"the headers are over {MAX_HEADER_BYTES} bytes"))(
-                scope, receive, send)
+            return await refuse(HeadersTooLarge(f"the headers are over {MAX_HEADER_BYTES} bytes"), scope, receive,
+                                send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
         await self._limit_body(scope, receive, send)
@@ -67,8 +71,7 @@ class RequestLimits:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLarge(f"request body is over the limit of {self.max_body} bytes")
-        await response_for(error)(scope, receive, send)
+        await refuse(BodyTooLarge(f"request body is over the limit of {self.max_body} bytes"), scope, receive, send)
 
 
 class AllowedMethods:
@@ -88,7 +91,7 @@ class AllowedMethods:
             return await self.app(scope, receive, send)
         methods = self.allowed(scope["app"], scope["path"])
         if not methods:
-            return await response_for(NotFound("no such path"))(scope, receive, send)
+            return await refuse(NotFound("no such path"), scope, receive, send)
         await Response(status_code=204, headers={"Allow": ", ".join(sorted(methods))})(scope, receive, send)
 
     def allowed(self, app: FastAPI, path: str) -> set[str]:

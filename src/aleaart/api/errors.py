@@ -58,23 +58,35 @@ def validation_message(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def count_error(app: Any, code: str) -> None:
+    if (metrics := getattr(app.state, "metrics", None)) is not None:
+        metrics.errors.labels(code).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AleaArtError)
     async def _known(request: Request, error: AleaArtError) -> JSONResponse:
+        count_error(request.app, error.code)
         return response_for(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        count_error(request.app, "invalid_params")
         return error_response(422, validation_message(error), "invalid_params")
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI's "error parsing the body": bad input, as malformed JSON is
+            count_error(request.app, "invalid_params")
+            return error_response(422, f"request body could not be read: {error.detail}", "invalid_params")
         code = HTTP_CODES.get(error.status_code, "http_error")
+        count_error(request.app, code)
         return error_response(error.status_code, str(error.detail), code, getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        count_error(request.app, "internal_error")
         return error_response(500, "internal error; the server log has the details", "internal_error")
 
 

@@ -6,20 +6,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
+from pydantic import WithJsonSchema
 
 from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import IMMUTABLE, image_result
+from aleaart.api.schemas import TOKEN_ID_SCHEMA
 from aleaart.params import check_token_id
 
 router = APIRouter(tags=["images"])
+TOKEN_QUERY_SCHEMA = {"anyOf": [s for s in TOKEN_ID_SCHEMA["anyOf"] if s["type"] == "string"]}
 
 
 @router.get("/images", responses=error_responses(422))
 def list_images(
     store: StoreDep,
     publisher: PublisherDep,
-    tokenId: Annotated[str | None, Query(description="only this token's images (decimal id)")] = None,
+    tokenId: Annotated[str | None, WithJsonSchema(TOKEN_QUERY_SCHEMA),
+                       Query(description="only this token's images (its id or label)")] = None,
     source: Annotated[str | None, Query(max_length=64, description="only images derived from this image key")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,

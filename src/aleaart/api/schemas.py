@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -17,14 +18,46 @@ from pydantic import (
 )
 
 from aleaart.jobs import RenderRequest
-from aleaart.params import FIELD_LABELS, FIELDS, SAMPLERS, RenderParams, RenderSpec, check_token_id, spec_from_params
+from aleaart.params import (
+    FIELD_LABELS,
+    FIELDS,
+    MAX_JSON_TOKEN_ID,
+    SAMPLERS,
+    RenderParams,
+    RenderSpec,
+    check_token_id,
+    spec_from_params,
+)
 
 SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
 
 MAX_PROMPT = 1000
-TokenId = Annotated[str | int | None, Field(
+TOKEN_ID_SCHEMA = {"anyOf": [
+    {"type": "integer", "minimum": 0, "maximum": MAX_JSON_TOKEN_ID},
+    {"type": "string", "pattern": "^[0-9]{1,77}$"},
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$", "maxLength": 64},
+    {"type": "null"},
+]}
+TokenId = Annotated[str | int | None, WithJsonSchema(TOKEN_ID_SCHEMA), Field(
     None, description="the NFT's token id (a uint256, number or decimal string) or a label of letters, digits, "
     "_ and - (up to 64); it names the file, it does not change the pixels")]
+
+
+def json_int(value: Any) -> int:
+    """An integer written as one: 3, never true, "3" or 3.0 (pydantic's lax mode would take those)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
+
+
+def json_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, got {value!r}")
+    return float(value)
+
+
+JsonInt = Annotated[int, BeforeValidator(json_int)]
+JsonNumber = Annotated[float, BeforeValidator(json_number)]
 UserId = Annotated[str | None, Field(
     None, min_length=1, max_length=128, description="the frontend's user id: with MONGODB_URI set, the image is "
     "recorded for this user in aleart.generatedImages")]
@@ -40,7 +73,7 @@ RENDER_PARAMS_SCHEMA = {
 }
 
 
-def _side(name: str) -> Any:
+def _side(name: str) -> Any:  # the annotation is JsonInt
     return Field(512, ge=256, le=1024, multiple_of=8, description=f"image {name} in pixels, a multiple of 8")
 
 
@@ -75,14 +108,14 @@ class FlatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
-    steps: int = Field(20, ge=1, le=100)
-    cfg_scale: float = Field(7.5, ge=1.0, le=30.0)
-    seed: int = Field(RANDOM_SEED, ge=RANDOM_SEED, le=2**32 - 1,
+    steps: JsonInt = Field(20, ge=1, le=100)
+    cfg_scale: JsonNumber = Field(7.5, ge=1.0, le=30.0)
+    seed: JsonInt = Field(RANDOM_SEED, ge=RANDOM_SEED, le=2**32 - 1,
                       description="the same seed gives the same image; missing or -1 draws one "
                       "(answered in parameters.seed)")
     sampler: SamplerName = "DPM++ 2M Karras"
-    width: int = _side("width")
-    height: int = _side("height")
+    width: JsonInt = _side("width")
+    height: JsonInt = _side("height")
     tokenId: TokenId
     userId: UserId
 

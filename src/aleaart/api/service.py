@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from aleaart import __version__
 from aleaart.api.deps import QueueDep, SettingsDep
@@ -34,6 +35,7 @@ ENDPOINTS = {
     "GET /generated_images/{file}": "a stored PNG",
     "GET /health": "service and model status",
     "GET /ready": "200 once the model is loaded, else 503",
+    "GET /metrics": "Prometheus metrics",
     "GET /params": "the mapping tables and parameter ranges",
     "GET /docs": "OpenAPI documentation",
 }
@@ -81,6 +83,12 @@ def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
         "api_key_required": bool(settings.api_key),
         "version": __version__,
     }
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: queue depth, jobs by kind and state, job and step seconds, cache hits, errors by code."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready", responses=error_responses(503))

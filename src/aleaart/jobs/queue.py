@@ -21,6 +21,8 @@ from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import EngineLike, JobRequest, RunContext, identity
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.state import Job, JobState, Priority
+from aleaart.logs import current_job
+from aleaart.metrics import Metrics
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,10 @@ class Progress:
 class JobQueue:
     """Accepts jobs of any kind, deduplicates them, and runs them one at a time, most urgent first."""
 
-    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings) -> None:
+    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
         self.model = model
+        self.metrics = metrics or Metrics()
         self.store = store
         self.book = book
         self.max_queue = settings.max_queue
@@ -189,6 +193,13 @@ class JobQueue:
                 self._wake.wait()
 
     def _run(self, job: Job) -> None:
+        token = current_job.set(job.id)
+        try:
+            self._run_job(job)
+        finally:
+            current_job.reset(token)
+
+    def _run_job(self, job: Job) -> None:
         engine = self.model.engine
         try:
             if engine is None:  # jobs accepted while the model loaded, and it failed to load
@@ -197,6 +208,7 @@ class JobQueue:
             job.move(JobState.RUNNING, key=key)
             self.book.save(job)
             if (stored := job.request.stored(key, self.store)) is not None:
+                self.metrics.cache_hits.labels(job.kind).inc()
                 self._finish(job, JobState.SUCCEEDED, images=stored, cached=True, step=job.status.total_steps)
                 return
             self.store.require_free_space()
@@ -219,18 +231,28 @@ class JobQueue:
         self._finish(job, JobState.SUCCEEDED, images=images, step=job.status.total_steps)
 
     def _execute(self, job: Job, engine: EngineLike, key: str) -> tuple[StoredImage, ...]:
-        started = time.perf_counter()
-        context = RunContext(engine=engine, key=key, store=self.store, on_step=job.progress,
-                             cancel=job.cancel_event)
+        started = last_step = time.perf_counter()
+
+        def on_step(step: int, total: int) -> None:
+            nonlocal last_step
+            now = time.perf_counter()
+            self.metrics.step_seconds.observe(now - last_step)
+            last_step = now
+            job.progress(step, total)
+
+        context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event)
         artifacts = job.request.run(context)
         images = tuple(self.store.put(a.record, a.data) for a in artifacts)
         seconds = time.perf_counter() - started
+        self.metrics.job_seconds.labels(job.kind).observe(seconds)
         self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
         return images
 
     def _finish(self, job: Job, state: JobState, **changes: object) -> None:
         """Record the outcome, publish it, then let the job leave the in-memory table."""
-        job.move(state, **changes)
+        status = job.move(state, **changes)
+        self.metrics.jobs.labels(job.kind, state.value).inc()
+        log.info("%s job %s%s", job.kind, state.value, f": {status.error}" if status.error else "")
         self.book.save(job)
         with self._lock:
             self._forget(job)
@@ -261,6 +283,8 @@ class JobQueue:
         steps = request.total_steps()
         job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
         self.book.save(job)
+        self.metrics.cache_hits.labels(job.kind).inc()
+        self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
         return job
 
     def _queued_count(self) -> int:
