@@ -33,6 +33,8 @@ const EXPLAIN = {
   token_not_ready: { kind: "not-ready", prefix: "" },
   not_found: { kind: "not-found", prefix: "" },
   model_unavailable: { kind: "model", prefix: "The model is not loaded: " },
+  shutting_down: { kind: "restarting", prefix: "The backend is restarting: " },
+  disk_full: { kind: "disk", prefix: "The backend's disk is full: " },
   cancelled: { kind: "cancelled", prefix: "" },
 };
 
