@@ -20,6 +20,7 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 document_errors(operation["responses"])
+                link_created_jobs(operation["responses"])
         components = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
@@ -34,3 +35,16 @@ def document_errors(responses: dict[str, Any]) -> None:
         if status.startswith(("4", "5")):
             answer["content"] = {"application/json": {"schema": ERROR_REF}}
             answer.setdefault("description", "error")
+
+
+JOB_LINKS = {
+    name: {"operationRef": f"#/paths/~1jobs~1{{job_id}}{suffix}/{method}",
+           "parameters": {"job_id": "$response.body#/jobId"}}
+    for name, suffix, method in [("GetJob", "", "get"), ("CancelJob", "", "delete"), ("JobEvents", "~1events", "get")]
+}
+
+
+def link_created_jobs(responses: dict[str, Any]) -> None:
+    """An answer that creates a job links to where to follow and cancel it (OpenAPI links)."""
+    if "202" in responses:
+        responses["202"]["links"] = JOB_LINKS
