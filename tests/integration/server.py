@@ -123,6 +123,7 @@ class Server:
 
 
 def server_env(base: dict[str, str], workdir: Path, **extra: str) -> dict[str, str]:
-    env = {**base, "ALEAART_IMAGES_DIR": str(workdir / "images"), "PYTHONUNBUFFERED": "1"}
+    # A short drain: stop() sends SIGTERM, and a test's leftover job need not hold the teardown for 30 s.
+    env = {**base, "ALEAART_IMAGES_DIR": str(workdir / "images"), "PYTHONUNBUFFERED": "1", "ALEAART_DRAIN_SECONDS": "2"}
     env.update({f"ALEAART_{k.upper()}": v for k, v in extra.items()})
     return env
