@@ -7,12 +7,13 @@ from pathlib import Path
 
 from web3 import Web3
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "chain" / "build" / "EntropyArtParamsV2Test.json"
+BUILD = Path(__file__).resolve().parents[1] / "chain" / "build"
 SALT = bytes.fromhex("a1ea" * 16)
+MINT_BATCH = 250  # tokens minted and fulfilled per transaction, well inside a block's gas
 
 
-def artifact() -> dict:
-    return json.loads(ARTIFACT.read_text())
+def artifact(name: str = "EntropyArtParamsV2Test") -> dict:
+    return json.loads((BUILD / f"{name}.json").read_text())
 
 
 def deploy(w3: Web3, salt: bytes = SALT):
@@ -49,3 +50,20 @@ def mint(contract, w3: Web3, random_number: bytes | None = None) -> int:
     if random_number is not None:
         w3.eth.wait_for_transaction_receipt(contract.functions.fulfill(token_id, random_number).transact())
     return token_id
+
+
+def mint_many(contract, w3: Web3, count: int, random_base: bytes | None = b"\x01" * 32) -> range:
+    """Mint ``count`` tokens (fulfilled from ``random_base`` unless it is None) in a few transactions."""
+    first = contract.functions.nextTokenId().call()
+    base = random_base or b"\0" * 32
+    for start in range(0, count, MINT_BATCH):
+        tx = contract.functions.mintBatch(min(MINT_BATCH, count - start), base).transact({"gas": 29_000_000})
+        w3.eth.wait_for_transaction_receipt(tx)
+    return range(first, first + count)
+
+
+def install_multicall3(w3: Web3) -> None:
+    """Put Multicall3's aggregate3 at its canonical address, as on Arbitrum Sepolia (anvil only)."""
+    from aleaart.chain import MULTICALL3
+
+    w3.provider.make_request("anvil_setCode", [MULTICALL3, artifact("Multicall3Test")["deployedBytecode"]])

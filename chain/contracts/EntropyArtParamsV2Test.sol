@@ -36,8 +36,25 @@ contract EntropyArtParamsV2Test {
         emit EntropyRequested(tokenId, nextRequestId++, msg.value);
     }
 
+    /// @notice Test hook (not in the deployed contract): mints ``count`` tokens in one transaction
+    /// and, unless ``randomBase`` is zero, fulfils each with keccak256(randomBase, tokenId).
+    function mintBatch(uint256 count, bytes32 randomBase) external returns (uint256 firstTokenId) {
+        firstTokenId = nextTokenId;
+        for (uint256 i = 0; i < count; i++) {
+            uint256 tokenId = nextTokenId++;
+            emit EntropyRequested(tokenId, nextRequestId++, 0);
+            if (randomBase != bytes32(0)) {
+                _fulfill(tokenId, keccak256(abi.encodePacked(randomBase, tokenId)));
+            }
+        }
+    }
+
     /// @notice Plays Pyth Entropy's callback: stores the token's seed and its parameters.
     function fulfill(uint256 tokenId, bytes32 randomNumber) external {
+        _fulfill(tokenId, randomNumber);
+    }
+
+    function _fulfill(uint256 tokenId, bytes32 randomNumber) private {
         require(tokenId > 0 && tokenId < nextTokenId, "no such token");
         require(tokenSeed[tokenId] == bytes32(0), "already fulfilled");
         bytes32 seed = keccak256(abi.encodePacked(randomNumber, tokenId, collectionSalt));

@@ -26,11 +26,23 @@ NOT_READY = "not ready"  # the test contract's and EntropyArtParamsV2's revert r
 # else (a bug in this code, a broken ABI) propagates as itself.
 TRANSPORT_ERRORS = (requests.RequestException, ProviderConnectionError, TimeExhausted, Web3RPCError, OSError)
 LATEST_LOOKBACK = 256  # how far below nextTokenId "latest" looks for a token with its seed
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"  # the same address on most chains
+MULTICALL_TOKENS = 400  # tokens (two calls each) per aggregate3 eth_call
+BATCH_REQUESTS = 500  # JSON-RPC requests per batch where there is no Multicall3
 
 _PARAMS_TUPLE = [
     {"name": f.key, "type": t}
     for f, t in zip(FIELDS, ["uint8", "uint8", "uint8", "uint8", "uint16", "uint16", "uint32", "uint16"], strict=True)
 ]
+MULTICALL3_ABI: list[dict[str, Any]] = [
+    {"type": "function", "name": "aggregate3", "stateMutability": "payable",
+     "inputs": [{"name": "calls", "type": "tuple[]", "components": [
+         {"name": "target", "type": "address"}, {"name": "allowFailure", "type": "bool"},
+         {"name": "callData", "type": "bytes"}]}],
+     "outputs": [{"name": "returnData", "type": "tuple[]", "components": [
+         {"name": "success", "type": "bool"}, {"name": "returnData", "type": "bytes"}]}]},
+]
+PARAMS_TYPE = "(" + ",".join(p["type"] for p in _PARAMS_TUPLE) + ")"
 CONTRACT_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "viewRenderParams", "stateMutability": "view",
      "inputs": [{"name": "tokenId", "type": "uint256"}],
@@ -63,6 +75,16 @@ class TokenInfo:
         return self.params == self.derived
 
 
+@dataclass(frozen=True)
+class TokenBatch:
+    """A range of tokens as the chain has them: ready ones, those waiting for randomness, and how many
+    of the range are not minted."""
+
+    ready: list[TokenInfo]
+    pending: list[int]
+    not_minted: int
+
+
 def params_from_tuple(values: Any) -> RenderParams:
     return RenderParams(*(int(v) for v in values))
 
@@ -83,6 +105,7 @@ class ChainReader:
         self.contract = self.w3.eth.contract(address=checksum, abi=CONTRACT_ABI)
         self._cache: dict[int, TokenInfo] = {}
         self._chain_checked = False
+        self._multicall: bool | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -107,6 +130,68 @@ class ChainReader:
         with self._lock:
             self._cache[token_id] = info
         return info
+
+    def tokens(self, first: int, last: int) -> TokenBatch:
+        """Tokens ``first``..``last`` in a few requests: Multicall3's aggregate3 where the chain has it,
+        else JSON-RPC batches. Finished tokens come from the cache."""
+        next_id = self.next_token_id()
+        minted = range(max(1, first), min(last, next_id - 1) + 1)
+        unread = [i for i in minted if i not in self._cache]
+        read = self._read_multicall(unread) if self._has_multicall() else self._read_batched(unread)
+        pending = []
+        for token_id, (seed, values) in read.items():
+            if seed == ZERO_SEED:
+                pending.append(token_id)
+                continue
+            info = TokenInfo(token_id=token_id, params=params_from_tuple(values), seed=seed,
+                             derived=derive_params(seed))
+            with self._lock:
+                self._cache[token_id] = info
+        ready = [self._cache[i] for i in minted if i in self._cache]
+        return TokenBatch(ready=ready, pending=sorted(pending), not_minted=max(0, last - first + 1) - len(minted))
+
+    def _has_multicall(self) -> bool:
+        if self._multicall is None:
+            self._multicall = bool(self._call(lambda: self.w3.eth.get_code(Web3.to_checksum_address(MULTICALL3))))
+        return self._multicall
+
+    def _read_multicall(self, ids: list[int]) -> dict[int, tuple[bytes, Any]]:
+        """(seed, params tuple or None) per token, two calls a token in each aggregate3."""
+        multicall = self.w3.eth.contract(address=Web3.to_checksum_address(MULTICALL3), abi=MULTICALL3_ABI)
+        found: dict[int, tuple[bytes, Any]] = {}
+        for start in range(0, len(ids), MULTICALL_TOKENS):
+            chunk = ids[start:start + MULTICALL_TOKENS]
+            calls = [(self.contract.address, True, self.contract.encode_abi(name, args=[i]))
+                     for i in chunk for name in ("tokenSeed", "viewRenderParams")]
+            results = self._call(multicall.functions.aggregate3(calls).call)
+            for index, token_id in enumerate(chunk):
+                (seed_ok, seed_data), (params_ok, params_data) = results[2 * index], results[2 * index + 1]
+                seed = decode(["bytes32"], seed_data)[0] if seed_ok else ZERO_SEED
+                found[token_id] = (seed, decode([PARAMS_TYPE], params_data)[0] if params_ok else None)
+        return found
+
+    def _read_batched(self, ids: list[int]) -> dict[int, tuple[bytes, Any]]:
+        """The same in JSON-RPC batches: every seed first, then the parameters of the tokens that have one."""
+        seeds: dict[int, bytes] = {}
+        for start in range(0, len(ids), BATCH_REQUESTS):
+            chunk = ids[start:start + BATCH_REQUESTS]
+            seeds.update(zip(chunk, self._batch([self.contract.functions.tokenSeed(i) for i in chunk]), strict=True))
+        ready = [i for i in ids if seeds[i] != ZERO_SEED]
+        found: dict[int, tuple[bytes, Any]] = {i: (seeds[i], None) for i in ids}
+        for start in range(0, len(ready), BATCH_REQUESTS):
+            chunk = ready[start:start + BATCH_REQUESTS]
+            values = self._batch([self.contract.functions.viewRenderParams(i) for i in chunk])
+            found.update({i: (seeds[i], v) for i, v in zip(chunk, values, strict=True)})
+        return found
+
+    def _batch(self, calls: list[Any]) -> list[Any]:
+        def execute() -> list[Any]:
+            with self.w3.batch_requests() as batch:
+                for call in calls:
+                    batch.add(call)
+                return batch.execute()
+
+        return self._call(execute)
 
     def latest(self) -> TokenInfo:
         """The highest minted token whose seed has arrived."""

@@ -9,7 +9,7 @@ import socket
 
 import httpx
 import pytest
-from evm import deploy, mint, mint_cheap
+from evm import deploy, install_multicall3, mint, mint_cheap, mint_many
 from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
@@ -162,3 +162,20 @@ def test_cli_token_and_render_token(anvil, contract, tiny_env, tmp_path):
         assert refused.returncode == 2 and "tokenId must be" in refused.stderr and "Traceback" not in refused.stderr
     missing = aleaart("token", str(token_id + 1000))
     assert missing.returncode == 1 and "is not minted" in missing.stderr
+
+
+@pytest.mark.parametrize("multicall", [False, True], ids=["json-rpc batches", "multicall3"])
+def test_a_range_of_tokens_is_read_in_batches(anvil, contract, multicall):
+    w3 = anvil.web3()
+    if multicall:
+        install_multicall3(w3)
+    ready = mint_many(contract, w3, 30)
+    pending = mint_many(contract, w3, 3, random_base=None)
+    reader = ChainReader(rpc_url=anvil.url, chain_id=31337, address=contract.address)
+    batch = reader.tokens(ready.start, pending.stop + 4)  # four ids past the last minted
+    assert reader._has_multicall() is multicall
+    assert [t.token_id for t in batch.ready] == list(ready) and batch.pending == list(pending)
+    assert batch.not_minted == 5  # the four past the end, and the next id
+    one_by_one = ChainReader(rpc_url=anvil.url, chain_id=31337, address=contract.address)
+    assert [one_by_one.token(i) for i in ready] == batch.ready
+    assert all(t.derived_match for t in batch.ready)
