@@ -15,7 +15,7 @@ from aleaart.api.schemas import GenerateBody
 from aleaart.jobs import Job, JobQueue
 
 router = APIRouter(tags=["generate"], dependencies=KEYED)
-SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503)
+SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503, 507)
 JOB_ERRORS = error_responses(401, 404, 422)
 
 

@@ -44,7 +44,7 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 
 
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
-             responses=error_responses(401, 429, 500, *CHAIN_ERRORS))
+             responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
 async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                                publisher: PublisherDep) -> dict[str, Any]:
     info = await read_token(chain, token_id)
@@ -53,7 +53,7 @@ async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: Qu
 
 
 @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
-             responses=error_responses(401, 429, *CHAIN_ERRORS))
+             responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
 async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> JSONResponse:
     info = await read_token(chain, token_id)
     job = await asyncio.to_thread(queue.submit, token_request(info))
@@ -80,7 +80,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: JobQueue, default_mode
 
 
 @router.get("/tokens/{token_id}/image.png", response_class=FileResponse,
-            responses=error_responses(401, 429, 500, *CHAIN_ERRORS))
+            responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
 async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> FileResponse:
     info = await read_token(chain, token_id)
     stored = await asyncio.to_thread(queue.lookup, token_request(info))
