@@ -25,9 +25,10 @@ class FakeEngine:
     model_name = "fake"
 
     def __init__(self, *, step_seconds: float = 0.0, fail_with: Exception | None = None,
-                 model_id: str = "fake@1") -> None:
+                 model_id: str = "fake@1", fail_seeds: frozenset[int] = frozenset()) -> None:
         self.step_seconds = step_seconds
         self.fail_with = fail_with
+        self.fail_seeds = fail_seeds  # these seeds always fail, as a broken token would
         self.model_id = model_id
         self.calls: list[RenderSpec] = []
         self.started = threading.Event()
@@ -47,6 +48,8 @@ class FakeEngine:
         self._wait(self.release, cancel)
         if self.fail_with is not None:
             raise self.fail_with
+        if spec.seed in self.fail_seeds:
+            raise RuntimeError(f"seed {spec.seed} always fails here")
         for step in range(1, spec.steps + 1):
             if self.step_seconds:
                 time.sleep(self.step_seconds)

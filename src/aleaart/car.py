@@ -10,6 +10,7 @@ murmur3-x64-64 of the names), as kubo and js-ipfs shard them.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -108,22 +109,27 @@ class CarWriter:
         self.handle.seek(0, os.SEEK_END)
 
 
+    def add_folder(self, path: Path) -> Node:
+        """Write a file's or a folder's blocks (depth first); returns its root, without block data, to link to."""
+        if path.is_dir():
+            blocks = directory({child.name: self.add_folder(child) for child in sorted(path.iterdir())})
+        else:
+            blocks = file_dag(path.read_bytes())[1]  # the root is the last block
+        for block in blocks:
+            self.add(block)
+        return replace(blocks[-1], block=b"")  # a collection's thousands of files are not kept in memory
+
+    def add_directory(self, entries: dict[str, Node]) -> Node:
+        blocks = directory(entries)
+        for block in blocks:
+            self.add(block)
+        return replace(blocks[-1], block=b"")
+
+
 def pack_folder(folder: Path, car_path: Path) -> CID:
-    """Write ``folder`` (files and subfolders, depth first) to ``car_path``; returns its root CID."""
+    """Write ``folder`` (files and subfolders) to ``car_path``; returns its root CID."""
     with open(car_path, "wb") as handle:
         writer = CarWriter(handle)
-        root = _pack(folder, writer)
+        root = writer.add_folder(folder)
         writer.finish(root.cid)
     return root.cid
-
-
-def _pack(path: Path, writer: CarWriter) -> Node:
-    if path.is_dir():
-        blocks = directory({child.name: _pack(child, writer) for child in sorted(path.iterdir())})
-        for block in blocks:
-            writer.add(block)
-        return blocks[-1]
-    root, blocks = file_dag(path.read_bytes())
-    for block in blocks:
-        writer.add(block)
-    return root

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
                       description="ALEAART_PORT, or PORT as hosting platforms set it")
     images_dir: Path = Path("generated_images")
     db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
+    collections_dir: Path = Field(Path("collections"), description="where collection exports are written")
     max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")
     min_free_mb: int = Field(100, ge=0, description="below this much free disk, new images are refused (507)")
     cors_origins: Annotated[list[str], NoDecode] = Field(

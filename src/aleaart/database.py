@@ -63,6 +63,7 @@ CREATE TABLE jobs (
     started_at  REAL,
     finished_at REAL,
     images      TEXT NOT NULL,
+    summary     TEXT,
     cached      INTEGER NOT NULL,
     error       TEXT,
     code        TEXT,

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import generate, images, service, tokens
+from aleaart.api import collections, generate, images, service, tokens
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
@@ -61,11 +61,12 @@ def create_app(
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
         probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
         model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
-        queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings, metrics=metrics)
+        app.state.chain = chain or ChainReader.from_settings(settings)
+        queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings, metrics=metrics,
+                         chain=app.state.chain)
         metrics.watch_queue(lambda: queue.depth)
         metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         app.state.store, app.state.model, app.state.queue = store, model, queue
-        app.state.chain = chain or ChainReader.from_settings(settings)
         app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
         model.start()
         queue.start()
@@ -85,7 +86,7 @@ def create_app(
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     app.add_middleware(RequestLimits, max_body=settings.max_body_bytes)
-    for module in (service, generate, images, tokens):
+    for module in (service, generate, images, tokens, collections):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

@@ -73,6 +73,8 @@ def job_snapshot(queue: JobQueue, job: Job, status: JobStatus | None = None) -> 
         "statusUrl": f"/jobs/{job.id}",
         "eventsUrl": f"/jobs/{job.id}/events",
     }
+    if status.summary is not None:
+        snapshot["summary"] = status.summary
     if status.images:
         results = [image_result(queue.store, i, cached=status.cached, with_base64=False) for i in status.images]
         snapshot["result"] = results[0]

@@ -3,13 +3,15 @@
     state.py   JobState, Priority, JobStatus (an immutable snapshot) and the live Job
     kind.py    JobRequest (the base of every kind), the kind registry, Artifact, RunContext
     render.py  the ``render`` kind and the one render path (spec → PNG → record)
+    collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     book.py    job records in SQLite
     model.py   the model, loaded in the background
     queue.py   the in-process backend: priority queue, dedup, one worker
 """
 
-from aleaart.jobs import render  # noqa: F401  (registers the kind)
+from aleaart.jobs import collection, render  # noqa: F401  (register the kinds)
 from aleaart.jobs.book import JobBook
+from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import JobQueue, Progress
@@ -17,7 +19,7 @@ from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 
 __all__ = [
-    "KINDS", "Artifact", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest", "JobState", "JobStatus",
-    "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity", "render_image",
+    "KINDS", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest", "JobState",
+    "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity", "render_image",
     "request_from_json",
 ]

@@ -63,6 +63,7 @@ class JobBook:
             state=JobState(row["state"]), step=row["step"], total_steps=row["total_steps"], key=row["key"],
             started_at=row["started_at"], finished_at=row["finished_at"], images=images,
             cached=bool(row["cached"]), error=row["error"], code=row["code"], attempts=row["attempts"],
+            summary=json.loads(row["summary"]) if row["summary"] else None,
         )
         return Job(id=row["id"], request=request, priority=row["priority"], created_at=row["created_at"],
                    status=status)
@@ -81,5 +82,6 @@ def job_row(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         **fields,
         "images": json.dumps([image.key for image in status.images]),
+        "summary": json.dumps(status.summary) if status.summary is not None else None,
         "cached": int(status.cached),
     }

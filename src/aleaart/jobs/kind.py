@@ -62,10 +62,28 @@ class RunContext:
     cancel: threading.Event
 
 
+@dataclass(frozen=True)
+class CoordinatorContext:
+    """What a coordinating job gets: no engine, but the queue to hand work to (at a priority) and the chain."""
+
+    submit: Callable[[JobRequest, int], Any]  # (request, priority) → Job; may raise QueueFull
+    cancel_job: Callable[[str], Any]
+    store: ImageStore
+    chain: Any  # a ChainReader, or None where the service has none
+    on_progress: Callable[[int, int, dict[str, Any]], None]  # (done, total, summary so far)
+    cancel: threading.Event
+
+
 class JobRequest:
-    """Base of every job kind; subclasses are frozen dataclasses."""
+    """Base of every job kind; subclasses are frozen dataclasses.
+
+    Most kinds ``run`` on the worker that owns the model. A kind with ``coordinates = True`` instead
+    runs ``coordinate`` in a thread of its own and hands its work to the queue as jobs of other kinds
+    (a collection renders each token as a ``render`` job at bulk priority).
+    """
 
     kind: ClassVar[str]
+    coordinates: ClassVar[bool] = False
 
     @property
     def token_id(self) -> str | None:
@@ -86,6 +104,10 @@ class JobRequest:
         raise NotImplementedError
 
     def run(self, context: RunContext) -> list[Artifact]:
+        raise NotImplementedError
+
+    def coordinate(self, context: CoordinatorContext) -> dict[str, Any]:
+        """A coordinating kind's work; returns its summary."""
         raise NotImplementedError
 
     def stored(self, key: str, store: ImageStore) -> tuple[StoredImage, ...] | None:

@@ -14,11 +14,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, GenerationCancelled, ModelUnavailable, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import EngineLike, JobRequest, RunContext, identity
+from aleaart.jobs.kind import CoordinatorContext, EngineLike, JobRequest, RunContext, identity
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.logs import current_job
@@ -42,8 +43,9 @@ class JobQueue:
     """Accepts jobs of any kind, deduplicates them, and runs them one at a time, most urgent first."""
 
     def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, chain: Any = None) -> None:
         self.model = model
+        self.chain = chain  # for coordinating kinds that read the chain (collections)
         self.metrics = metrics or Metrics()
         self.store = store
         self.book = book
@@ -61,6 +63,7 @@ class JobQueue:
         self._stopping = False
         self.draining = False
         self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
+        self._coordinators: list[threading.Thread] = []
 
     def start(self) -> None:
         """Take back the jobs a previous run left queued or running, then start the worker."""
@@ -83,13 +86,16 @@ class JobQueue:
             self._wake.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout)
+        self._join_coordinators(timeout)
 
     def drain(self, seconds: float, *, interrupt_wait: float = 60.0) -> None:
         """Take no new work; let the running job finish within ``seconds``, else interrupt it (it is
         queued again, like every waiting job, and runs after the restart). Returns when the worker is idle."""
         with self._wake:
             self.draining = True
+            self._interrupt_running(coordinators_only=True)  # their work waits in the queue: resume it later
             self._wake.notify_all()
+        self._join_coordinators(interrupt_wait)
         if not self._worker.is_alive():
             return
         self._worker.join(seconds)
@@ -98,11 +104,15 @@ class JobQueue:
                 self._interrupt_running()
             self._worker.join(interrupt_wait)
 
-    def _interrupt_running(self) -> None:
+    def _interrupt_running(self, *, coordinators_only: bool = False) -> None:
         for job in self._jobs.values():
-            if job.state is JobState.RUNNING:
+            if job.state is JobState.RUNNING and (job.request.coordinates or not coordinators_only):
                 job.interrupted = True
                 job.cancel_event.set()
+
+    def _join_coordinators(self, timeout: float) -> None:
+        for thread in list(self._coordinators):
+            thread.join(timeout)
 
     # Submitting and finding jobs
 
@@ -265,12 +275,44 @@ class JobQueue:
         self.book.save(job)
         log.warning("job %s was interrupted by the shutdown; it runs again after the restart", job.id)
 
+    # Coordinating kinds, each in a thread of its own
+
+    def _coordinate(self, job: Job) -> None:
+        token = current_job.set(job.id)
+        try:
+            job.move(JobState.RUNNING, started_at=time.time())
+            self.book.save(job)
+            context = CoordinatorContext(
+                submit=lambda request, priority: self.submit(request, priority=priority), cancel_job=self.cancel,
+                store=self.store, chain=self.chain, on_progress=job.progress, cancel=job.cancel_event)
+            summary = job.request.coordinate(context)
+        except GenerationCancelled as error:
+            if job.interrupted:
+                self._requeue_interrupted(job)
+            else:
+                self._finish(job, JobState.CANCELLED, error=str(error), code=error.code)
+        except AleaArtError as error:
+            self._finish(job, JobState.FAILED, error=str(error), code=error.code)
+        except Exception as error:  # a bug in one coordinator fails its job, not the service
+            log.exception("job %s failed", job.id)
+            self._finish(job, JobState.FAILED, error=f"{job.kind} failed: {type(error).__name__}: {error}",
+                         code="generation_failed")
+        else:
+            self._finish(job, JobState.SUCCEEDED, summary=summary, step=job.status.total_steps)
+        finally:
+            current_job.reset(token)
+
     # Bookkeeping (callers hold the lock)
 
     def _enqueue(self, job: Job) -> None:
         self._jobs[job.id] = job
         self._by_identity[identity(job.request)] = job
-        heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
+        if job.request.coordinates:
+            thread = threading.Thread(target=self._coordinate, args=(job,), name=f"aleaart-{job.kind}", daemon=True)
+            self._coordinators.append(thread)
+            thread.start()
+        else:
+            heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
@@ -288,7 +330,7 @@ class JobQueue:
         return job
 
     def _queued_count(self) -> int:
-        return sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED)
+        return sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED and not j.request.coordinates)
 
     def _position(self, job: Job) -> int | None:
         if job.state is not JobState.QUEUED or job.id not in self._jobs:

@@ -50,6 +50,7 @@ class JobStatus:
     started_at: float | None = None
     finished_at: float | None = None
     images: tuple[StoredImage, ...] = ()
+    summary: dict[str, Any] | None = None  # a coordinating kind's result (a collection's counts and CIDs)
     cached: bool = False
     error: str | None = None
     code: str | None = None
@@ -95,9 +96,13 @@ class Job:
             self._changed.notify_all()
             return self.status
 
-    def progress(self, step: int, total: int) -> None:
+    def progress(self, step: int, total: int, summary: dict[str, Any] | None = None) -> None:
+        """Steps done (and, for a coordinating kind, its summary so far); kept in memory, not recorded."""
         with self._changed:
-            self.status = replace(self.status, step=step, total_steps=total, version=self.status.version + 1)
+            changes: dict[str, Any] = {"step": step, "total_steps": total}
+            if summary is not None:
+                changes["summary"] = summary
+            self.status = replace(self.status, **changes, version=self.status.version + 1)
             self._changed.notify_all()
 
     def wait_change(self, since: int, timeout: float) -> JobStatus:

@@ -1,0 +1,87 @@
+"""A collection made ready for IPFS: a folder and one CAR file holding it.
+
+    <out>/images/<id>.png     the stored PNGs
+    <out>/metadata/<id>       ERC-721 JSON whose image is ipfs://<images folder CID>/<id>.png
+    <out>/manifest.json       per token: parameters, seed, derivedMatch, sha256, CID; and the CIDs
+    <out>/collection.car      images/ and metadata/ as UnixFS; pin this one file to publish them
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aleaart.car import CarWriter
+from aleaart.chain import TokenInfo
+from aleaart.cid import file_cid
+from aleaart.metadata import token_metadata
+from aleaart.store import ImageStore, StoredImage
+
+
+@dataclass(frozen=True)
+class ExportedToken:
+    info: TokenInfo
+    image: StoredImage
+
+
+@dataclass(frozen=True)
+class Export:
+    root_cid: str
+    images_cid: str
+    metadata_cid: str
+    car: Path
+
+    def to_json(self) -> dict[str, str]:
+        return {"rootCid": self.root_cid, "imagesCid": self.images_cid, "metadataCid": self.metadata_cid,
+                "car": str(self.car)}
+
+
+def export_collection(out: Path, tokens: list[ExportedToken], store: ImageStore) -> Export:
+    """Write the folder and its CAR (streaming: one image in memory at a time); returns the CIDs."""
+    images, metadata = out / "images", out / "metadata"
+    images.mkdir(parents=True, exist_ok=True)
+    metadata.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for token in tokens:
+        png = store.path_of(token.image.file).read_bytes()
+        (images / f"{token.info.token_id}.png").write_bytes(png)
+        manifest.append(manifest_entry(token, png))
+    car = out / "collection.car"
+    partial = car.with_name(car.name + ".partial")
+    with open(partial, "wb") as handle:
+        writer = CarWriter(handle)
+        images_node = writer.add_folder(images)
+        for token in tokens:
+            write_metadata(metadata, token, images_cid=str(images_node.cid), store=store)
+        metadata_node = writer.add_folder(metadata)
+        root = writer.add_directory({"images": images_node, "metadata": metadata_node})
+        writer.finish(root.cid)
+    os.replace(partial, car)
+    export = Export(root_cid=str(root.cid), images_cid=str(images_node.cid), metadata_cid=str(metadata_node.cid),
+                    car=car)
+    (out / "manifest.json").write_text(json.dumps({**export.to_json(), "tokens": manifest}, indent=1) + "\n")
+    return export
+
+
+def manifest_entry(token: ExportedToken, png: bytes) -> dict[str, Any]:
+    info = token.info
+    return {
+        "tokenId": str(info.token_id),
+        "parameters": info.params.to_json(),
+        "seed": "0x" + info.seed.hex(),
+        "derivedMatch": info.derived_match,
+        "sha256": hashlib.sha256(png).hexdigest(),
+        "cid": file_cid(png),
+    }
+
+
+def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, store: ImageStore) -> None:
+    png = store.path_of(token.image.file).read_bytes()
+    token_id = str(token.info.token_id)
+    data = token_metadata(token_id=token_id, params=token.info.params, image_url=f"ipfs://{images_cid}/{token_id}.png",
+                          model=token.image.model, png=png)
+    (folder / token_id).write_text(json.dumps(data, indent=1) + "\n")
