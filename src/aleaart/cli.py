@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,53 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None,
     }
 
 
+def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Render tokens first..last through an in-process queue and export them; progress on stderr."""
+    from aleaart.chain import ChainReader
+    from aleaart.database import Database
+    from aleaart.engine.pipeline import Engine
+    from aleaart.errors import error_class
+    from aleaart.jobs import CollectionRequest, JobBook, JobQueue, JobState, ModelHolder
+    from aleaart.store import ImageStore
+
+    last = args.to
+    out = Path(args.out or f"collection-{args.first}-{last if last is not None else 'latest'}").resolve()
+    db = Database(settings.db_path)
+    store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
+    model = ModelHolder(lambda: Engine.load(settings))
+    queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings,
+                     chain=ChainReader.from_settings(settings))
+    model.start()
+    queue.start(resume=False)  # the service's own queued jobs are the service's
+    try:
+        job = queue.submit(CollectionRequest(out=str(out), first=args.first, last=last))
+        follow_collection(job)
+    finally:
+        queue.stop()
+        db.close()
+    status = job.status
+    if status.state is not JobState.SUCCEEDED:
+        raise (error_class(status.code) or AleaArtError)(status.error or f"the collection {status.state.value}")
+    return {"jobId": job.id, **(status.summary or {})}
+
+
+def follow_collection(job: Any) -> None:
+    """A progress bar of tokens done/total, images a minute, ETA and failures, until the job ends."""
+    from tqdm import tqdm
+
+    with tqdm(desc="tokens", unit="token", file=sys.stderr) as bar:
+        started = time.monotonic()
+        while not job.wait_done(0.5):
+            status = job.status
+            bar.total = status.total_steps or None
+            bar.n = status.step
+            minutes = (time.monotonic() - started) / 60
+            failed = len((status.summary or {}).get("failed", {}))
+            bar.set_postfix(images_per_min=f"{status.step / minutes:.1f}" if minutes else "-", failed=failed)
+        bar.n = job.status.step
+        bar.refresh()
+
+
 def cmd_make_tiny_model(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.engine.tiny import make_tiny_model
 
@@ -134,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="default: ALEAART_HOST or 0.0.0.0")
     serve.add_argument("--port", type=int, help="default: ALEAART_PORT or 8000")
     serve.set_defaults(run=cmd_serve)
+
+    collection = commands.add_parser("collection", help="whole collections: render and export for IPFS")
+    collection_commands = collection.add_subparsers(dest="collection_command", required=True)
+    render = collection_commands.add_parser("render", help="render every ready token and export folder + CAR")
+    render.add_argument("--from", dest="first", type=parse_token_id, default=1, help="first token id (default 1)")
+    render.add_argument("--to", type=parse_token_id, help="last token id (default: the newest minted)")
+    render.add_argument("--out", help="export folder (default: collection-<from>-<to> here)")
+    render.set_defaults(run=cmd_collection_render)
 
     tiny = commands.add_parser("make-tiny-model", help="build the offline random-weight SD 1.x model")
     tiny.add_argument("dir", help="folder to write the diffusers pipeline to")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
-from evm import mint_many
+from evm import mint_cheap, mint_many
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
 from test_car import IPFS_CAR, NODE_TOOLS, node
@@ -134,3 +136,21 @@ def test_a_collection_resumes_after_a_restart(make_client, tokens):
     job = second.app.state.queue.get(created["jobId"])
     assert job.wait_done(60) and job.state is JobState.SUCCEEDED
     assert job.status.summary["rendered"] == 5 and job.status.attempts == 1
+
+
+def test_the_cli_renders_a_collection_with_a_progress_bar(anvil, contract, tiny_env, tmp_path):
+    w3 = anvil.web3()
+    first, last = mint_cheap(contract, w3), mint_cheap(contract, w3)
+    env = {**tiny_env, "ALEAART_RPC_URL": anvil.url, "ALEAART_CHAIN_ID": "31337",
+           "ALEAART_PARAMS_CONTRACT": contract.address, "ALEAART_IMAGES_DIR": str(tmp_path / "images")}
+    done = subprocess.run([sys.executable, "-m", "aleaart.cli", "collection", "render", "--from", str(first),
+                           "--to", str(last), "--out", "export"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rendered"] == 2 and result["rootCid"].startswith("bafybei")
+    assert "tokens" in done.stderr and "images_per_min" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "export" / "images").iterdir()) == [f"{first}.png", f"{last}.png"]
+    refused = subprocess.run([sys.executable, "-m", "aleaart.cli", "collection", "render", "--from", "x"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr

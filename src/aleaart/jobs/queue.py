@@ -65,10 +65,11 @@ class JobQueue:
         self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
         self._coordinators: list[threading.Thread] = []
 
-    def start(self) -> None:
-        """Take back the jobs a previous run left queued or running, then start the worker."""
+    def start(self, *, resume: bool = True) -> None:
+        """Take back the jobs a previous run left queued or running (unless ``resume`` is off, as for a
+        one-off command sharing the service's database), then start the worker."""
         self.book.prune(older_than_seconds=self.keep_jobs_seconds)
-        resumed = self.book.unfinished()
+        resumed = self.book.unfinished() if resume else []
         for job in resumed:
             if job.state is JobState.RUNNING:
                 job.move(JobState.QUEUED, attempts=job.status.attempts + 1)
