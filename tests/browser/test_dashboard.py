@@ -253,3 +253,25 @@ def test_api_key_is_asked_once_and_sent(browser, tiny_env, tmp_path):
         page.wait_for_selector("body[data-ready=true]")
         assert page.locator("#key-form").is_hidden()  # kept for the session: asked once
         context.close()
+
+
+def test_a_whole_collection_fills_its_grid_and_offers_the_car(browser, service, anvil, contract):
+    w3 = anvil.web3()
+    ids = [mint_cheap(contract, w3) for _ in range(3)]
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(service.url + "/")
+    page.get_by_role("link", name="Whole collection").click()
+    page.wait_for_selector("body[data-ready=true]")
+    page.get_by_label("From token").fill(str(ids[0]))
+    page.get_by_label("To token").fill(str(ids[-1]))
+    page.get_by_role("button", name="Render collection").click()
+    page.wait_for_selector("#done:not([hidden])", timeout=240_000)
+    assert page.locator("#tokens li[data-ready=true]").count() == 3
+    assert page.locator("#tokens img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert "bafybei" in page.locator("#cids").inner_text()
+    car = httpx.get(service.url + page.locator("#car").get_attribute("href"), timeout=30)
+    assert car.status_code == 200 and car.headers["content-type"] == "application/vnd.ipld.car"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "collection.png"), full_page=True)
+    context.close()
