@@ -23,7 +23,7 @@ from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.params import MAX_TOKEN_ID, spec_from_params
 from aleaart.store import StoredImage
 
-WINDOW = 4  # render jobs handed to the queue at once: enough to keep the workers busy, few enough to wait behind
+WINDOW = 8  # render jobs handed to the queue at once: enough to keep the workers busy, few enough to wait behind
 ATTEMPTS = 2  # renders of one token before it is reported as failed
 POLL_SECONDS = 0.2
 
@@ -87,8 +87,10 @@ def render_all(context: CoordinatorContext, tokens: list[Any], progress: Progres
         if context.cancel.is_set():
             raise GenerationCancelled("the collection was cancelled")
         hand_out(context, todo, running)
+        if running:
+            next(iter(running.values())).wait_done(POLL_SECONDS)  # the queue runs them in the order handed out
         for token_id, job in list(running.items()):
-            if not job.wait_done(POLL_SECONDS / max(1, len(running))):
+            if not job.state.is_terminal():
                 continue
             del running[token_id]
             status = job.status
