@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -251,7 +252,11 @@ class RenderSpec:
         return {k: v for k, v in self.canonical().items() if k != "params"}
 
     def canonical(self) -> dict[str, Any]:
-        """A JSON-ready form with stable keys, for hashing and metadata."""
+        """A JSON-ready form with stable keys, for hashing and metadata (a fresh dict each call)."""
+        return dict(self._canonical)
+
+    @functools.cached_property
+    def _canonical(self) -> dict[str, Any]:
         data = asdict(self)
         data["params"] = self.params.to_json() if self.params else None
         return data

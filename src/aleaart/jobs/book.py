@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
-from dataclasses import asdict
 from typing import Any
 
 from aleaart.database import Database
@@ -71,8 +71,9 @@ class JobBook:
 
 def job_row(job: Job) -> dict[str, Any]:
     status = job.status
-    fields = asdict(status) | {"state": status.state.value}
-    del fields["version"]
+    # Field by field, not asdict: that would deep-copy every image record on every save.
+    fields = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)
+              if f.name not in ("version", "images", "summary")} | {"state": status.state.value}
     return {
         "id": job.id,
         "kind": job.kind,
