@@ -8,6 +8,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+# One Server-Sent Event of a job: its kind and the job's snapshot as JSON text.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", "result", "failed", "cancelled", "shutting_down"]},
+        "data": {"type": "string", "description": "the job as GET /jobs/{job_id} answers it, as JSON"},
+    },
+}
 # What the edge (size limits), the service's state and a bug can answer on any route.
 ANY_ROUTE = {"414": "the path and query are too long", "431": "the headers are too large",
              "500": "a bug (internal_error)", "503": "draining for a restart (shutting_down)"}
@@ -17,10 +25,12 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document with its default 422 (``{detail}``) replaced by ErrorBody, as the service answers."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        for operations in schema.get("paths", {}).values():
+        for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 document_errors(operation["responses"])
                 link_created_jobs(operation["responses"])
+            if path.endswith("/events"):
+                operations["get"]["responses"]["200"]["content"] = {"text/event-stream": {"schema": SSE_EVENT}}
         components = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
