@@ -1,11 +1,10 @@
 // Prints the root CID js-ipfs's UnixFS importer gives a folder, with the settings of
-// `ipfs add -r --cid-version=1` (256 KiB chunks, raw leaves, balanced layout of 174 links).
+// `ipfs add -r --cid-version=1` (directories sharded above 256 KiB of links, as kubo does).
 import { readdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { MemoryBlockstore } from "blockstore-core/memory";
 import { importer } from "ipfs-unixfs-importer";
-import { fixedSize } from "ipfs-unixfs-importer/chunker";
-import { balanced } from "ipfs-unixfs-importer/layout";
+import { KUBO_OPTIONS } from "./kubo-options.mjs";
 
 const root = process.argv[2];
 
@@ -17,13 +16,8 @@ async function* entries(folder) {
   }
 }
 
-const options = {
-  cidVersion: 1,
-  rawLeaves: true,
-  wrapWithDirectory: true,
-  chunker: fixedSize({ chunkSize: 262144 }),
-  layout: balanced({ maxChildrenPerNode: 174 }),
-};
 let last;
-for await (const entry of importer(entries(root), new MemoryBlockstore(), options)) last = entry;
+for await (const entry of importer(entries(root), new MemoryBlockstore(), { ...KUBO_OPTIONS, wrapWithDirectory: true })) {
+  last = entry;
+}
 console.log(last.cid.toString());
