@@ -12,7 +12,7 @@ from typing import Any
 from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, ShuttingDown, error_class
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus, Priority
+from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
@@ -135,15 +135,13 @@ def failure_of(job: Job, status: JobStatus) -> AleaArtError:
     return cls(status.error or "generation failed")
 
 
-async def finished_job(queue: JobQueue, request: JobRequest,
-                       priority: int = Priority.INTERACTIVE) -> tuple[Job, JobStatus]:
-    """Submit (or join, or find stored) and wait; the job has its result, or this raises why not."""
-    job = await asyncio.to_thread(queue.submit, request, priority=priority)
+async def succeeded(queue: JobQueue, job: Job) -> JobStatus:
+    """Wait for ``job``; its final status if it succeeded, else the error a waiting client gets."""
     # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
     status = await asyncio.shield(wait_for(queue, job))
     if status.state is not JobState.SUCCEEDED or not status.images:
         raise failure_of(job, status)
-    return job, status
+    return status
 
 
 async def generate_and_wait(queue: JobQueue, request: JobRequest, *, publisher: Publisher | None = None,
@@ -154,9 +152,7 @@ async def generate_and_wait(queue: JobQueue, request: JobRequest, *, publisher: 
 
 
 async def answer_of(queue: JobQueue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:
-    status = await asyncio.shield(wait_for(queue, job))
-    if status.state is not JobState.SUCCEEDED or not status.images:
-        raise failure_of(job, status)
+    status = await succeeded(queue, job)
     image = status.images[0]
     result = await asyncio.to_thread(image_result, queue.store, image, cached=status.cached, with_base64=True)
     if publisher is not None:

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from aleaart.api.deps import KEYED, ChainDep, PublisherDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
-from aleaart.api.responses import finished_job, generate_and_wait
+from aleaart.api.responses import generate_and_wait, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.errors import Unauthorized
 from aleaart.jobs import JobQueue, RenderRequest
@@ -91,7 +91,8 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
             raise Unauthorized(
                 f"token {token_id}'s image is not generated yet, and generating it needs the API key (X-API-Key)"
             )
-        image = (await finished_job(queue, token_request(info)))[1].images[0]
+        job = await asyncio.to_thread(queue.submit, token_request(info))
+        image = (await succeeded(queue, job)).images[0]
     # Not immutable: this address follows the token to whatever the current model renders.
     return FileResponse(queue.store.path_of(image.file), media_type="image/png",
                         headers={"Cache-Control": TOKEN_IMAGE_CACHE})
