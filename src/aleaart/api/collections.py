@@ -15,7 +15,7 @@ from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import CollectionRequest, JobQueue, JobState, RenderRequest
-from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID, spec_from_params
+from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 
 router = APIRouter(tags=["collections"])
 
@@ -60,7 +60,7 @@ async def collection_tokens(
     batch = await asyncio.to_thread(chain.tokens, request.first, last)
     page = batch.ready[offset:offset + limit]
     found = await asyncio.to_thread(
-        lambda: [queue.lookup(RenderRequest(spec_from_params(t.params), str(t.token_id))) for t in page])
+        lambda: [queue.lookup(RenderRequest.of_params(t.params, str(t.token_id))) for t in page])
     tokens = [{"tokenId": str(t.token_id), "imageUrl": f"/generated_images/{stored[0].file}" if stored else None}
               for t, stored in zip(page, found, strict=True)]
     return {"tokens": tokens, "total": len(batch.ready), "pending": batch.pending, "offset": offset, "limit": limit}

@@ -26,7 +26,6 @@ from aleaart.params import (
     RenderParams,
     RenderSpec,
     check_token_id,
-    spec_from_params,
 )
 
 SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
@@ -99,7 +98,7 @@ class SeedRequest(BaseModel):
         return check_token_id(value)
 
     def to_request(self) -> RenderRequest:
-        return RenderRequest(spec_from_params(RenderParams.from_json(self.parameters)), self.tokenId)
+        return RenderRequest.of_params(RenderParams.from_json(self.parameters), self.tokenId)
 
 
 class FlatRequest(BaseModel):

@@ -16,7 +16,6 @@ from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.errors import Unauthorized
 from aleaart.jobs import JobQueue, RenderRequest
 from aleaart.metadata import token_metadata
-from aleaart.params import spec_from_params
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
 CHAIN_ERRORS = (404, 409, 422, 502, 503)
@@ -30,7 +29,7 @@ async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
 
 
 def token_request(info: TokenInfo) -> RenderRequest:
-    return RenderRequest(spec_from_params(info.params), str(info.token_id))
+    return RenderRequest.of_params(info.params, str(info.token_id))
 
 
 @router.get("/tokens/latest", responses=error_responses(*CHAIN_ERRORS))

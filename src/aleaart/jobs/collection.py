@@ -20,7 +20,7 @@ from aleaart.export import ExportedToken, export_collection
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, register
 from aleaart.jobs.render import RenderRequest
 from aleaart.jobs.state import Job, JobState, Priority
-from aleaart.params import MAX_TOKEN_ID, spec_from_params
+from aleaart.params import MAX_TOKEN_ID
 from aleaart.store import StoredImage
 
 WINDOW = 8  # render jobs handed to the queue at once: enough to keep the workers busy, few enough to wait behind
@@ -110,7 +110,7 @@ def hand_out(context: CoordinatorContext, todo: collections.deque, running: dict
     while todo and len(running) < WINDOW:
         info = todo.popleft()
         try:
-            job = context.submit(RenderRequest(spec_from_params(info.params), str(info.token_id)), Priority.BULK)
+            job = context.submit(RenderRequest.of_params(info.params, str(info.token_id)), Priority.BULK)
         except QueueFull:
             todo.appendleft(info)  # the queue is busy with other work: hand it out when it has room
             return

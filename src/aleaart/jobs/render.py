@@ -11,7 +11,7 @@ from PIL import Image
 
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
 from aleaart.metadata import ImageInfo, encode_png, image_filename, pixel_key, render_key
-from aleaart.params import RenderSpec, check_token_id
+from aleaart.params import RenderParams, RenderSpec, check_token_id, spec_from_params
 from aleaart.store import ImageStore, new_record
 
 
@@ -65,6 +65,11 @@ class RenderRequest(JobRequest):
     token: str | None = None
 
     kind: ClassVar[str] = "render"
+
+    @classmethod
+    def of_params(cls, params: RenderParams, token_id: str | None) -> RenderRequest:
+        """A token's image: its RenderParams mapped to a spec (the seed body, the chain, a collection)."""
+        return cls(spec_from_params(params), token_id)
 
     @property
     def token_id(self) -> str | None:
