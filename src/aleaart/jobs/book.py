@@ -11,7 +11,7 @@ from typing import Any
 
 from aleaart.database import Database
 from aleaart.errors import AleaArtError
-from aleaart.jobs.kind import identity, request_from_json
+from aleaart.jobs.kind import request_from_json
 from aleaart.jobs.state import Job, JobState, JobStatus
 from aleaart.store import ImageStore
 
@@ -78,7 +78,7 @@ def job_row(job: Job) -> dict[str, Any]:
         "id": job.id,
         "kind": job.kind,
         "request": json.dumps(job.request.to_json(), sort_keys=True),
-        "identity": identity(job.request),
+        "identity": job.identity,
         "priority": int(job.priority),
         "created_at": job.created_at,
         **fields,

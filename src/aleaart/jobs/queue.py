@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,42 +205,44 @@ class JobQueue:
                 self._wake.wait()
 
     def _run(self, job: Job) -> None:
+        self._settle(job, lambda: self._render(job))
+
+    def _render(self, job: Job) -> dict[str, Any]:
+        """A worker job's work; returns how its status ends (a stored result is not rendered again)."""
+        engine = self.model.engine
+        if engine is None:  # jobs accepted while the model loaded, and it failed to load
+            raise ModelUnavailable(self.model.error or "the model is not available")
+        key = job.request.key(engine.recipe)
+        job.move(JobState.RUNNING, key=key)
+        self.book.save(job)
+        if (stored := job.request.stored(key, self.store)) is not None:
+            self.metrics.cache_hits.labels(job.kind).inc()
+            return {"images": stored, "cached": True, "step": job.status.total_steps}
+        self.store.require_free_space()
+        images = self._execute(job, engine, key)
+        self.generations += 1
+        return {"images": images, "step": job.status.total_steps}
+
+    def _settle(self, job: Job, work: Callable[[], dict[str, Any]]) -> None:
+        """Do a job's work and record how it ended; an interrupted job goes back to the queue."""
         token = current_job.set(job.id)
         try:
-            self._run_job(job)
-        finally:
-            current_job.reset(token)
-
-    def _run_job(self, job: Job) -> None:
-        engine = self.model.engine
-        try:
-            if engine is None:  # jobs accepted while the model loaded, and it failed to load
-                raise ModelUnavailable(self.model.error or "the model is not available")
-            key = job.request.key(engine.recipe)
-            job.move(JobState.RUNNING, key=key)
-            self.book.save(job)
-            if (stored := job.request.stored(key, self.store)) is not None:
-                self.metrics.cache_hits.labels(job.kind).inc()
-                self._finish(job, JobState.SUCCEEDED, images=stored, cached=True, step=job.status.total_steps)
-                return
-            self.store.require_free_space()
-            images = self._execute(job, engine, key)
+            changes = work()
         except GenerationCancelled as error:
             if job.interrupted:
                 self._requeue_interrupted(job)
             else:
                 self._finish(job, JobState.CANCELLED, error=str(error), code=error.code)
-            return
         except AleaArtError as error:
             self._finish(job, JobState.FAILED, error=str(error), code=error.code)
-            return
         except Exception as error:  # any failure of one job is that job's, not the worker's
             log.exception("job %s failed", job.id)
             self._finish(job, JobState.FAILED, error=f"generation failed: {type(error).__name__}: {error}",
                          code="generation_failed")
-            return
-        self.generations += 1
-        self._finish(job, JobState.SUCCEEDED, images=images, step=job.status.total_steps)
+        else:
+            self._finish(job, JobState.SUCCEEDED, **changes)
+        finally:
+            current_job.reset(token)
 
     def _execute(self, job: Job, engine: EngineLike, key: str) -> tuple[StoredImage, ...]:
         started = last_step = time.perf_counter()
@@ -279,35 +282,22 @@ class JobQueue:
     # Coordinating kinds, each in a thread of its own
 
     def _coordinate(self, job: Job) -> None:
-        token = current_job.set(job.id)
-        try:
-            job.move(JobState.RUNNING, started_at=time.time())
-            self.book.save(job)
-            context = CoordinatorContext(
-                submit=lambda request, priority: self.submit(request, priority=priority), cancel_job=self.cancel,
-                store=self.store, chain=self.chain, on_progress=job.progress, cancel=job.cancel_event)
-            summary = job.request.coordinate(context)
-        except GenerationCancelled as error:
-            if job.interrupted:
-                self._requeue_interrupted(job)
-            else:
-                self._finish(job, JobState.CANCELLED, error=str(error), code=error.code)
-        except AleaArtError as error:
-            self._finish(job, JobState.FAILED, error=str(error), code=error.code)
-        except Exception as error:  # a bug in one coordinator fails its job, not the service
-            log.exception("job %s failed", job.id)
-            self._finish(job, JobState.FAILED, error=f"{job.kind} failed: {type(error).__name__}: {error}",
-                         code="generation_failed")
-        else:
-            self._finish(job, JobState.SUCCEEDED, summary=summary, step=job.status.total_steps)
-        finally:
-            current_job.reset(token)
+        self._settle(job, lambda: self._coordinated(job))
+
+    def _coordinated(self, job: Job) -> dict[str, Any]:
+        job.move(JobState.RUNNING, started_at=time.time())
+        self.book.save(job)
+        context = CoordinatorContext(
+            submit=lambda request, priority: self.submit(request, priority=priority), cancel_job=self.cancel,
+            store=self.store, chain=self.chain, on_progress=job.progress, cancel=job.cancel_event)
+        summary = job.request.coordinate(context)
+        return {"summary": summary, "step": job.status.total_steps}
 
     # Bookkeeping (callers hold the lock)
 
     def _enqueue(self, job: Job) -> None:
         self._jobs[job.id] = job
-        self._by_identity[identity(job.request)] = job
+        self._by_identity[job.identity] = job
         if job.request.coordinates:
             thread = threading.Thread(target=self._coordinate, args=(job,), name=f"aleaart-{job.kind}", daemon=True)
             self._coordinators.append(thread)
@@ -317,9 +307,8 @@ class JobQueue:
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
-        ident = identity(job.request)
-        if self._by_identity.get(ident) is job:
-            del self._by_identity[ident]
+        if self._by_identity.get(job.identity) is job:
+            del self._by_identity[job.identity]
 
     def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int) -> Job:
         job = Job(id=_new_id(), request=request, priority=priority)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+import functools
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from aleaart.jobs.kind import JobRequest, identity
+
 if TYPE_CHECKING:
-    from aleaart.jobs.kind import JobRequest
     from aleaart.store import StoredImage
 
 
@@ -79,6 +81,11 @@ class Job:
     @property
     def kind(self) -> str:
         return self.request.kind
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """The request's identity (jobs.kind.identity), computed once: dedup and records use it often."""
+        return identity(self.request)
 
     @property
     def state(self) -> JobState:
