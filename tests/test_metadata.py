@@ -50,12 +50,12 @@ def test_image_filename_in_the_seed_style():
 
 def test_token_metadata_for_marketplaces():
     from aleaart.cid import file_cid
-    from aleaart.metadata import token_metadata
+    from aleaart.metadata import FileIds, token_metadata
 
     params = RenderParams(1, 8, 2, 1, 33, 75, 99, 23)
     png = b"\x89PNG fake bytes"
     meta = token_metadata(token_id="7", params=params, image_url="http://h/tokens/7/image.png", model="sd15",
-                          png=png)
+                          stored=FileIds.of(png))
     assert meta["name"] == "AleaArt #7" and meta["image"] == "http://h/tokens/7/image.png"
     assert meta["image_ipfs"] == "ipfs://" + file_cid(png)
     traits = {a["trait_type"]: a for a in meta["attributes"]}
@@ -67,5 +67,5 @@ def test_token_metadata_for_marketplaces():
         (33, "number"), (7.5, "number"), (99, "number")]
     assert meta["generation"]["seed"] == 99 and meta["generation"]["model"] == "sd15"
     assert len(meta["generation"]["sha256"]) == 64
-    unrendered = token_metadata(token_id="7", params=params, image_url="u", model=None, png=None)
+    unrendered = token_metadata(token_id="7", params=params, image_url="u", model=None, stored=None)
     assert "image_ipfs" not in unrendered and unrendered["generation"]["sha256"] is None

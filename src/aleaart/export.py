@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from typing import Any
 
 from aleaart.car import CarWriter
 from aleaart.chain import TokenInfo
-from aleaart.cid import file_cid
-from aleaart.metadata import token_metadata
+from aleaart.metadata import FileIds, token_metadata
 from aleaart.store import ImageStore, StoredImage
 
 
@@ -45,43 +43,43 @@ def export_collection(out: Path, tokens: list[ExportedToken], store: ImageStore)
     images, metadata = out / "images", out / "metadata"
     images.mkdir(parents=True, exist_ok=True)
     metadata.mkdir(parents=True, exist_ok=True)
-    manifest = []
+    ids: dict[int, FileIds] = {}
     for token in tokens:
         png = store.path_of(token.image.file).read_bytes()
         (images / f"{token.info.token_id}.png").write_bytes(png)
-        manifest.append(manifest_entry(token, png))
+        ids[token.info.token_id] = FileIds.of(png)  # hashed once, for the manifest and the metadata
     car = out / "collection.car"
     partial = car.with_name(car.name + ".partial")
     with open(partial, "wb") as handle:
         writer = CarWriter(handle)
         images_node = writer.add_folder(images)
         for token in tokens:
-            write_metadata(metadata, token, images_cid=str(images_node.cid), store=store)
+            write_metadata(metadata, token, images_cid=str(images_node.cid), ids=ids[token.info.token_id])
         metadata_node = writer.add_folder(metadata)
         root = writer.add_directory({"images": images_node, "metadata": metadata_node})
         writer.finish(root.cid)
     os.replace(partial, car)
     export = Export(root_cid=str(root.cid), images_cid=str(images_node.cid), metadata_cid=str(metadata_node.cid),
                     car=car)
+    manifest = [manifest_entry(token, ids[token.info.token_id]) for token in tokens]
     (out / "manifest.json").write_text(json.dumps({**export.to_json(), "tokens": manifest}, indent=1) + "\n")
     return export
 
 
-def manifest_entry(token: ExportedToken, png: bytes) -> dict[str, Any]:
+def manifest_entry(token: ExportedToken, ids: FileIds) -> dict[str, Any]:
     info = token.info
     return {
         "tokenId": str(info.token_id),
         "parameters": info.params.to_json(),
         "seed": "0x" + info.seed.hex(),
         "derivedMatch": info.derived_match,
-        "sha256": hashlib.sha256(png).hexdigest(),
-        "cid": file_cid(png),
+        "sha256": ids.sha256,
+        "cid": ids.cid,
     }
 
 
-def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, store: ImageStore) -> None:
-    png = store.path_of(token.image.file).read_bytes()
+def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, ids: FileIds) -> None:
     token_id = str(token.info.token_id)
     data = token_metadata(token_id=token_id, params=token.info.params, image_url=f"ipfs://{images_cid}/{token_id}.png",
-                          model=token.image.model, png=png)
+                          model=token.image.model, stored=ids)
     (folder / token_id).write_text(json.dumps(data, indent=1) + "\n")

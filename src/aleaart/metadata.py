@@ -96,16 +96,28 @@ def read_png_text(data: bytes) -> dict[str, str]:
         return dict(image.text)
 
 
+@dataclass(frozen=True)
+class FileIds:
+    """A stored PNG's sha256 and IPFS CID, computed once where the bytes are at hand."""
+
+    sha256: str
+    cid: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileIds:
+        return cls(sha256=hashlib.sha256(data).hexdigest(), cid=file_cid(data))
+
+
 def token_metadata(
     *,
     token_id: str,
     params: RenderParams,
     image_url: str,
     model: str | None,
-    png: bytes | None,
+    stored: FileIds | None,
     external_url: str | None = None,
 ) -> dict[str, Any]:
-    """ERC-721 / OpenSea metadata for a token; ``png`` (when stored) adds its sha256 and IPFS CID."""
+    """ERC-721 / OpenSea metadata for a token; ``stored`` (once its image is) adds the sha256 and IPFS CID."""
     spec = spec_from_params(params)
     named = describe(params)
     number = "number"
@@ -131,11 +143,11 @@ def token_metadata(
             "model": model,
             "sampler": spec.sampler,
             "seed": spec.seed,
-            "sha256": hashlib.sha256(png).hexdigest() if png is not None else None,
+            "sha256": stored.sha256 if stored is not None else None,
         },
     }
-    if png is not None:
-        metadata["image_ipfs"] = "ipfs://" + file_cid(png)
+    if stored is not None:
+        metadata["image_ipfs"] = "ipfs://" + stored.cid
     if external_url:
         metadata["external_url"] = external_url
     return metadata

@@ -205,7 +205,8 @@ class ImageStore:
         rows = self.db.query("SELECT key, file, size FROM images")
         missing = [r["key"] for r in rows if not (self.folder / r["file"]).is_file()]
         self._delete_rows(missing)
-        damaged = self._check_sizes([r for r in rows if r["key"] not in set(missing)])
+        gone = set(missing)
+        damaged = self._check_sizes([r for r in rows if r["key"] not in gone])
         known = {r["file"] for r in rows}
         recovered = skipped = 0
         for path in sorted(self.folder.glob("art_token_*.png")):

@@ -13,9 +13,10 @@ from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.api.responses import generate_and_wait, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
+from aleaart.cid import file_cid
 from aleaart.errors import Unauthorized
 from aleaart.jobs import JobQueue, RenderRequest
-from aleaart.metadata import token_metadata
+from aleaart.metadata import FileIds, token_metadata
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
 CHAIN_ERRORS = (404, 409, 422, 502, 503)
@@ -69,11 +70,12 @@ async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: Ch
 def metadata_of(request: Request, info: TokenInfo, queue: JobQueue, default_model: str) -> dict[str, Any]:
     stored = queue.lookup(token_request(info))
     image = stored[0] if stored else None
-    png = queue.store.path_of(image.file).read_bytes() if image else None
+    # The index has the sha256; the CID needs the bytes.
+    ids = FileIds(image.sha256, file_cid(queue.store.path_of(image.file).read_bytes())) if image else None
     base = str(request.base_url).rstrip("/")
     return token_metadata(
         token_id=str(info.token_id), params=info.params, image_url=f"{base}/tokens/{info.token_id}/image.png",
-        model=image.model if image else getattr(queue.model.engine, "model_name", default_model), png=png,
+        model=image.model if image else getattr(queue.model.engine, "model_name", default_model), stored=ids,
         external_url=f"{base}/tokens/{info.token_id}",
     )
 
