@@ -1,5 +1,6 @@
 // The dashboard: token → parameters → generate (with live progress) → result, plus a gallery.
 import { ApiError, apiKey, events, request, setApiKey } from "./api.js";
+import { definitionRows } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const GALLERY_PAGE = 12;
@@ -72,25 +73,16 @@ function describe(params) {
 function showParams(source, { derivedMatch } = {}) {
   state.source = source;
   const list = $("params");
-  list.replaceChildren();
   const rows = describe(source.params);
   if (source.kind === "token") rows.unshift(["Token", `#${source.tokenId}`]);
   else rows.unshift(["Source", "entered by hand"]);
-  for (const [name, value] of rows) {
-    const dt = document.createElement("dt");
-    dt.textContent = name;
-    const dd = document.createElement("dd");
-    dd.textContent = value;
-    list.append(dt, dd);
-  }
   if (derivedMatch !== undefined) {
-    const dt = document.createElement("dt");
-    dt.textContent = "Matches seed";
-    const dd = document.createElement("dd");
-    dd.className = derivedMatch ? "match" : "mismatch";
-    dd.textContent = derivedMatch ? "yes, derived from the token's seed" : "NO: the chain's parameters differ from its seed";
-    list.append(dt, dd);
+    rows.push(["Matches seed", {
+      className: derivedMatch ? "match" : "mismatch",
+      text: derivedMatch ? "yes, derived from the token's seed" : "NO: the chain's parameters differ from its seed",
+    }]);
   }
+  list.replaceChildren(...definitionRows(rows));
   list.hidden = false;
   $("params-empty").hidden = true;
   $("generate").disabled = false;
@@ -270,13 +262,7 @@ function openDetails(image) {
     ["Seconds", String(image.seconds)],
     ["SHA-256", image.sha256],
   ];
-  $("details-list").replaceChildren(...rows.flatMap(([name, value]) => {
-    const dt = document.createElement("dt");
-    dt.textContent = name;
-    const dd = document.createElement("dd");
-    dd.textContent = value;
-    return [dt, dd];
-  }));
+  $("details-list").replaceChildren(...definitionRows(rows));
   $("details-download").href = image.imageUrl;
   $("details").showModal();
 }

@@ -1,5 +1,6 @@
 // The collection page: start a collection job, follow its progress, fill the grid as images land.
 import { ApiError, events, request } from "./api.js";
+import { definitionRows } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 48;
@@ -62,13 +63,7 @@ function showDone(job) {
   const summary = job.summary;
   const rows = [["Root CID", summary.rootCid], ["Images", summary.imagesCid], ["Metadata", summary.metadataCid],
     ["Rendered", `${summary.rendered} of ${summary.tokens}`]];
-  $("cids").replaceChildren(...rows.flatMap(([name, value]) => {
-    const term = document.createElement("dt");
-    term.textContent = name;
-    const detail = document.createElement("dd");
-    detail.textContent = value;
-    return [term, detail];
-  }));
+  $("cids").replaceChildren(...definitionRows(rows));
   $("car").href = `/collections/${job.jobId}/collection.car`;
   $("done").hidden = false;
   $("done-heading").focus();
