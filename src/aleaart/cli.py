@@ -90,7 +90,7 @@ def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[
     from aleaart.chain import ChainReader
     from aleaart.database import Database
     from aleaart.engine.pipeline import Engine
-    from aleaart.errors import error_class
+    from aleaart.errors import error_for
     from aleaart.jobs import CollectionRequest, JobBook, JobQueue, JobState, ModelHolder
     from aleaart.store import ImageStore
 
@@ -111,7 +111,7 @@ def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[
         db.close()
     status = job.status
     if status.state is not JobState.SUCCEEDED:
-        raise (error_class(status.code) or AleaArtError)(status.error or f"the collection {status.state.value}")
+        raise error_for(status.code, status.error or f"the collection {status.state.value}")
     return {"jobId": job.id, **(status.summary or {})}
 
 

@@ -147,6 +147,8 @@ def error_codes() -> dict[str, int]:
     return {cls.code: cls.status for cls in reversed(error_tree())}
 
 
-def error_class(code: str | None) -> type[AleaArtError] | None:
-    """The class that answers with ``code`` (a failed job keeps only its code)."""
-    return next((cls for cls in error_tree() if cls.code == code), None)
+def error_for(code: str | None, message: str) -> AleaArtError:
+    """The error a job that ended with ``code`` stands for (a finished job keeps only its code and text);
+    an unknown code, or one whose class needs more than a message, is GenerationFailed."""
+    cls = next((c for c in error_tree() if c.code == code), GenerationFailed)
+    return GenerationFailed(message) if cls is QueueFull else cls(message)

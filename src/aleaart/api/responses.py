@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aleaart.api.errors import error_body
-from aleaart.errors import AleaArtError, GenerationCancelled, GenerationFailed, QueueFull, ShuttingDown, error_class
+from aleaart.errors import AleaArtError, GenerationCancelled, ShuttingDown, error_for
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Job, JobQueue, JobRequest, JobState, JobStatus
 from aleaart.store import ImageStore, StoredImage
@@ -129,10 +129,7 @@ def failure_of(job: Job, status: JobStatus) -> AleaArtError:
     """The error a waiting client gets for a job that did not succeed, with the job's own code."""
     if status.state is JobState.CANCELLED:
         return GenerationCancelled(f"job {job.id} was cancelled")
-    cls = error_class(status.code)
-    if cls is None or cls is QueueFull:
-        cls = GenerationFailed
-    return cls(status.error or "generation failed")
+    return error_for(status.code, status.error or "generation failed")
 
 
 async def succeeded(queue: JobQueue, job: Job) -> JobStatus:
