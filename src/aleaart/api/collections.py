@@ -14,7 +14,7 @@ from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.errors import InvalidParams, NotFound
-from aleaart.jobs import CollectionRequest, JobQueue, JobState, RenderRequest
+from aleaart.jobs import BaseQueue, CollectionRequest, JobState, RenderRequest
 from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 
 router = APIRouter(tags=["collections"])
@@ -29,7 +29,7 @@ class CollectionBody(BaseModel):
                              description="the last token id (default: the newest minted)")
 
 
-def collection_job(queue: JobQueue, job_id: str) -> CollectionRequest:
+def collection_job(queue: BaseQueue, job_id: str) -> CollectionRequest:
     request = queue.get(job_id).request
     if not isinstance(request, CollectionRequest):
         raise NotFound(f"job {job_id!r} is not a collection")

@@ -12,7 +12,7 @@ from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import JobQueue
+from aleaart.jobs import BaseQueue
 from aleaart.params import TOKEN_ID, parse_token_id
 from aleaart.store import ImageStore
 
@@ -21,7 +21,7 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_queue(request: Request) -> JobQueue:
+def get_queue(request: Request) -> BaseQueue:
     return request.app.state.queue
 
 
@@ -38,7 +38,7 @@ def get_publisher(request: Request) -> Publisher:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
+QueueDep = Annotated[BaseQueue, Depends(get_queue)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -12,14 +12,14 @@ from aleaart.api.deps import KEYED, PublisherDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import answer_of, job_events, job_snapshot, kept_alive
 from aleaart.api.schemas import GenerateBody
-from aleaart.jobs import Job, JobQueue
+from aleaart.jobs import BaseQueue, Job
 
 router = APIRouter(tags=["generate"], dependencies=KEYED)
 SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503, 507)
 JOB_ERRORS = error_responses(401, 404, 422)
 
 
-def accepted(queue: JobQueue, job: Job) -> JSONResponse:
+def accepted(queue: BaseQueue, job: Job) -> JSONResponse:
     return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 

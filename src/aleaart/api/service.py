@@ -70,16 +70,10 @@ def parameter_tables() -> dict[str, Any]:
 
 @router.get("/health")
 def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
-    model = queue.model
-    engine = model.engine
     return {
         "status": "draining" if queue.draining else "healthy",
-        "model_loaded": engine is not None,
-        "model_loading": model.loading,
         "model": settings.model,
-        "model_error": model.error,
-        "device": str(getattr(engine, "device", "")) or None,
-        "cuda_available": model.cuda_available,
+        **queue.health(),
         "queue_depth": queue.depth,
         "max_queue": queue.max_queue,
         "generations": queue.generations,
@@ -98,5 +92,5 @@ def metrics(request: Request) -> Response:
 def ready(queue: QueueDep) -> dict[str, Any]:
     if queue.draining:
         raise ShuttingDown("draining for a restart: send new work elsewhere")
-    queue.model.require()
+    queue.require_ready()
     return {"ready": True}

@@ -15,7 +15,7 @@ from aleaart.api.responses import generate_and_wait, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.errors import Unauthorized
-from aleaart.jobs import JobQueue, RenderRequest
+from aleaart.jobs import BaseQueue, RenderRequest
 from aleaart.metadata import FileIds, token_metadata
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
@@ -67,7 +67,7 @@ async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: Ch
     return await asyncio.to_thread(metadata_of, request, info, queue, settings.model)
 
 
-def metadata_of(request: Request, info: TokenInfo, queue: JobQueue, default_model: str) -> dict[str, Any]:
+def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, default_model: str) -> dict[str, Any]:
     stored = queue.lookup(token_request(info))
     image = stored[0] if stored else None
     # The index has the sha256; the CID needs the bytes.
@@ -75,7 +75,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: JobQueue, default_mode
     base = str(request.base_url).rstrip("/")
     return token_metadata(
         token_id=str(info.token_id), params=info.params, image_url=f"{base}/tokens/{info.token_id}/image.png",
-        model=image.model if image else getattr(queue.model.engine, "model_name", default_model), stored=ids,
+        model=image.model if image else queue.model_name or default_model, stored=ids,
         external_url=f"{base}/tokens/{info.token_id}",
     )
 

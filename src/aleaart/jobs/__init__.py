@@ -6,7 +6,7 @@
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     book.py    job records in SQLite
     model.py   the model, loaded in the background
-    queue.py   the in-process backend: priority queue, dedup, one worker
+    queue.py   BaseQueue (dedup, records, coordinators) and JobQueue, the in-process backend (one worker)
 """
 
 from aleaart.jobs import collection, render  # noqa: F401  (register the kinds)
@@ -14,12 +14,12 @@ from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
-from aleaart.jobs.queue import JobQueue, Progress
+from aleaart.jobs.queue import BaseQueue, JobQueue, Progress
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 
 __all__ = [
-    "KINDS", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest", "JobState",
-    "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity", "render_image",
-    "request_from_json",
+    "KINDS", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest",
+    "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity",
+    "render_image", "request_from_json",
 ]

@@ -53,11 +53,12 @@ class Artifact:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a job gets to run with: the engine, its key, progress and cancel hooks, the store to read."""
+    """What a job gets to run with: the engine, its key, progress and cancel hooks, and the store to reuse
+    pixels from (None on a cluster worker, which has no store of its own)."""
 
     engine: EngineLike
     key: str
-    store: ImageStore
+    store: ImageStore | None
     on_step: StepCallback
     cancel: threading.Event
 

@@ -1,8 +1,12 @@
-"""The in-process execution backend: a durable priority queue in front of the one worker that owns the model.
+"""The job queue: what every backend shares, and the in-process backend (the embedded default).
 
 One request, one job: a request identical to one queued or running joins it, and one whose
 result is stored is answered from the store. Every job is recorded in SQLite on each change,
 so queued and interrupted jobs run after a restart and their ids keep answering.
+
+``BaseQueue`` holds that bookkeeping; a backend says where worker jobs run. ``JobQueue`` runs them
+on one thread of this process that owns the model; ``aleaart.cluster.CeleryQueue`` hands them to
+GPU workers through Celery.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, GenerationCancelled, ModelUnavailable, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import CoordinatorContext, EngineLike, JobRequest, RunContext, identity
+from aleaart.jobs.kind import CoordinatorContext, EngineLike, JobRequest, Recipe, RunContext, identity
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.logs import current_job
@@ -40,12 +44,12 @@ class Progress:
     eta_seconds: float | None
 
 
-class JobQueue:
-    """Accepts jobs of any kind, deduplicates them, and runs them one at a time, most urgent first."""
+class BaseQueue:
+    """Accepts jobs of any kind, deduplicates them, records them, runs coordinating kinds in threads,
+    and leaves worker jobs to the backend (``_dispatch``), most urgent first."""
 
-    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
+    def __init__(self, *, store: ImageStore, book: JobBook, settings: Settings,
                  metrics: Metrics | None = None, chain: Any = None) -> None:
-        self.model = model
         self.chain = chain  # for coordinating kinds that read the chain (collections)
         self.metrics = metrics or Metrics()
         self.store = store
@@ -55,39 +59,80 @@ class JobQueue:
         self.generations = 0
         self._jobs: dict[str, Job] = {}  # id → queued or running job
         self._by_identity: dict[str, Job] = {}
-        self._heap: list[tuple[int, int, Job]] = []
-        self._order = itertools.count()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._seconds_per_job = 0.0
         self._finished = 0
         self._stopping = False
         self.draining = False
-        self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
         self._coordinators: list[threading.Thread] = []
+
+    # What a backend provides
+
+    def recipes(self) -> list[Recipe]:
+        """The recipes results can have now (keys are computed from them); empty while none is known."""
+        raise NotImplementedError
+
+    @property
+    def model_name(self) -> str | None:
+        """The name of the model images are rendered with, once it is known."""
+        raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        """The backend's part of /health."""
+        raise NotImplementedError
+
+    def require_ready(self) -> None:
+        """Raise why new work could not run now (for /ready)."""
+        raise NotImplementedError
+
+    def _refuse_if_unavailable(self) -> None:
+        """Raise if new jobs must be refused (jobs wait while the backend starts; a broken one refuses)."""
+
+    def _dispatch(self, job: Job) -> None:
+        """Hand a queued worker job to whatever runs it (the caller holds the lock)."""
+        raise NotImplementedError
+
+    def _stop_running(self, job: Job) -> None:
+        """Ask a running job to stop at its next step."""
+        job.cancel_event.set()
+
+    def _resume(self, job: Job) -> None:
+        """Take back an unfinished job recorded by a previous run of the service."""
+        if job.state is JobState.RUNNING:
+            job.move(JobState.QUEUED, attempts=job.status.attempts + 1)
+            self.book.save(job)
+        self._enqueue(job)
+
+    def _start_backend(self) -> None:
+        raise NotImplementedError
+
+    def _stop_backend(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _drain_backend(self, seconds: float, interrupt_wait: float) -> None:
+        raise NotImplementedError
 
     def start(self, *, resume: bool = True) -> None:
         """Take back the jobs a previous run left queued or running (unless ``resume`` is off, as for a
         one-off command sharing the service's database), then start the worker."""
         self.book.prune(older_than_seconds=self.keep_jobs_seconds)
         resumed = self.book.unfinished() if resume else []
-        for job in resumed:
-            if job.state is JobState.RUNNING:
-                job.move(JobState.QUEUED, attempts=job.status.attempts + 1)
-                self.book.save(job)
-            self._enqueue(job)
+        with self._wake:
+            for job in resumed:
+                self._resume(job)
         if resumed:
             log.warning("resumed %d job(s) from before the restart", len(resumed))
-        self._worker.start()
+        self._start_backend()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker; a running job is interrupted and stays queued for the next start."""
+        """Stop taking work; coordinators (and, in process, the running job) are interrupted and resume
+        at the next start."""
         with self._wake:
             self._stopping = True
             self._interrupt_running()
             self._wake.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout)
+        self._stop_backend(timeout)
         self._join_coordinators(timeout)
 
     def drain(self, seconds: float, *, interrupt_wait: float = 60.0) -> None:
@@ -98,13 +143,7 @@ class JobQueue:
             self._interrupt_running(coordinators_only=True)  # their work waits in the queue: resume it later
             self._wake.notify_all()
         self._join_coordinators(interrupt_wait)
-        if not self._worker.is_alive():
-            return
-        self._worker.join(seconds)
-        if self._worker.is_alive():
-            with self._lock:
-                self._interrupt_running()
-            self._worker.join(interrupt_wait)
+        self._drain_backend(seconds, interrupt_wait)
 
     def _interrupt_running(self, *, coordinators_only: bool = False) -> None:
         for job in self._jobs.values():
@@ -122,7 +161,7 @@ class JobQueue:
         """A job for this request: the one already on it, a finished one from the store, or a new one."""
         if self.draining:
             raise ShuttingDown("the service is shutting down for a restart; try again in a few seconds")
-        self.model.refuse_if_failed()
+        self._refuse_if_unavailable()
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
         if stored is None:
             self.store.require_free_space()
@@ -138,16 +177,22 @@ class JobQueue:
             job = Job(id=_new_id(), request=request, priority=priority)
             job.move(JobState.QUEUED, total_steps=request.total_steps())
             self.book.save(job)
-            self._enqueue(job)
+            try:
+                self._enqueue(job)
+            except AleaArtError as error:  # the backend could not take it: the job ends here, said why
+                self._forget(job)
+                job.move(JobState.FAILED, error=str(error), code=error.code)
+                self.book.save(job)
+                raise
             self._wake.notify_all()
             return job
 
     def lookup(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
-        """The stored result of ``request`` with the loaded model, if there is one."""
-        engine = self.model.engine
-        if engine is None:
-            return None
-        return request.stored(request.key(engine.recipe), self.store)
+        """The stored result of ``request`` under any recipe results can have now, if there is one."""
+        for recipe in self.recipes():
+            if (stored := request.stored(request.key(recipe), self.store)) is not None:
+                return stored
+        return None
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -168,7 +213,7 @@ class JobQueue:
                 job.move(JobState.CANCELLED, error="cancelled while queued", code=GenerationCancelled.code)
                 self.book.save(job)
             elif job.state is JobState.RUNNING:
-                job.cancel_event.set()
+                self._stop_running(job)
         return job
 
     def progress(self, job: Job) -> Progress:
@@ -181,47 +226,6 @@ class JobQueue:
     def depth(self) -> int:
         with self._lock:
             return self._queued_count()
-
-    # The worker
-
-    def _work(self) -> None:
-        while not self.model.wait(0.5):
-            if self._stopping or self.draining:
-                return
-        while (job := self._next()) is not None:
-            self._run(job)
-
-    def _next(self) -> Job | None:
-        with self._wake:
-            while True:
-                if self._stopping or self.draining:
-                    return None
-                while self._heap and self._heap[0][2].state is not JobState.QUEUED:
-                    heapq.heappop(self._heap)  # cancelled while queued
-                if self._heap:
-                    job = heapq.heappop(self._heap)[2]
-                    job.move(JobState.RUNNING, started_at=time.time(), step=0)
-                    return job
-                self._wake.wait()
-
-    def _run(self, job: Job) -> None:
-        self._settle(job, lambda: self._render(job))
-
-    def _render(self, job: Job) -> dict[str, Any]:
-        """A worker job's work; returns how its status ends (a stored result is not rendered again)."""
-        engine = self.model.engine
-        if engine is None:  # jobs accepted while the model loaded, and it failed to load
-            raise ModelUnavailable(self.model.error or "the model is not available")
-        key = job.request.key(engine.recipe)
-        job.move(JobState.RUNNING, key=key)
-        self.book.save(job)
-        if (stored := job.request.stored(key, self.store)) is not None:
-            self.metrics.cache_hits.labels(job.kind).inc()
-            return {"images": stored, "cached": True, "step": job.status.total_steps}
-        self.store.require_free_space()
-        images = self._execute(job, engine, key)
-        self.generations += 1
-        return {"images": images, "step": job.status.total_steps}
 
     def _settle(self, job: Job, work: Callable[[], dict[str, Any]]) -> None:
         """Do a job's work and record how it ended; an interrupted job goes back to the queue."""
@@ -243,24 +247,6 @@ class JobQueue:
             self._finish(job, JobState.SUCCEEDED, **changes)
         finally:
             current_job.reset(token)
-
-    def _execute(self, job: Job, engine: EngineLike, key: str) -> tuple[StoredImage, ...]:
-        started = last_step = time.perf_counter()
-
-        def on_step(step: int, total: int) -> None:
-            nonlocal last_step
-            now = time.perf_counter()
-            self.metrics.step_seconds.observe(now - last_step)
-            last_step = now
-            job.progress(step, total)
-
-        context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event)
-        artifacts = job.request.run(context)
-        images = tuple(self.store.put(a.record, a.data) for a in artifacts)
-        seconds = time.perf_counter() - started
-        self.metrics.job_seconds.labels(job.kind).observe(seconds)
-        self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
-        return images
 
     def _finish(self, job: Job, state: JobState, **changes: object) -> None:
         """Record the outcome, publish it, then let the job leave the in-memory table."""
@@ -303,7 +289,7 @@ class JobQueue:
             self._coordinators.append(thread)
             thread.start()
         else:
-            heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
+            self._dispatch(job)
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
@@ -340,6 +326,120 @@ class JobQueue:
         if position is not None and self._seconds_per_job:
             return round(self._seconds_per_job * (position - 1 + running), 1)
         return None
+
+
+class JobQueue(BaseQueue):
+    """The in-process backend: a priority heap in front of the one worker thread that owns the model."""
+
+    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
+                 metrics: Metrics | None = None, chain: Any = None) -> None:
+        super().__init__(store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+        self.model = model
+        self._heap: list[tuple[int, int, Job]] = []
+        self._order = itertools.count()
+        self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
+
+    def recipes(self) -> list[Recipe]:
+        engine = self.model.engine
+        return [engine.recipe] if engine is not None else []
+
+    @property
+    def model_name(self) -> str | None:
+        return getattr(self.model.engine, "model_name", None)
+
+    def health(self) -> dict[str, Any]:
+        model, engine = self.model, self.model.engine
+        return {
+            "model_loaded": engine is not None,
+            "model_loading": model.loading,
+            "model_error": model.error,
+            "device": str(getattr(engine, "device", "")) or None,
+            "cuda_available": model.cuda_available,
+        }
+
+    def require_ready(self) -> None:
+        self.model.require()
+
+    def _refuse_if_unavailable(self) -> None:
+        self.model.refuse_if_failed()
+
+    def _dispatch(self, job: Job) -> None:
+        heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
+
+    def _start_backend(self) -> None:
+        self._worker.start()
+
+    def _stop_backend(self, timeout: float) -> None:
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+
+    def _drain_backend(self, seconds: float, interrupt_wait: float) -> None:
+        if not self._worker.is_alive():
+            return
+        self._worker.join(seconds)
+        if self._worker.is_alive():
+            with self._lock:
+                self._interrupt_running()
+            self._worker.join(interrupt_wait)
+
+    # The worker
+
+    def _work(self) -> None:
+        while not self.model.wait(0.5):
+            if self._stopping or self.draining:
+                return
+        while (job := self._next()) is not None:
+            self._run(job)
+
+    def _next(self) -> Job | None:
+        with self._wake:
+            while True:
+                if self._stopping or self.draining:
+                    return None
+                while self._heap and self._heap[0][2].state is not JobState.QUEUED:
+                    heapq.heappop(self._heap)  # cancelled while queued
+                if self._heap:
+                    job = heapq.heappop(self._heap)[2]
+                    job.move(JobState.RUNNING, started_at=time.time(), step=0)
+                    return job
+                self._wake.wait()
+
+    def _run(self, job: Job) -> None:
+        self._settle(job, lambda: self._render(job))
+
+    def _render(self, job: Job) -> dict[str, Any]:
+        """A worker job's work; returns how its status ends (a stored result is not rendered again)."""
+        engine = self.model.engine
+        if engine is None:  # jobs accepted while the model loaded, and it failed to load
+            raise ModelUnavailable(self.model.error or "the model is not available")
+        key = job.request.key(engine.recipe)
+        job.move(JobState.RUNNING, key=key)
+        self.book.save(job)
+        if (stored := job.request.stored(key, self.store)) is not None:
+            self.metrics.cache_hits.labels(job.kind).inc()
+            return {"images": stored, "cached": True, "step": job.status.total_steps}
+        self.store.require_free_space()
+        images = self._execute(job, engine, key)
+        self.generations += 1
+        return {"images": images, "step": job.status.total_steps}
+
+    def _execute(self, job: Job, engine: EngineLike, key: str) -> tuple[StoredImage, ...]:
+        started = last_step = time.perf_counter()
+
+        def on_step(step: int, total: int) -> None:
+            nonlocal last_step
+            now = time.perf_counter()
+            self.metrics.step_seconds.observe(now - last_step)
+            last_step = now
+            job.progress(step, total)
+
+        context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event)
+        artifacts = job.request.run(context)
+        images = tuple(self.store.put(a.record, a.data) for a in artifacts)
+        seconds = time.perf_counter() - started
+        self.metrics.job_seconds.labels(job.kind).observe(seconds)
+        self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
+        return images
 
 
 def _new_id() -> str:

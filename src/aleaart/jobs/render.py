@@ -47,9 +47,9 @@ def render_image(
                           recipe=engine.recipe, seconds=rendered.seconds)
 
 
-def stored_pixels(store: ImageStore, spec: RenderSpec, recipe: Recipe) -> Image.Image | None:
+def stored_pixels(store: ImageStore | None, spec: RenderSpec, recipe: Recipe) -> Image.Image | None:
     """The pixels of an image already rendered from the same spec (under another token id or body)."""
-    same = store.with_pixels(pixel_key(spec, recipe))
+    same = store.with_pixels(pixel_key(spec, recipe)) if store is not None else None
     if same is None:
         return None
     with Image.open(store.path_of(same.file)) as image:
