@@ -11,13 +11,17 @@ fi
 # torch==2.13.0 is pinned in pyproject.toml: a looser pin pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
-# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser), and
+# redis-server for the many-GPU tests (the Celery broker; the tests start their own on a free port).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-noto-color-emoji)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "run_tests.sh: chromium is missing and cannot be installed here; browser tests will skip" >&2
+        echo "run_tests.sh: ${missing[*]} missing and cannot be installed here; their tests will skip" >&2
     fi
 fi
 

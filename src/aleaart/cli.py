@@ -1,4 +1,4 @@
-"""The ``aleaart`` command: generate | token | render-token | serve | make-tiny-model."""
+"""The ``aleaart`` command: generate | token | render-token | serve | worker | collection | make-tiny-model."""
 
 from __future__ import annotations
 
@@ -159,6 +159,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
           drain_seconds=settings.drain_seconds)
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from aleaart.cluster.worker import serve_worker
+    from aleaart.engine.pipeline import Engine
+
+    if not settings.broker_url:
+        raise InvalidParams("aleaart worker needs ALEAART_BROKER_URL (e.g. redis://127.0.0.1:6379/0), "
+                            "the same as the API's")
+    if args.device:
+        settings = settings.model_copy(update={"device": args.device})
+    if code := serve_worker(settings, lambda: Engine.load(settings), name=args.name):
+        raise SystemExit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aleaart", description="AleaArt: on-chain art parameters to images.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="default: ALEAART_HOST or 0.0.0.0")
     serve.add_argument("--port", type=int, help="default: ALEAART_PORT or 8000")
     serve.set_defaults(run=cmd_serve)
+
+    worker = commands.add_parser("worker", help="a GPU worker: loads the model once, runs jobs from "
+                                 "ALEAART_BROKER_URL one at a time")
+    worker.add_argument("--device", help="cuda, cuda:1, cpu … (default: ALEAART_DEVICE, else the best available)")
+    worker.add_argument("--name", help="its name in /health and Flower (default: ALEAART_WORKER_NAME, else host-pid)")
+    worker.set_defaults(run=cmd_worker)
 
     collection = commands.add_parser("collection", help="whole collections: render and export for IPFS")
     collection_commands = collection.add_subparsers(dest="collection_command", required=True)

@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(5.0, ge=0, le=60, description="/generate-image sends a space this often "
                                      "while it waits, so clients and proxies see a live answer; 0 turns it off")
 
+    # Many GPUs: GPU workers on Celery + Redis (off by default: one process renders in-process)
+    broker_url: str | None = Field(None, description="redis://HOST:6379/0: the API hands jobs to `aleaart worker` "
+                                   "processes through Celery instead of loading a model itself")
+    worker_name: str | None = Field(None, description="this worker's name (default: host-pid)")
+    heartbeat_seconds: float = Field(2.0, gt=0, le=60, description="how often a worker says it is alive; one "
+                                     "silent for 5 heartbeats is gone and its claim on a job expires")
+    redeliver_seconds: float = Field(300, gt=0, description="a job whose worker died is handed to another worker "
+                                     "this long after it was delivered (Celery's visibility timeout on Redis)")
+    result_hours: float = Field(24, gt=0, description="how long Redis keeps a result the API has not collected")
+
     # The AleaArt frontend's side effects: IPFS pinning and its MongoDB record (all off by default)
     pinata_jwt: str | None = Field(None, validation_alias=AliasChoices("PINATA_JWT", "ALEAART_PINATA_JWT"),
                                    description="pins every image with Pinata's pinFileToIPFS")

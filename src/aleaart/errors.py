@@ -13,6 +13,7 @@
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
     ├── ShuttingDown           (503)  shutting_down: the service is draining for a restart; carries ``retry_after``
+    ├── BrokerUnavailable      (503)  broker_unavailable: Redis (the GPU workers' broker) cannot be reached
     ├── DiskFull               (507)  disk_full: less than ALEAART_MIN_FREE_MB is free where images are stored
     ├── ChainError             (502)  chain_unreachable: the chain could not be read (RPC down, a call failed)
     │   ├── ChainUnavailable   (503)  wrong_chain: the chain is misconfigured (wrong chain id, bad address)
@@ -100,6 +101,12 @@ class ShuttingDown(AleaArtError):
     status = 503
     code = "shutting_down"
     retry_after = 10
+
+
+class BrokerUnavailable(AleaArtError):
+    status = 503
+    code = "broker_unavailable"
+    retry_after = 5
 
 
 class DiskFull(AleaArtError):

@@ -27,7 +27,7 @@ from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.database import Database
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder
+from aleaart.jobs import BaseQueue, EngineLike, JobBook, JobQueue, ModelHolder
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
 
@@ -53,22 +53,31 @@ def create_app(
     loader: Callable[[], EngineLike] | None = None,
     chain: ChainReader | None = None,
 ) -> FastAPI:
-    """The service; ``loader`` and ``chain`` replace the real engine and chain reader (seams for tests)."""
+    """The service; ``loader`` and ``chain`` replace the real engine and chain reader (seams for tests).
+    With ALEAART_BROKER_URL set, no engine is loaded here: `aleaart worker` processes render."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_path)
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
-        probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
-        model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
         app.state.chain = chain or ChainReader.from_settings(settings)
-        queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings, metrics=metrics,
-                         chain=app.state.chain)
+        queue: BaseQueue
+        if settings.broker_url:  # many GPUs: the workers load the model, this process hands them jobs
+            from aleaart.cluster.dispatch import CeleryQueue
+
+            model = None
+            queue = CeleryQueue(store=store, book=JobBook(db, store), settings=settings, metrics=metrics,
+                                chain=app.state.chain)
+        else:
+            probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
+            model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
+            queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings,
+                             metrics=metrics, chain=app.state.chain)
+            metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
+            model.start()
         metrics.watch_queue(lambda: queue.depth)
-        metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         app.state.store, app.state.model, app.state.queue = store, model, queue
         app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
-        model.start()
         queue.start()
         publisher.start()
         yield

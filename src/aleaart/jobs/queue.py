@@ -93,6 +93,9 @@ class BaseQueue:
         """Hand a queued worker job to whatever runs it (the caller holds the lock)."""
         raise NotImplementedError
 
+    def _withdraw(self, job: Job) -> None:
+        """A queued job was cancelled: make sure it never runs (in process, the heap skips it)."""
+
     def _stop_running(self, job: Job) -> None:
         """Ask a running job to stop at its next step."""
         job.cancel_event.set()
@@ -212,6 +215,7 @@ class BaseQueue:
                 self._forget(job)
                 job.move(JobState.CANCELLED, error="cancelled while queued", code=GenerationCancelled.code)
                 self.book.save(job)
+                self._withdraw(job)
             elif job.state is JobState.RUNNING:
                 self._stop_running(job)
         return job
@@ -350,6 +354,7 @@ class JobQueue(BaseQueue):
     def health(self) -> dict[str, Any]:
         model, engine = self.model, self.model.engine
         return {
+            "backend": "in-process",
             "model_loaded": engine is not None,
             "model_loading": model.loading,
             "model_error": model.error,

@@ -1,0 +1,315 @@
+"""The Celery backend of the API: jobs go to GPU workers through Redis, results come back into the store.
+
+The API loads no model. It keeps everything else the in-process service does (dedup, job records,
+collections, SSE) and two threads: one follows the workers' progress events, the other refreshes
+the list of live workers, sends jobs resumed after a restart, and collects finished jobs' outcomes.
+Outcomes and PNGs are Redis keys, so a result finished while the API was down lands when it is back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from kombu.exceptions import OperationalError
+
+from aleaart.cluster.app import make_celery, redis_client
+from aleaart.cluster.wire import (
+    EVENTS,
+    RUN_JOB,
+    WORKERS,
+    Event,
+    Outcome,
+    WorkerInfo,
+    cancel_key,
+    celery_priority,
+    done_key,
+    outcome_key,
+    png_key,
+    queue_for_model,
+    sent_key,
+    worker_key,
+)
+from aleaart.config import Settings
+from aleaart.errors import BrokerUnavailable, GenerationFailed, error_for
+from aleaart.jobs import BaseQueue, Job, JobBook, JobState
+from aleaart.jobs.kind import Recipe
+from aleaart.metrics import Metrics
+from aleaart.store import ImageStore, StoredImage
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5  # how often finished jobs are looked for when no "done" event says so
+BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
+
+
+class CeleryQueue(BaseQueue):
+    """Hands worker jobs to `aleaart worker` processes (Celery on ALEAART_BROKER_URL) and stores their results."""
+
+    def __init__(self, *, store: ImageStore, book: JobBook, settings: Settings, metrics: Metrics | None = None,
+                 chain: Any = None) -> None:
+        super().__init__(store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+        self.model = settings.model
+        self.queue_name = queue_for_model(settings.model)
+        self.broker_url = redact(str(settings.broker_url))
+        self.celery = make_celery(settings)
+        self.redis = redis_client(settings)
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.result_seconds = round(settings.result_hours * 3600)
+        self.workers: tuple[tuple[WorkerInfo, float], ...] = ()  # (info, seconds since its heartbeat)
+        self.broker_error: str | None = None
+        self._recipes: dict[str, Recipe] = {}  # kept when workers go: stored results stay findable
+        self._model_name: str | None = None
+        self._unsent: set[str] = set()  # resumed after a restart: sent by the watcher unless already sent
+        self._wakeup = threading.Event()
+        self._halt = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True),
+                         threading.Thread(target=self._listen, name="aleaart-cluster-events", daemon=True)]
+
+    # What BaseQueue asks of a backend
+
+    def recipes(self) -> list[Recipe]:
+        return list(self._recipes.values())
+
+    @property
+    def model_name(self) -> str | None:
+        return self._model_name
+
+    def health(self) -> dict[str, Any]:
+        mine = [info for info, _ in self.workers if info.model == self.model]
+        return {
+            "backend": "celery",
+            "model_loaded": bool(mine),
+            "model_loading": False,
+            "model_error": None,
+            "device": None,
+            "cuda_available": any(info.device.startswith("cuda") for info in mine),
+            "broker": {"url": self.broker_url, "state": "unreachable" if self.broker_error else "ok",
+                       "error": self.broker_error, "queue": self.queue_name},
+            "workers": [worker_health(info, age) for info, age in self.workers],
+        }
+
+    def require_ready(self) -> None:
+        self._refuse_if_unavailable()
+
+    def _refuse_if_unavailable(self) -> None:
+        if self.broker_error:
+            raise BrokerUnavailable(f"the job broker (Redis at {self.broker_url}) cannot be reached: "
+                                    f"{self.broker_error}; try again in a few seconds")
+
+    def _dispatch(self, job: Job) -> None:
+        try:
+            self._send(job)
+        except BROKER_ERRORS as error:
+            self._broker_down(error)
+            self._refuse_if_unavailable()
+
+    def _withdraw(self, job: Job) -> None:
+        try:
+            self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
+        except BROKER_ERRORS as error:  # it is cancelled here; a worker that runs it anyway is not listened to
+            log.warning("job %s: could not tell the workers it is cancelled: %s", job.id, error)
+
+    def _stop_running(self, job: Job) -> None:
+        try:
+            self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
+        except BROKER_ERRORS as error:
+            self._broker_down(error)
+            self._refuse_if_unavailable()
+
+    def _resume(self, job: Job) -> None:
+        if job.request.coordinates:
+            super()._resume(job)
+            return
+        self._jobs[job.id] = job  # queued or running on a worker still: only its outcome is awaited
+        self._by_identity[job.identity] = job
+        self._unsent.add(job.id)
+
+    def _interrupt_running(self, *, coordinators_only: bool = False) -> None:
+        super()._interrupt_running(coordinators_only=True)  # worker jobs go on without this process
+
+    def _start_backend(self) -> None:
+        try:
+            self.redis.ping()
+        except BROKER_ERRORS as error:
+            self._broker_down(error)
+        for thread in self._threads:
+            thread.start()
+
+    def _stop_backend(self, timeout: float) -> None:
+        self._halt.set()
+        self._wakeup.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+
+    def _drain_backend(self, seconds: float, interrupt_wait: float) -> None:
+        """Nothing to wait for: jobs run on the workers, and their results are collected after the restart."""
+
+    # Sending
+
+    def _send(self, job: Job) -> None:
+        self.celery.send_task(RUN_JOB, args=[job.id, job.kind, job.request.to_json()], task_id=job.id,
+                              queue=self.queue_name, priority=celery_priority(job.priority))
+        self.redis.set(sent_key(job.id), 1, ex=self.result_seconds)
+
+    def _send_unsent(self) -> None:
+        with self._lock:
+            unsent = [self._jobs[i] for i in self._unsent if i in self._jobs]
+            self._unsent.clear()
+        for job in unsent:
+            try:
+                if not self.redis.exists(sent_key(job.id)):
+                    self._send(job)
+            except BROKER_ERRORS:
+                with self._lock:
+                    self._unsent.add(job.id)
+                raise
+
+    # Watching the cluster
+
+    def _watch(self) -> None:
+        refreshed = 0.0
+        while not self._halt.is_set():
+            try:
+                if time.monotonic() - refreshed >= self.heartbeat_seconds:
+                    self._refresh_workers()
+                    refreshed = time.monotonic()
+                self._send_unsent()
+                self._collect_outcomes()
+                self._broker_up()
+            except BROKER_ERRORS as error:
+                self._broker_down(error)
+            except Exception:  # the watcher must outlive any one bad outcome
+                log.exception("collecting results failed; retrying")
+            self._wakeup.wait(POLL_SECONDS)
+            self._wakeup.clear()
+
+    def _refresh_workers(self) -> None:
+        names = sorted(n.decode() for n in self.redis.smembers(WORKERS))
+        replies = self.redis.mget([worker_key(name) for name in names]) if names else []
+        alive, gone = [], []
+        for name, raw in zip(names, replies, strict=True):
+            if raw is None:
+                gone.append(name)
+                continue
+            info = WorkerInfo.from_json(raw)
+            alive.append((info, round(max(0.0, time.time() - info.heartbeat_at), 1)))
+            if info.model == self.model:
+                self._recipes[json.dumps(info.recipe, sort_keys=True)] = info.recipe
+                self._model_name = info.model_name
+        if gone:
+            self.redis.srem(WORKERS, *gone)
+        self.workers = tuple(alive)
+
+    def _collect_outcomes(self) -> None:
+        with self._lock:
+            waiting = [job for job in self._jobs.values() if not job.request.coordinates]
+        if not waiting:
+            return
+        raws = self.redis.mget([outcome_key(job.id) for job in waiting])
+        for job, raw in zip(waiting, raws, strict=True):
+            if raw is not None:
+                self._collect(job, Outcome.from_json(raw))
+
+    def _collect(self, job: Job, outcome: Outcome) -> None:
+        """Store the result (PNG bytes from Redis, checked against the worker's sha256) and end the job."""
+        pngs = {image.sha256: self.redis.get(png_key(image.sha256)) for image in outcome.images}
+        self._settle(job, lambda: self._result_of(job, outcome, pngs))
+        leftovers = [outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs)]
+        if outcome.key and job.state is not JobState.SUCCEEDED:
+            leftovers.append(done_key(outcome.key))  # not stored here: the next ask renders it again
+        self.redis.delete(*leftovers)
+
+    def _result_of(self, job: Job, outcome: Outcome, pngs: dict[str, bytes | None]) -> dict[str, Any]:
+        if outcome.state != "succeeded":
+            raise error_for(outcome.code, outcome.error or f"the job {outcome.state} on worker {outcome.worker}")
+        images = tuple(self._ingest(image, pngs.get(image.sha256)) for image in outcome.images)
+        if outcome.cached:
+            self.metrics.cache_hits.labels(job.kind).inc()
+        else:
+            self.generations += 1
+            self.metrics.job_seconds.labels(job.kind).observe(outcome.seconds)
+            self._seconds_per_job = (0.7 * self._seconds_per_job + 0.3 * outcome.seconds
+                                     if self._seconds_per_job else outcome.seconds)
+        log.info("job %s: result from worker %s%s", job.id, outcome.worker, " (already done)" if outcome.cached else "")
+        return {"images": images, "cached": outcome.cached, "key": outcome.key, "step": job.status.total_steps}
+
+    def _ingest(self, image: StoredImage, png: bytes | None) -> StoredImage:
+        """One file and one index row per key: a key already stored is kept as it is."""
+        if (stored := self.store.get(image.key)) is not None:
+            return stored
+        if png is None:
+            raise GenerationFailed(f"the image of key {image.key[:16]} left Redis before it was stored; ask again")
+        if hashlib.sha256(png).hexdigest() != image.sha256:
+            raise GenerationFailed(f"the image of key {image.key[:16]} was damaged on its way from the worker")
+        return self.store.put(image, png)
+
+    # Progress events
+
+    def _listen(self) -> None:
+        while not self._halt.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(EVENTS)
+                while not self._halt.is_set():
+                    if (message := pubsub.get_message(timeout=1.0)) is not None:
+                        self._on_event(Event.from_json(message["data"]))
+            except BROKER_ERRORS:
+                self._halt.wait(1.0)  # the watcher reports the broker's state; here, just reconnect
+            except (ValueError, TypeError):
+                log.warning("ignored a malformed event on %s", EVENTS)
+            finally:
+                pubsub.close()
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == "done":
+            self._wakeup.set()
+            return
+        with self._lock:
+            job = self._jobs.get(event.job)
+            if job is None or job.state.is_terminal():
+                return
+            if job.state is JobState.QUEUED:
+                job.move(JobState.RUNNING, started_at=time.time(), step=0, key=event.key)
+                self.book.save(job)
+        if event.kind == "step":
+            job.progress(event.step, event.total)
+
+    # The broker's state
+
+    def _broker_down(self, error: BaseException) -> None:
+        if self.broker_error is None:
+            log.error("the job broker (Redis at %s) is unreachable: %s", self.broker_url, error)
+        self.broker_error = f"{type(error).__name__}: {error}"
+
+    def _broker_up(self) -> None:
+        if self.broker_error is None:
+            return
+        log.warning("the job broker (Redis at %s) is back", self.broker_url)
+        self.broker_error = None
+        with self._lock:  # a Redis that restarted empty lost their messages: those are sent again
+            self._unsent.update(job.id for job in self._jobs.values() if not job.request.coordinates)
+        self._wakeup.set()
+
+
+def worker_health(info: WorkerInfo, age: float) -> dict[str, Any]:
+    return {"name": info.name, "device": info.device, "model": info.model, "model_name": info.model_name,
+            "state": info.state, "job": info.job, "jobs": info.jobs, "queue": info.queue,
+            "last_heartbeat": info.heartbeat_at, "seconds_since_heartbeat": age}
+
+
+def redact(url: str) -> str:
+    """The broker URL without its password, for /health and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

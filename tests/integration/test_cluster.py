@@ -1,0 +1,245 @@
+"""Many GPUs: one API and two `aleaart worker` processes on the tiny model, through a real redis-server.
+
+Everything is a real process on 127.0.0.1: redis-server, the API (`aleaart serve` with
+ALEAART_BROKER_URL) and the Celery workers. Long jobs are 100-step renders (seconds each here),
+so a job can be caught running; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sse import sse_events
+
+from integration.cluster import RedisServer, Worker, health, jobs_by_worker
+from integration.server import Server, server_env
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed (run_tests.sh installs it)")
+
+FAST = {"steps": 4, "width": 256, "height": 256}
+LONG = {"steps": 100, "width": 512, "height": 512}  # long enough on the tiny model to be caught running
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cluster")
+    redis_server = RedisServer(workdir / "redis").start()
+    env = server_env(tiny_env, workdir / "api", broker_url=redis_server.url, heartbeat_seconds="0.5",
+                     redeliver_seconds="3", threads="1")
+    api = Server(env, workdir / "api")
+    workers = [Worker(env, workdir / name, name) for name in ("gpu0", "gpu1")]
+    try:
+        api.start()
+        for worker in workers:
+            worker.start(api.url)
+        yield Cluster(api, workers, redis_server, env, workdir)
+    finally:
+        for worker in workers:
+            worker.stop()
+        api.stop()
+        redis_server.stop()
+
+
+class Cluster:
+    def __init__(self, api: Server, workers: list[Worker], redis_server: RedisServer, env: dict, workdir: Path):
+        self.api, self.workers, self.redis, self.env, self.workdir = api, workers, redis_server, env, workdir
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def images(self) -> list[Path]:
+        return sorted((self.workdir / "api" / "images").glob("*.png"))
+
+    def submit(self, body: dict) -> str:
+        answer = httpx.post(self.url + "/jobs", json=body, timeout=30)
+        assert answer.status_code == 202, answer.text
+        return answer.json()["jobId"]
+
+    def job(self, job_id: str) -> dict:
+        return httpx.get(f"{self.url}/jobs/{job_id}", timeout=10).json()
+
+    def wait(self, job_id: str, until, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while not until(status := self.job(job_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status}")
+            time.sleep(0.1)
+        return status
+
+    def running_on(self, job_id: str) -> Worker:
+        """The worker that runs the job, once one says so."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for info in health(self.url)["workers"]:
+                if info["job"] == job_id:
+                    return next(w for w in self.workers if w.name == info["name"])
+            time.sleep(0.1)
+        raise TimeoutError(f"no worker says it runs {job_id}")
+
+
+def running(status: dict) -> bool:
+    return status["status"] == "running" and status["step"] >= 2
+
+
+def finished(status: dict) -> bool:
+    return status["status"] in ("succeeded", "failed", "cancelled")
+
+
+def test_health_lists_both_workers_and_the_broker(cluster):
+    state = health(cluster.url)
+    assert state["backend"] == "celery" and state["model_loaded"] is True
+    assert state["broker"]["state"] == "ok" and state["broker"]["url"] == cluster.redis.url
+    workers = {w["name"]: w for w in state["workers"]}
+    assert set(workers) == {"gpu0", "gpu1"}
+    for info in workers.values():
+        assert info["device"] == "cpu" and info["model"] == "tiny" and info["state"] == "idle"
+        assert info["seconds_since_heartbeat"] < 30
+    assert httpx.get(cluster.url + "/ready", timeout=10).status_code == 200
+    assert "loaded aleaart-tiny on cpu" in cluster.workers[0].output()
+
+
+def test_ten_distinct_requests_spread_over_both_workers(cluster):
+    before = jobs_by_worker(cluster.url)
+    bodies = [{**FAST, "prompt": "spread", "seed": 100 + i} for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda b: httpx.post(cluster.url + "/generate-image", json=b, timeout=180), bodies))
+    assert [a.status_code for a in answers] == [200] * 10
+    assert len({a.json()["sha256"] for a in answers}) == 10
+    deadline = time.monotonic() + 10  # /health shows the workers' counts as of their last heartbeat
+    while sum((done := jobs_by_worker(cluster.url)).values()) - sum(before.values()) < 10:
+        assert time.monotonic() < deadline, done
+        time.sleep(0.2)
+    assert sum(done.values()) - sum(before.values()) == 10
+    assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), done
+    for answer in answers:  # the PNG the API serves is the one the worker computed the sha256 of
+        png = httpx.get(cluster.url + answer.json()["imageUrl"], timeout=10).content
+        assert hashlib.sha256(png).hexdigest() == answer.json()["sha256"]
+
+
+def test_twenty_identical_concurrent_requests_render_once(cluster):
+    body = {**FAST, "prompt": "one of twenty", "seed": 2020, "tokenId": "2020"}
+    before, files_before = health(cluster.url)["generations"], len(cluster.images())
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: httpx.post(cluster.url + "/generate-image", json=body, timeout=180),
+                                range(20)))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len({a.json()["sha256"] for a in answers}) == 1
+    assert health(cluster.url)["generations"] == before + 1
+    assert len(cluster.images()) == files_before + 1
+    assert len([p for p in cluster.images() if p.name.startswith("art_token_2020_")]) == 1
+
+
+def test_events_show_the_steps_of_a_job_run_by_a_worker(cluster):
+    job_id = cluster.submit({**FAST, "steps": 12, "prompt": "events", "seed": 77})
+    with httpx.stream("GET", f"{cluster.url}/jobs/{job_id}/events", timeout=120) as stream:
+        events = list(sse_events(stream.iter_lines()))
+    steps = [data["step"] for kind, data in events if kind == "progress"]
+    assert steps == sorted(steps) and 1 <= len(set(steps) - {0}) and max(steps) >= 6
+    kind, final = events[-1]
+    assert kind == "result" and final["status"] == "succeeded" and final["step"] == final["totalSteps"] == 12
+
+
+def test_cancel_a_running_and_a_queued_job(cluster):
+    files_before = len(cluster.images())
+    long_a = cluster.submit({**LONG, "prompt": "cancel me", "seed": 1})
+    long_b = cluster.submit({**LONG, "prompt": "cancel me", "seed": 2})
+    cluster.wait(long_a, running)
+    cluster.wait(long_b, running)  # both workers are busy: the next job waits in the queue
+    queued = cluster.submit({**FAST, "prompt": "never runs", "seed": 3})
+    assert cluster.job(queued)["status"] == "queued"
+    assert httpx.delete(f"{cluster.url}/jobs/{queued}", timeout=10).json()["status"] == "cancelled"
+    for job_id in (long_a, long_b):
+        httpx.delete(f"{cluster.url}/jobs/{job_id}", timeout=10)
+    for job_id in (long_a, long_b):
+        status = cluster.wait(job_id, finished, timeout=60)
+        assert status["status"] == "cancelled" and status["code"] == "cancelled"
+        assert status["step"] < 100
+    time.sleep(1.5)  # the workers now get the cancelled job: they must skip it, not render it
+    assert cluster.job(queued)["status"] == "cancelled"
+    assert len(cluster.images()) == files_before  # none of the three was stored
+    assert all(w["state"] == "idle" for w in health(cluster.url)["workers"])
+
+
+def test_kill_9_of_a_worker_mid_job_finishes_on_the_other(cluster):
+    job_id = cluster.submit({**LONG, "prompt": "survives a kill", "seed": 9})
+    cluster.wait(job_id, running)
+    victim = cluster.running_on(job_id)
+    victim.kill()
+    status = cluster.wait(job_id, finished, timeout=240)
+    assert status["status"] == "succeeded", status
+    survivor = next(w for w in cluster.workers if w is not victim)
+    assert f"job {job_id}" in survivor.output()
+    key = status["result"]["imageId"]
+    assert len([p for p in cluster.images() if key[:16] in p.name]) == 1
+    # A replacement under the same name, for the tests after this one.
+    cluster.workers[cluster.workers.index(victim)] = Worker(cluster.env, victim.workdir, victim.name).start(cluster.url)
+
+
+def test_sigterm_lets_the_running_job_finish_and_a_second_one_hands_it_back(cluster):
+    job_id = cluster.submit({**LONG, "prompt": "warm shutdown", "seed": 21})
+    cluster.wait(job_id, running)
+    worker = cluster.running_on(job_id)
+    worker.terminate()  # warm: the job finishes on this worker, then it exits
+    status = cluster.wait(job_id, finished, timeout=240)
+    assert status["status"] == "succeeded"
+    assert worker.process.wait(60) == 0
+    assert "finishing job" in worker.output()
+    index = cluster.workers.index(worker)
+    cluster.workers[index] = Worker(cluster.env, worker.workdir, worker.name).start(cluster.url)
+
+    job_id = cluster.submit({**LONG, "prompt": "cold shutdown", "seed": 22})
+    cluster.wait(job_id, running)
+    worker = cluster.running_on(job_id)
+    worker.terminate()
+    time.sleep(0.5)
+    worker.terminate()  # again: stop at the next step and hand the job back
+    assert worker.process.wait(60) == 0
+    assert "handed back to the queue" in worker.output()
+    status = cluster.wait(job_id, finished, timeout=240)
+    assert status["status"] == "succeeded", status
+    other = next(w for w in cluster.workers if w is not worker)
+    assert f"job {job_id}" in other.output()
+    key = status["result"]["imageId"]
+    assert len([p for p in cluster.images() if key[:16] in p.name]) == 1
+    cluster.workers[cluster.workers.index(worker)] = Worker(cluster.env, worker.workdir, worker.name).start(cluster.url)
+
+
+def test_results_land_while_the_api_restarts(cluster):
+    job_id = cluster.submit({**LONG, "prompt": "api restarts", "seed": 11})
+    cluster.wait(job_id, running)
+    cluster.api.stop()
+    cluster.api.start()
+    status = cluster.wait(job_id, finished, timeout=240)
+    assert status["status"] == "succeeded", status
+    png = httpx.get(cluster.url + status["result"]["imageUrl"], timeout=10)
+    assert png.status_code == 200 and hashlib.sha256(png.content).hexdigest() == status["result"]["sha256"]
+
+
+def test_redis_down_is_503_broker_unavailable_and_the_service_recovers(cluster):
+    cluster.redis.stop()
+    deadline = time.monotonic() + 30
+    while (answer := httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "no broker", "seed": 5},
+                                timeout=60)).status_code != 503:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+    assert answer.json()["code"] == "broker_unavailable" and answer.headers["retry-after"]
+    ready = httpx.get(cluster.url + "/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["code"] == "broker_unavailable"
+    assert health(cluster.url)["broker"]["state"] == "unreachable"
+
+    cluster.redis.start()  # empty: the workers must register again, and nothing may need a restart
+    deadline = time.monotonic() + 90
+    while httpx.get(cluster.url + "/ready", timeout=10).status_code != 200 or len(health(cluster.url)["workers"]) < 2:
+        assert time.monotonic() < deadline, health(cluster.url)
+        time.sleep(0.3)
+    answer = httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "broker is back", "seed": 6},
+                        timeout=180)
+    assert answer.status_code == 200 and answer.json()["cached"] is False
