@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from evm import mint_cheap
 from sse import sse_events
 
 from integration.cluster import RedisServer, Worker, health, jobs_by_worker
@@ -28,11 +29,12 @@ LONG = {"steps": 100, "width": 512, "height": 512}  # long enough on the tiny mo
 
 
 @pytest.fixture(scope="module")
-def cluster(tiny_env, tmp_path_factory):
+def cluster(tiny_env, tmp_path_factory, anvil, contract):
     workdir = tmp_path_factory.mktemp("cluster")
     redis_server = RedisServer(workdir / "redis").start()
     env = server_env(tiny_env, workdir / "api", broker_url=redis_server.url, heartbeat_seconds="0.5",
-                     redeliver_seconds="3", threads="1")
+                     redeliver_seconds="3", threads="1", rpc_url=anvil.url, chain_id="31337",
+                     params_contract=contract.address, collections_dir=str(workdir / "collections"))
     api = Server(env, workdir / "api")
     workers = [Worker(env, workdir / name, name) for name in ("gpu0", "gpu1")]
     try:
@@ -122,6 +124,41 @@ def test_ten_distinct_requests_spread_over_both_workers(cluster):
     for answer in answers:  # the PNG the API serves is the one the worker computed the sha256 of
         png = httpx.get(cluster.url + answer.json()["imageUrl"], timeout=10).content
         assert hashlib.sha256(png).hexdigest() == answer.json()["sha256"]
+
+
+def test_a_worker_of_another_model_gets_none_of_this_models_jobs(cluster, cache_dir):
+    folder = next(Path(cache_dir).glob("tiny-model-*"))  # the same weights, named as another model
+    other = Worker({**cluster.env, "ALEAART_MODEL": str(folder)}, cluster.workdir / "other", "other")
+    try:
+        other.start(cluster.url)
+        bodies = [{**FAST, "prompt": "routed", "seed": 300 + i} for i in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda b: httpx.post(cluster.url + "/generate-image", json=b, timeout=180),
+                                    bodies))
+        assert [a.status_code for a in answers] == [200] * 4
+        workers = {w["name"]: w for w in health(cluster.url)["workers"]}
+        assert workers["other"]["model"] == str(folder) and workers["other"]["jobs"] == 0
+        assert workers["other"]["queue"] != workers["gpu0"]["queue"]
+        assert "job " not in other.output()
+    finally:
+        other.stop()
+
+
+def test_a_collection_spreads_over_all_workers(cluster, anvil, contract):
+    w3 = anvil.web3()
+    tokens = [mint_cheap(contract, w3) for _ in range(4)]  # quick to render: square, few steps
+    before = jobs_by_worker(cluster.url)
+    created = httpx.post(cluster.url + "/collections", json={"from": tokens[0], "to": tokens[-1]}, timeout=30)
+    assert created.status_code == 202, created.text
+    status = cluster.wait(created.json()["jobId"], finished, timeout=300)
+    assert status["status"] == "succeeded", status
+    assert status["summary"]["rendered"] == 4 and not status["summary"]["failed"]
+    deadline = time.monotonic() + 10
+    while sum((done := jobs_by_worker(cluster.url)).values()) - sum(before.values()) < 4:
+        assert time.monotonic() < deadline, (before, done)  # counts are as of the workers' last heartbeat
+        time.sleep(0.2)
+    assert sum(done.values()) - sum(before.values()) == 4
+    assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), (before, done)
 
 
 def test_twenty_identical_concurrent_requests_render_once(cluster):
