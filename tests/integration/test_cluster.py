@@ -271,6 +271,8 @@ def test_redis_down_is_503_broker_unavailable_and_the_service_recovers(cluster):
     ready = httpx.get(cluster.url + "/ready", timeout=10)
     assert ready.status_code == 503 and ready.json()["code"] == "broker_unavailable"
     assert health(cluster.url)["broker"]["state"] == "unreachable"
+    stored = httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "spread", "seed": 100}, timeout=60)
+    assert stored.status_code == 200 and stored.json()["cached"] is True  # the store needs no broker
 
     cluster.redis.start()  # empty: the workers must register again, and nothing may need a restart
     deadline = time.monotonic() + 90

@@ -164,9 +164,9 @@ class BaseQueue:
         """A job for this request: the one already on it, a finished one from the store, or a new one."""
         if self.draining:
             raise ShuttingDown("the service is shutting down for a restart; try again in a few seconds")
-        self._refuse_if_unavailable()
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
-        if stored is None:
+        if stored is None:  # a stored result is answered even while the backend can't take new work
+            self._refuse_if_unavailable()
             self.store.require_free_space()
         ident = identity(request)
         with self._wake:
