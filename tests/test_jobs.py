@@ -72,6 +72,43 @@ def test_job_runs_to_a_stored_image(make_queue):
     assert queue.generations == 1
 
 
+def test_the_engine_renders_the_next_job_while_the_last_is_encoded(make_queue, monkeypatch):
+    encode, encoding, may_finish = RenderRequest.encode, threading.Event(), threading.Event()
+
+    def slow_encode(self, rendered, context):
+        if self.spec.seed == 1:
+            encoding.set()
+            assert may_finish.wait(10)
+        return encode(self, rendered, context)
+
+    monkeypatch.setattr(RenderRequest, "encode", slow_encode)
+    engine = FakeEngine()
+    queue = make_queue(engine)
+    first, second = queue.submit(render(seed=1)), queue.submit(render(seed=2))
+    assert encoding.wait(5)
+    assert second.wait_done(5) and second.state is JobState.SUCCEEDED  # rendered and stored meanwhile
+    assert first.state is JobState.RUNNING and first.status.step == first.status.total_steps
+    may_finish.set()
+    assert first.wait_done(5) and first.state is JobState.SUCCEEDED
+    assert queue.store.get(first.status.key) is not None and queue.generations == 2
+
+
+def test_a_failed_encoding_fails_its_job_only(make_queue, monkeypatch):
+    encode = RenderRequest.encode
+
+    def failing_encode(self, rendered, context):
+        if self.spec.seed == 1:
+            raise OSError("image too large to encode")
+        return encode(self, rendered, context)
+
+    monkeypatch.setattr(RenderRequest, "encode", failing_encode)
+    queue = make_queue(FakeEngine())
+    failed, fine = queue.submit(render(seed=1)), queue.submit(render(seed=2))
+    assert failed.wait_done(5) and failed.state is JobState.FAILED and failed.status.code == "generation_failed"
+    assert "too large" in failed.status.error
+    assert fine.wait_done(5) and fine.state is JobState.SUCCEEDED
+
+
 def test_identical_requests_join_then_come_from_the_store(make_queue):
     engine = FakeEngine()
     engine.release.clear()

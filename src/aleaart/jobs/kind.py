@@ -105,7 +105,17 @@ class JobRequest:
         raise NotImplementedError
 
     def run(self, context: RunContext) -> list[Artifact]:
+        """The whole job, on one thread: ``encode(render(context))``."""
+        return self.encode(self.render(context), context)
+
+    def render(self, context: RunContext) -> Any:
+        """The part that needs the engine. The in-process queue runs it on the engine's thread and
+        ``encode`` on another, so the next job renders while this one's PNG is encoded and stored."""
         raise NotImplementedError
+
+    def encode(self, rendered: Any, context: RunContext) -> list[Artifact]:
+        """The CPU-only rest (PNG encoding) of what ``render`` returned; by default it returned artifacts."""
+        return rendered
 
     def coordinate(self, context: CoordinatorContext) -> dict[str, Any]:
         """A coordinating kind's work; returns its summary."""

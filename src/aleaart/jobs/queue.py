@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from aleaart.store import ImageStore, StoredImage
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 100  # finished jobs between two prunes of old records
+ENCODING_AHEAD = 2  # rendered images waiting to be encoded and stored while the engine renders the next
 
 
 @dataclass(frozen=True)
@@ -231,11 +233,15 @@ class BaseQueue:
         with self._lock:
             return self._queued_count()
 
-    def _settle(self, job: Job, work: Callable[[], dict[str, Any]]) -> None:
-        """Do a job's work and record how it ended; an interrupted job goes back to the queue."""
+    def _settle(self, job: Job, work: Callable[[], dict[str, Any] | Future]) -> None:
+        """Do a job's work (or what is left of it) and record how it ended; an interrupted job goes back to
+        the queue."""
         token = current_job.set(job.id)
         try:
             changes = work()
+            if isinstance(changes, Future):  # the rest runs on another thread: settle the job when it ends
+                changes.add_done_callback(lambda done: self._settle(job, done.result))
+                return
         except GenerationCancelled as error:
             if job.interrupted:
                 self._requeue_interrupted(job)
@@ -342,6 +348,8 @@ class JobQueue(BaseQueue):
         self._heap: list[tuple[int, int, Job]] = []
         self._order = itertools.count()
         self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
+        self._encoder = ThreadPoolExecutor(ENCODING_AHEAD, thread_name_prefix="aleaart-encode")
+        self._encoding = threading.BoundedSemaphore(ENCODING_AHEAD)
 
     def recipes(self) -> list[Recipe]:
         engine = self.model.engine
@@ -377,15 +385,16 @@ class JobQueue(BaseQueue):
     def _stop_backend(self, timeout: float) -> None:
         if self._worker.is_alive():
             self._worker.join(timeout)
+        self._encoder.shutdown(wait=True)  # rendered images are stored, not lost
 
     def _drain_backend(self, seconds: float, interrupt_wait: float) -> None:
-        if not self._worker.is_alive():
-            return
-        self._worker.join(seconds)
+        if self._worker.is_alive():
+            self._worker.join(seconds)
         if self._worker.is_alive():
             with self._lock:
                 self._interrupt_running()
             self._worker.join(interrupt_wait)
+        self._encoder.shutdown(wait=True)
 
     # The worker
 
@@ -412,8 +421,9 @@ class JobQueue(BaseQueue):
     def _run(self, job: Job) -> None:
         self._settle(job, lambda: self._render(job))
 
-    def _render(self, job: Job) -> dict[str, Any]:
-        """A worker job's work; returns how its status ends (a stored result is not rendered again)."""
+    def _render(self, job: Job) -> dict[str, Any] | Future:
+        """A worker job's work: how its status ends (a stored result is not rendered again), or the
+        encoding still running for it."""
         engine = self.model.engine
         if engine is None:  # jobs accepted while the model loaded, and it failed to load
             raise ModelUnavailable(self.model.error or "the model is not available")
@@ -424,11 +434,11 @@ class JobQueue(BaseQueue):
             self.metrics.cache_hits.labels(job.kind).inc()
             return {"images": stored, "cached": True, "step": job.status.total_steps}
         self.store.require_free_space()
-        images = self._execute(job, engine, key)
-        self.generations += 1
-        return {"images": images, "step": job.status.total_steps}
+        return self._execute(job, engine, key)
 
-    def _execute(self, job: Job, engine: EngineLike, key: str) -> tuple[StoredImage, ...]:
+    def _execute(self, job: Job, engine: EngineLike, key: str) -> Future | dict[str, Any]:
+        """Render on this thread (the engine's), then encode and store on the encoder's, so the engine
+        starts the next job meanwhile; at most ENCODING_AHEAD images wait for it."""
         started = last_step = time.perf_counter()
 
         def on_step(step: int, total: int) -> None:
@@ -439,12 +449,25 @@ class JobQueue(BaseQueue):
             job.progress(step, total)
 
         context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event)
-        artifacts = job.request.run(context)
+        rendered = job.request.render(context)
+        self._encoding.acquire()
+        try:
+            future = self._encoder.submit(self._store_result, job, rendered, context, started)
+        except RuntimeError:  # the encoder was shut down by a stop that this render outlived: store it here
+            self._encoding.release()
+            return self._store_result(job, rendered, context, started)
+        future.add_done_callback(lambda _: self._encoding.release())
+        return future
+
+    def _store_result(self, job: Job, rendered: Any, context: RunContext, started: float) -> dict[str, Any]:
+        artifacts = job.request.encode(rendered, context)
         images = tuple(self.store.put(a.record, a.data) for a in artifacts)
         seconds = time.perf_counter() - started
         self.metrics.job_seconds.labels(job.kind).observe(seconds)
-        self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
-        return images
+        with self._lock:
+            self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
+            self.generations += 1
+        return {"images": images, "step": job.status.total_steps}
 
 
 def _new_id() -> str:

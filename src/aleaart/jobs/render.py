@@ -88,11 +88,16 @@ class RenderRequest(JobRequest):
     def total_steps(self) -> int:
         return self.spec.steps
 
-    def run(self, context: RunContext) -> list[Artifact]:
-        engine = context.engine
-        reused = stored_pixels(context.store, self.spec, engine.recipe)
+    def render(self, context: RunContext) -> tuple[Image.Image, float]:
+        """The pixels and the seconds they took."""
+        reused = stored_pixels(context.store, self.spec, context.engine.recipe)
         if reused is not None:  # the token id names the file; it does not change the pixels
-            return [image_artifact(reused, self.spec, token_id=self.token, key=context.key,
-                                   model=engine.model_name, recipe=engine.recipe, seconds=0.0)]
-        return [render_image(engine, self.spec, token_id=self.token, key=context.key,
-                             on_step=context.on_step, cancel=context.cancel)]
+            return reused, 0.0
+        rendered = context.engine.generate(self.spec, on_step=context.on_step, cancel=context.cancel)
+        return rendered.image, rendered.seconds
+
+    def encode(self, rendered: tuple[Image.Image, float], context: RunContext) -> list[Artifact]:
+        image, seconds = rendered
+        engine = context.engine
+        return [image_artifact(image, self.spec, token_id=self.token, key=context.key, model=engine.model_name,
+                               recipe=engine.recipe, seconds=seconds)]
