@@ -39,9 +39,12 @@ def cluster(tiny_env, tmp_path_factory, anvil, contract):
     workers = [Worker(env, workdir / name, name) for name in ("gpu0", "gpu1")]
     try:
         api.start()
+        cluster = Cluster(api, workers, redis_server, env, workdir)
+        cluster.early_job = cluster.submit({**FAST, "prompt": "before any worker", "seed": 1})  # waits in the queue
+        cluster.early_health = health(api.url)
         for worker in workers:
             worker.start(api.url)
-        yield Cluster(api, workers, redis_server, env, workdir)
+        yield cluster
     finally:
         for worker in workers:
             worker.stop()
@@ -93,6 +96,13 @@ def running(status: dict) -> bool:
 
 def finished(status: dict) -> bool:
     return status["status"] in ("succeeded", "failed", "cancelled")
+
+
+def test_with_no_worker_alive_jobs_wait_in_the_queue(cluster):
+    assert cluster.early_health["workers"] == [] and cluster.early_health["model_loaded"] is False
+    assert cluster.early_health["queue_depth"] == 1
+    status = cluster.wait(cluster.early_job, finished, timeout=120)  # the workers came up and took it
+    assert status["status"] == "succeeded"
 
 
 def test_health_lists_both_workers_and_the_broker(cluster):
