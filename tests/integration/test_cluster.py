@@ -79,6 +79,25 @@ class Cluster:
             time.sleep(0.1)
         return status
 
+    def start_long_job(self, prompt: str, seed: int) -> tuple[str, Worker]:
+        """A long job, once it runs: its id and the worker it runs on."""
+        job_id = self.submit({**LONG, "prompt": prompt, "seed": seed})
+        self.wait(job_id, running)
+        return job_id, self.running_on(job_id)
+
+    def assert_finished_on_the_other(self, job_id: str, gone: Worker) -> None:
+        """The job succeeded on the worker that is not ``gone``, and its key has exactly one file."""
+        status = self.wait(job_id, finished, timeout=240)
+        assert status["status"] == "succeeded", status
+        other = next(w for w in self.workers if w is not gone)
+        assert f"job {job_id}" in other.output()
+        key = status["result"]["imageId"]
+        assert len([p for p in self.images() if key[:16] in p.name]) == 1
+
+    def replace(self, worker: Worker) -> None:
+        """A new worker under the same name, for the tests after this one."""
+        self.workers[self.workers.index(worker)] = Worker(self.env, worker.workdir, worker.name).start(self.url)
+
     def running_on(self, job_id: str) -> Worker:
         """The worker that runs the job, once one says so."""
         deadline = time.monotonic() + 30
@@ -196,10 +215,8 @@ def test_events_show_the_steps_of_a_job_run_by_a_worker(cluster):
 
 def test_cancel_a_running_and_a_queued_job(cluster):
     files_before = len(cluster.images())
-    long_a = cluster.submit({**LONG, "prompt": "cancel me", "seed": 1})
-    long_b = cluster.submit({**LONG, "prompt": "cancel me", "seed": 2})
-    cluster.wait(long_a, running)
-    cluster.wait(long_b, running)  # both workers are busy: the next job waits in the queue
+    long_a, _ = cluster.start_long_job("cancel me", 1)
+    long_b, _ = cluster.start_long_job("cancel me", 2)  # both workers are busy: the next job waits in the queue
     queued = cluster.submit({**FAST, "prompt": "never runs", "seed": 3})
     assert cluster.job(queued)["status"] == "queued"
     assert httpx.delete(f"{cluster.url}/jobs/{queued}", timeout=10).json()["status"] == "cancelled"
@@ -216,52 +233,32 @@ def test_cancel_a_running_and_a_queued_job(cluster):
 
 
 def test_kill_9_of_a_worker_mid_job_finishes_on_the_other(cluster):
-    job_id = cluster.submit({**LONG, "prompt": "survives a kill", "seed": 9})
-    cluster.wait(job_id, running)
-    victim = cluster.running_on(job_id)
+    job_id, victim = cluster.start_long_job("survives a kill", 9)
     victim.kill()
-    status = cluster.wait(job_id, finished, timeout=240)
-    assert status["status"] == "succeeded", status
-    survivor = next(w for w in cluster.workers if w is not victim)
-    assert f"job {job_id}" in survivor.output()
-    key = status["result"]["imageId"]
-    assert len([p for p in cluster.images() if key[:16] in p.name]) == 1
-    # A replacement under the same name, for the tests after this one.
-    cluster.workers[cluster.workers.index(victim)] = Worker(cluster.env, victim.workdir, victim.name).start(cluster.url)
+    cluster.assert_finished_on_the_other(job_id, victim)
+    cluster.replace(victim)
 
 
 def test_sigterm_lets_the_running_job_finish_and_a_second_one_hands_it_back(cluster):
-    job_id = cluster.submit({**LONG, "prompt": "warm shutdown", "seed": 21})
-    cluster.wait(job_id, running)
-    worker = cluster.running_on(job_id)
+    job_id, worker = cluster.start_long_job("warm shutdown", 21)
     worker.terminate()  # warm: the job finishes on this worker, then it exits
-    status = cluster.wait(job_id, finished, timeout=240)
-    assert status["status"] == "succeeded"
+    assert cluster.wait(job_id, finished, timeout=240)["status"] == "succeeded"
     assert worker.process.wait(60) == 0
     assert "finishing job" in worker.output()
-    index = cluster.workers.index(worker)
-    cluster.workers[index] = Worker(cluster.env, worker.workdir, worker.name).start(cluster.url)
+    cluster.replace(worker)
 
-    job_id = cluster.submit({**LONG, "prompt": "cold shutdown", "seed": 22})
-    cluster.wait(job_id, running)
-    worker = cluster.running_on(job_id)
+    job_id, worker = cluster.start_long_job("cold shutdown", 22)
     worker.terminate()
     time.sleep(0.5)
     worker.terminate()  # again: stop at the next step and hand the job back
     assert worker.process.wait(60) == 0
     assert "handed back to the queue" in worker.output()
-    status = cluster.wait(job_id, finished, timeout=240)
-    assert status["status"] == "succeeded", status
-    other = next(w for w in cluster.workers if w is not worker)
-    assert f"job {job_id}" in other.output()
-    key = status["result"]["imageId"]
-    assert len([p for p in cluster.images() if key[:16] in p.name]) == 1
-    cluster.workers[cluster.workers.index(worker)] = Worker(cluster.env, worker.workdir, worker.name).start(cluster.url)
+    cluster.assert_finished_on_the_other(job_id, worker)
+    cluster.replace(worker)
 
 
 def test_results_land_while_the_api_restarts(cluster):
-    job_id = cluster.submit({**LONG, "prompt": "api restarts", "seed": 11})
-    cluster.wait(job_id, running)
+    job_id, _ = cluster.start_long_job("api restarts", 11)
     cluster.api.stop()
     cluster.api.start()
     status = cluster.wait(job_id, finished, timeout=240)
