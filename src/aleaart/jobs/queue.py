@@ -120,7 +120,7 @@ class BaseQueue:
 
     def start(self, *, resume: bool = True) -> None:
         """Take back the jobs a previous run left queued or running (unless ``resume`` is off, as for a
-        one-off command sharing the service's database), then start the worker."""
+        one-off command sharing the service's database), then start the backend."""
         self.book.prune(older_than_seconds=self.keep_jobs_seconds)
         resumed = self.book.unfinished() if resume else []
         with self._wake:
