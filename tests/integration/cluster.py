@@ -27,6 +27,8 @@ class RedisServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
+        if self.binary is None:
+            raise RuntimeError("the many-GPU tests need Debian's redis-server: apt-get install redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
         wait_port_closed(self.port, 10)
         with open(self.workdir / f"redis-{self.port}.log", "ab") as log:
