@@ -37,7 +37,7 @@ from aleaart.cluster.wire import (
     worker_key,
 )
 from aleaart.config import Settings
-from aleaart.errors import BrokerUnavailable, GenerationFailed, error_for
+from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, error_for
 from aleaart.jobs import BaseQueue, Job, JobBook, JobState
 from aleaart.jobs.kind import Recipe
 from aleaart.metrics import Metrics
@@ -222,15 +222,17 @@ class CeleryQueue(BaseQueue):
         """Store the result (PNG bytes from Redis, checked against the worker's sha256) and end the job."""
         pngs = {image.sha256: self.redis.get(png_key(image.sha256)) for image in outcome.images}
         self._settle(job, lambda: self._result_of(job, outcome, pngs))
-        leftovers = [outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs)]
-        if outcome.key and job.state is not JobState.SUCCEEDED:
-            leftovers.append(done_key(outcome.key))  # not stored here: the next ask renders it again
-        self.redis.delete(*leftovers)
+        self.redis.delete(outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs))
 
     def _result_of(self, job: Job, outcome: Outcome, pngs: dict[str, bytes | None]) -> dict[str, Any]:
         if outcome.state != "succeeded":
             raise error_for(outcome.code, outcome.error or f"the job {outcome.state} on worker {outcome.worker}")
-        images = tuple(self._ingest(image, pngs.get(image.sha256)) for image in outcome.images)
+        try:
+            images = tuple(self._ingest(image, pngs.get(image.sha256)) for image in outcome.images)
+        except AleaArtError:
+            if outcome.key:  # not stored here: forget it was done, so the next ask renders it again
+                self.redis.delete(done_key(outcome.key))
+            raise
         if outcome.cached:
             self.metrics.cache_hits.labels(job.kind).inc()
         else:
