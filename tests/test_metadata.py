@@ -3,7 +3,7 @@ import json
 from PIL import Image
 
 from aleaart.metadata import ImageInfo, encode_png, image_filename, read_png_text, render_key
-from aleaart.params import RenderParams, spec_from_params
+from aleaart.params import PaletteChoice, RenderParams, spec_from_params
 
 PARAMS = RenderParams(0, 0, 0, 0, 20, 75, 12345, 5)
 SPEC = spec_from_params(PARAMS)
@@ -54,18 +54,20 @@ def test_token_metadata_for_marketplaces():
 
     params = RenderParams(1, 8, 2, 1, 33, 75, 99, 23)
     png = b"\x89PNG fake bytes"
-    meta = token_metadata(token_id="7", params=params, image_url="http://h/tokens/7/image.png", model="sd15",
-                          stored=FileIds.of(png))
+    spec = spec_from_params(params, PaletteChoice("prompt"))
+    meta = token_metadata(token_id="7", params=params, spec=spec, image_url="http://h/tokens/7/image.png",
+                          model="sd15", stored=FileIds.of(png))
     assert meta["name"] == "AleaArt #7" and meta["image"] == "http://h/tokens/7/image.png"
     assert meta["image_ipfs"] == "ipfs://" + file_cid(png)
     traits = {a["trait_type"]: a for a in meta["attributes"]}
     assert {k: traits[k]["value"] for k in ("Prompt", "Style", "Sampler", "Aspect", "Palette")} == {
         "Prompt": "Cyberpunk", "Style": "Watercolor", "Sampler": "Euler a", "Aspect": "Landscape 1024x576",
-        "Palette": "23"}
+        "Palette": "Aurora"}
     assert all("display_type" not in traits[k] for k in ("Prompt", "Style", "Sampler", "Aspect", "Palette"))
     assert [(traits[k]["value"], traits[k]["display_type"]) for k in ("Steps", "CFG", "Latent Seed")] == [
         (33, "number"), (7.5, "number"), (99, "number")]
     assert meta["generation"]["seed"] == 99 and meta["generation"]["model"] == "sd15"
+    assert meta["generation"]["prompt"] == spec.prompt and "aurora green colour palette" in spec.prompt
     assert len(meta["generation"]["sha256"]) == 64
-    unrendered = token_metadata(token_id="7", params=params, image_url="u", model=None, stored=None)
+    unrendered = token_metadata(token_id="7", params=params, spec=spec, image_url="u", model=None, stored=None)
     assert "image_ipfs" not in unrendered and unrendered["generation"]["sha256"] is None

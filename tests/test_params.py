@@ -189,7 +189,7 @@ def test_request_token_ids_are_numbers_or_labels():
 def test_describe_names():
     assert describe(params(promptIndex=1, styleIndex=8, samplerIndex=2, aspectIndex=1, paletteId=23)) == {
         "prompt": "Cyberpunk", "style": "Watercolor", "sampler": "Euler a", "aspect": "Landscape 1024x576",
-        "palette": "23",
+        "palette": "Aurora",
     }
 
 

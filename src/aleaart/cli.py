@@ -36,7 +36,8 @@ def parse_params_argument(text: str) -> RenderParams:
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     params = parse_params_argument(args.params)
-    return render_to_file(spec_from_params(params), check_token_id(args.token_id), args.out, settings)
+    return render_to_file(spec_from_params(params, settings.palette_choice), check_token_id(args.token_id), args.out,
+                          settings)
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -51,7 +52,8 @@ def cmd_render_token(args: argparse.Namespace, settings: Settings) -> dict[str, 
 
     token_id = parse_token_id(args.id)
     info = ChainReader.from_settings(settings).token(token_id)
-    result = render_to_file(spec_from_params(info.params), str(token_id), args.out, settings)
+    result = render_to_file(spec_from_params(info.params, settings.palette_choice), str(token_id), args.out,
+                            settings)
     return {**result, "derivedMatch": info.derived_match}
 
 
@@ -104,7 +106,8 @@ def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[
     model.start()
     queue.start(resume=False)  # the service's own queued jobs are the service's
     try:
-        job = queue.submit(CollectionRequest(out=str(out), first=args.first, last=last))
+        job = queue.submit(CollectionRequest(out=str(out), first=args.first, last=last,
+                                             palette=settings.palette_choice))
         follow_collection(job)
     finally:
         queue.stop()

@@ -17,6 +17,7 @@ from typing import Any
 from aleaart.car import CarWriter
 from aleaart.chain import TokenInfo
 from aleaart.metadata import FileIds, token_metadata
+from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
 
 
@@ -80,6 +81,6 @@ def manifest_entry(token: ExportedToken, ids: FileIds) -> dict[str, Any]:
 
 def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, ids: FileIds) -> None:
     token_id = str(token.info.token_id)
-    data = token_metadata(token_id=token_id, params=token.info.params, image_url=f"ipfs://{images_cid}/{token_id}.png",
-                          model=token.image.model, stored=ids)
+    data = token_metadata(token_id=token_id, params=token.info.params, spec=RenderSpec.from_canonical(token.image.spec),
+                          image_url=f"ipfs://{images_cid}/{token_id}.png", model=token.image.model, stored=ids)
     (folder / token_id).write_text(json.dumps(data, indent=1) + "\n")

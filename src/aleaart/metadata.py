@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from aleaart.cid import file_cid
-from aleaart.params import RenderParams, RenderSpec, describe, spec_from_params
+from aleaart.params import RenderParams, RenderSpec, describe
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111's "PNG Info" and most galleries read
 JSON_KEY = "aleaart"
@@ -112,13 +112,14 @@ def token_metadata(
     *,
     token_id: str,
     params: RenderParams,
+    spec: RenderSpec,
     image_url: str,
     model: str | None,
     stored: FileIds | None,
     external_url: str | None = None,
 ) -> dict[str, Any]:
-    """ERC-721 / OpenSea metadata for a token; ``stored`` (once its image is) adds the sha256 and IPFS CID."""
-    spec = spec_from_params(params)
+    """ERC-721 / OpenSea metadata for a token rendered from ``spec``; ``stored`` (once its image is) adds the
+    sha256 and IPFS CID."""
     named = describe(params)
     number = "number"
     metadata: dict[str, Any] = {

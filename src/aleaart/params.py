@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aleaart.errors import InvalidParams
+from aleaart.palettes import DEFAULT_STRENGTH, PALETTES, PaletteMode, palette
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,30 @@ def check_token_id(value: Any) -> str | None:
     )
 
 
-def build_prompt(params: RenderParams) -> str:
-    return f"{params.template.text}, {params.style.text}, {params.aspect.words} | {PROMPT_SUFFIX}"
+def build_prompt(params: RenderParams, *, colours: str | None = None) -> str:
+    """The seed's prompt; with ``colours`` (``palette: prompt``), the palette's colour words before the suffix."""
+    palette_words = f", {colours} colour palette" if colours else ""
+    return f"{params.template.text}, {params.style.text}, {params.aspect.words}{palette_words} | {PROMPT_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class PaletteChoice:
+    """How a token's paletteId shows in its image: ``grade`` (a colour grade of the decoded pixels; the
+    prompt stays the seed's), ``prompt`` (the palette's colour words in the prompt) or ``off``."""
+
+    mode: PaletteMode = "grade"
+    strength: float = DEFAULT_STRENGTH  # the grade's: 0 none, 1 all the way to the palette's colours
+
+
+DEFAULT_PALETTE = PaletteChoice()
+
+
+@dataclass(frozen=True)
+class PaletteGrade:
+    """The colour grade a spec's decoded pixels get: toward palette ``palette_id`` with ``strength``."""
+
+    palette_id: int
+    strength: float
 
 
 def round_up_to_8(n: int) -> int:
@@ -226,6 +249,7 @@ class RenderSpec:
     guidance_scale: float
     seed: int
     params: RenderParams | None = None
+    grade: PaletteGrade | None = None
 
     @property
     def render_width(self) -> int:
@@ -259,19 +283,24 @@ class RenderSpec:
     def _canonical(self) -> dict[str, Any]:
         data = asdict(self)
         data["params"] = self.params.to_json() if self.params else None
+        if self.grade is None:
+            del data["grade"]  # specs without a grade keep the keys they had before grades existed
         return data
 
     @classmethod
     def from_canonical(cls, data: Mapping[str, Any]) -> RenderSpec:
         """The inverse of ``canonical`` (job records are stored in that form)."""
-        params = data.get("params")
-        return cls(**{**data, "params": RenderParams.from_json(params) if params is not None else None})
+        params, grade = data.get("params"), data.get("grade")
+        return cls(**{**data, "params": RenderParams.from_json(params) if params is not None else None,
+                      "grade": PaletteGrade(**grade) if grade is not None else None})
 
 
-def spec_from_params(params: RenderParams) -> RenderSpec:
+def spec_from_params(params: RenderParams, palette_choice: PaletteChoice = DEFAULT_PALETTE) -> RenderSpec:
     aspect = params.aspect
+    chosen = palette(params.palette_id)
+    grades = palette_choice.mode == "grade" and palette_choice.strength > 0
     return RenderSpec(
-        prompt=build_prompt(params),
+        prompt=build_prompt(params, colours=chosen.words if palette_choice.mode == "prompt" else None),
         sampler=params.sampler,
         width=aspect.width,
         height=aspect.height,
@@ -279,6 +308,7 @@ def spec_from_params(params: RenderParams) -> RenderSpec:
         guidance_scale=params.guidance_scale,
         seed=params.latent_seed,
         params=params,
+        grade=PaletteGrade(params.palette_id, palette_choice.strength) if grades else None,
     )
 
 
@@ -296,7 +326,7 @@ def tables_json() -> dict[str, Any]:
         "styles": [s.name for s in STYLES],
         "samplers": list(SAMPLERS),
         "aspects": [{"name": a.name, "width": a.width, "height": a.height} for a in ASPECTS],
-        "palettes": PALETTE_COUNT,
+        "palettes": [{"id": p.id, "name": p.name, "colours": list(p.colours)} for p in PALETTES],
     }
 
 
@@ -307,6 +337,6 @@ def describe(params: RenderParams) -> dict[str, str]:
         "style": params.style.name,
         "sampler": params.sampler,
         "aspect": params.aspect.label,
-        "palette": str(params.palette_id),
+        "palette": palette(params.palette_id).name,
     }
 

@@ -99,6 +99,10 @@ def test_latest_and_load_parameters_show_names(page, anvil, contract, service):
     assert (shown["Prompt"], shown["Style"], shown["Sampler"]) == (named["prompt"], named["style"], named["sampler"])
     assert shown["Aspect"] == "Square 512×512" and shown["CFG"] == named["cfg"]
     assert shown["Seed"] == str(token["parameters"]["latentSeed"]) and shown["Matches seed"].startswith("yes")
+    assert shown["Palette"].strip() == named["palette"]  # its name, then its five colours as swatches
+    swatches = page.locator("#params .swatch")
+    assert swatches.count() == 5
+    assert swatches.first.evaluate("chip => getComputedStyle(chip).backgroundColor").startswith("rgb(")
 
     page.get_by_label("Token id").fill(str(older))
     page.get_by_role("button", name="Load Parameters").click()

@@ -14,7 +14,7 @@ from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.errors import InvalidParams, NotFound
-from aleaart.jobs import BaseQueue, CollectionRequest, JobState, RenderRequest
+from aleaart.jobs import BaseQueue, CollectionRequest, JobState
 from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 
 router = APIRouter(tags=["collections"])
@@ -44,7 +44,8 @@ async def start_collection(body: CollectionBody, queue: QueueDep, settings: Sett
     if body.last is not None and body.last < body.first:
         raise InvalidParams(f"to must be at least from ({body.first}), got {body.last}")
     name = f"{body.first}-{body.last if body.last is not None else 'latest'}"
-    request = CollectionRequest(out=str(settings.collections_dir / name), first=body.first, last=body.last)
+    request = CollectionRequest(out=str(settings.collections_dir / name), first=body.first, last=body.last,
+                                palette=settings.palette_choice)
     return accepted(queue, await asyncio.to_thread(queue.submit, request))
 
 
@@ -60,7 +61,7 @@ async def collection_tokens(
     batch = await asyncio.to_thread(chain.tokens, request.first, last)
     page = batch.ready[offset:offset + limit]
     found = await asyncio.to_thread(
-        lambda: [queue.lookup(RenderRequest.of_params(t.params, str(t.token_id))) for t in page])
+        lambda: [queue.lookup(request.token_request(t)) for t in page])
     tokens = [{"tokenId": str(t.token_id), "imageUrl": f"/generated_images/{stored[0].file}" if stored else None}
               for t, stored in zip(page, found, strict=True)]
     return {"tokens": tokens, "total": len(batch.ready), "pending": batch.pending, "offset": offset, "limit": limit}

@@ -33,7 +33,7 @@ async def generate_image(body: GenerateBody, queue: QueueDep, publisher: Publish
     ALEAART_KEEPALIVE_SECONDS until the JSON; a failure then comes as ``{"success": false, ...}``
     in that 200 answer (the frontend reads ``success``).
     """
-    job = await asyncio.to_thread(queue.submit, body.to_request())
+    job = await asyncio.to_thread(queue.submit, body.to_request(settings.palette_choice))
     # A task of its own: a client that goes away does not stop the image's pinning and record.
     answer = asyncio.ensure_future(answer_of(queue, job, publisher=publisher, user_id=body.userId))
     if not settings.keepalive_seconds:
@@ -46,8 +46,8 @@ async def generate_image(body: GenerateBody, queue: QueueDep, publisher: Publish
 
 
 @router.post("/jobs", status_code=202, responses=SUBMIT_ERRORS)
-async def create_job(body: GenerateBody, queue: QueueDep) -> JSONResponse:
-    job = await asyncio.to_thread(queue.submit, body.to_request())
+async def create_job(body: GenerateBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+    job = await asyncio.to_thread(queue.submit, body.to_request(settings.palette_choice))
     return accepted(queue, job)
 
 

@@ -18,11 +18,13 @@ from pydantic import (
 )
 
 from aleaart.jobs import RenderRequest
+from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
     FIELDS,
     MAX_JSON_TOKEN_ID,
     SAMPLERS,
+    PaletteChoice,
     RenderParams,
     RenderSpec,
     check_token_id,
@@ -85,6 +87,10 @@ class SeedRequest(BaseModel):
         description="RenderParams with the contract's keys (promptIndex ...)")
     tokenId: TokenId
     userId: UserId
+    palette: PaletteMode | None = Field(None, description="grade (colour grade toward the token's palette), prompt "
+                                        "(its colour words in the prompt) or off; default: ALEAART_PALETTE_MODE")
+    paletteStrength: JsonNumber | None = Field(None, ge=0, le=1, description="the grade's strength, 0..1; "
+                                               "default: ALEAART_PALETTE_STRENGTH")
 
     @field_validator("parameters")
     @classmethod
@@ -97,8 +103,10 @@ class SeedRequest(BaseModel):
     def _valid_token(cls, value: Any) -> str | None:
         return check_token_id(value)
 
-    def to_request(self) -> RenderRequest:
-        return RenderRequest.of_params(RenderParams.from_json(self.parameters), self.tokenId)
+    def to_request(self, default_palette: PaletteChoice) -> RenderRequest:
+        palette = PaletteChoice(self.palette or default_palette.mode,
+                                default_palette.strength if self.paletteStrength is None else self.paletteStrength)
+        return RenderRequest.of_params(RenderParams.from_json(self.parameters), self.tokenId, palette)
 
 
 class FlatRequest(BaseModel):
@@ -129,7 +137,8 @@ class FlatRequest(BaseModel):
             self.seed = secrets.randbelow(2**32)
         return self
 
-    def to_request(self) -> RenderRequest:
+    def to_request(self, default_palette: PaletteChoice) -> RenderRequest:
+        """A manual request has no paletteId: ``default_palette`` does not apply."""
         spec = RenderSpec(prompt=self.prompt, sampler=self.sampler, width=self.width, height=self.height,
                           steps=self.steps, guidance_scale=self.cfg_scale, seed=self.seed)
         return RenderRequest(spec, self.tokenId)

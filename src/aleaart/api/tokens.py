@@ -14,6 +14,7 @@ from aleaart.api.generate import accepted
 from aleaart.api.responses import generate_and_wait, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
+from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.jobs import BaseQueue, RenderRequest
 from aleaart.metadata import FileIds, token_metadata
@@ -29,8 +30,9 @@ async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
     return await asyncio.to_thread(chain.token, token_id)
 
 
-def token_request(info: TokenInfo) -> RenderRequest:
-    return RenderRequest.of_params(info.params, str(info.token_id))
+def token_request(info: TokenInfo, settings: Settings) -> RenderRequest:
+    """The token's image as this service renders it (ALEAART_PALETTE_MODE and _STRENGTH)."""
+    return RenderRequest.of_params(info.params, str(info.token_id), settings.palette_choice)
 
 
 @router.get("/tokens/latest", responses=error_responses(*CHAIN_ERRORS))
@@ -46,17 +48,18 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
              responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
 async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
-                               publisher: PublisherDep) -> dict[str, Any]:
+                               publisher: PublisherDep, settings: SettingsDep) -> dict[str, Any]:
     info = await read_token(chain, token_id)
-    answer = await generate_and_wait(queue, token_request(info), publisher=publisher)
+    answer = await generate_and_wait(queue, token_request(info, settings), publisher=publisher)
     return {**answer, "derivedMatch": info.derived_match}
 
 
 @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
-async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> JSONResponse:
+async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
+                           settings: SettingsDep) -> JSONResponse:
     info = await read_token(chain, token_id)
-    job = await asyncio.to_thread(queue.submit, token_request(info))
+    job = await asyncio.to_thread(queue.submit, token_request(info, settings))
     return accepted(queue, job)
 
 
@@ -64,27 +67,31 @@ async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueD
 async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                               settings: SettingsDep) -> dict[str, Any]:
     info = await read_token(chain, token_id)
-    return await asyncio.to_thread(metadata_of, request, info, queue, settings.model)
+    return await asyncio.to_thread(metadata_of, request, info, queue, settings)
 
 
-def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, default_model: str) -> dict[str, Any]:
-    stored = queue.lookup(token_request(info))
+def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: Settings) -> dict[str, Any]:
+    wanted = token_request(info, settings)
+    stored = queue.lookup(wanted)
     image = stored[0] if stored else None
     # The index has the sha256; the CID needs the bytes.
     ids = FileIds(image.sha256, file_cid(queue.store.path_of(image.file).read_bytes())) if image else None
     base = str(request.base_url).rstrip("/")
     return token_metadata(
-        token_id=str(info.token_id), params=info.params, image_url=f"{base}/tokens/{info.token_id}/image.png",
-        model=image.model if image else queue.model_name or default_model, stored=ids,
+        token_id=str(info.token_id), params=info.params, spec=wanted.spec,
+        image_url=f"{base}/tokens/{info.token_id}/image.png",
+        model=image.model if image else queue.model_name or settings.model, stored=ids,
         external_url=f"{base}/tokens/{info.token_id}",
     )
 
 
 @router.get("/tokens/{token_id}/image.png", response_class=FileResponse,
             responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
-async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep) -> FileResponse:
+async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
+                      settings: SettingsDep) -> FileResponse:
     info = await read_token(chain, token_id)
-    stored = await asyncio.to_thread(queue.lookup, token_request(info))
+    wanted = token_request(info, settings)
+    stored = await asyncio.to_thread(queue.lookup, wanted)
     if stored:
         image = stored[0]
     else:
@@ -92,7 +99,7 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
             raise Unauthorized(
                 f"token {token_id}'s image is not generated yet, and generating it needs the API key (X-API-Key)"
             )
-        job = await asyncio.to_thread(queue.submit, token_request(info))
+        job = await asyncio.to_thread(queue.submit, wanted)
         image = (await succeeded(queue, job)).images[0]
     # Not immutable: this address follows the token to whatever the current model renders.
     return FileResponse(queue.store.path_of(image.file), media_type="image/png",

@@ -11,17 +11,21 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aleaart.errors import ChainUnavailable, GenerationCancelled, QueueFull, ShuttingDown
 from aleaart.export import ExportedToken, export_collection
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, register
 from aleaart.jobs.render import RenderRequest
 from aleaart.jobs.state import Job, JobState, Priority
-from aleaart.params import MAX_TOKEN_ID
+from aleaart.params import DEFAULT_PALETTE, MAX_TOKEN_ID, PaletteChoice
 from aleaart.store import StoredImage
+
+if TYPE_CHECKING:
+    from aleaart.chain import TokenInfo
 
 WINDOW = 8  # render jobs handed to the queue at once: enough to keep the workers busy, few enough to wait behind
 ATTEMPTS = 2  # renders of one token before it is reported as failed
@@ -36,16 +40,22 @@ class CollectionRequest(JobRequest):
     out: str
     first: int = 1
     last: int | None = None
+    palette: PaletteChoice = DEFAULT_PALETTE
 
     kind: ClassVar[str] = "collection"
     coordinates: ClassVar[bool] = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"out": self.out, "first": self.first, "last": self.last}
+        return {"out": self.out, "first": self.first, "last": self.last, "palette": asdict(self.palette)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CollectionRequest:
-        return cls(out=data["out"], first=data["first"], last=data["last"])
+        palette = PaletteChoice(**data["palette"]) if "palette" in data else DEFAULT_PALETTE
+        return cls(out=data["out"], first=data["first"], last=data["last"], palette=palette)
+
+    def token_request(self, info: TokenInfo) -> RenderRequest:
+        """A token of the collection, rendered the way the collection asks."""
+        return RenderRequest.of_params(info.params, str(info.token_id), self.palette)
 
     def key(self, recipe: Recipe) -> str:
         payload = json.dumps({"collection": self.to_json(), "recipe": recipe}, sort_keys=True)
@@ -59,7 +69,7 @@ class CollectionRequest(JobRequest):
             raise ChainUnavailable("no chain to read the collection from: set ALEAART_RPC_URL")
         batch = context.chain.tokens(self.first, self.last if self.last is not None else MAX_TOKEN_ID)
         progress = Progress(total=len(batch.ready), pending=batch.pending)
-        images = render_all(context, batch.ready, progress)
+        images = render_all(context, batch.ready, progress, self.token_request)
         exported = [ExportedToken(info, images[info.token_id]) for info in batch.ready if info.token_id in images]
         export = export_collection(Path(self.out), exported, context.store)
         return {**progress.summary(), "out": self.out, **export.to_json()}
@@ -76,7 +86,8 @@ class Progress:
         return {"tokens": self.total, "rendered": self.rendered, "failed": self.failed, "pending": self.pending}
 
 
-def render_all(context: CoordinatorContext, tokens: list[Any], progress: Progress) -> dict[int, StoredImage]:
+def render_all(context: CoordinatorContext, tokens: list[Any], progress: Progress,
+               request_of: Callable[[TokenInfo], RenderRequest]) -> dict[int, StoredImage]:
     """Render every token through the queue, ``WINDOW`` at a time; returns the stored image of each."""
     by_id = {info.token_id: info for info in tokens}
     todo = collections.deque(tokens)
@@ -86,7 +97,7 @@ def render_all(context: CoordinatorContext, tokens: list[Any], progress: Progres
     while todo or running:
         if context.cancel.is_set():
             raise GenerationCancelled("the collection was cancelled")
-        hand_out(context, todo, running)
+        hand_out(context, todo, running, request_of)
         if running:
             next(iter(running.values())).wait_done(POLL_SECONDS)  # the queue runs them in the order handed out
         for token_id, job in list(running.items()):
@@ -106,11 +117,12 @@ def render_all(context: CoordinatorContext, tokens: list[Any], progress: Progres
     return images
 
 
-def hand_out(context: CoordinatorContext, todo: collections.deque, running: dict[int, Job]) -> None:
+def hand_out(context: CoordinatorContext, todo: collections.deque, running: dict[int, Job],
+             request_of: Callable[[TokenInfo], RenderRequest]) -> None:
     while todo and len(running) < WINDOW:
         info = todo.popleft()
         try:
-            job = context.submit(RenderRequest.of_params(info.params, str(info.token_id)), Priority.BULK)
+            job = context.submit(request_of(info), Priority.BULK)
         except QueueFull:
             todo.appendleft(info)  # the queue is busy with other work: hand it out when it has room
             return

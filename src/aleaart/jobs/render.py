@@ -11,7 +11,8 @@ from PIL import Image
 
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
 from aleaart.metadata import ImageInfo, encode_png, image_filename, pixel_key, render_key
-from aleaart.params import RenderParams, RenderSpec, check_token_id, spec_from_params
+from aleaart.palettes import grade, palette
+from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, check_token_id, spec_from_params
 from aleaart.store import ImageStore, new_record
 
 
@@ -31,6 +32,23 @@ def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None
     return Artifact(record=record, data=png)
 
 
+def graded(image: Image.Image, spec: RenderSpec) -> Image.Image:
+    """Freshly decoded pixels as the spec wants them delivered: with its palette's colour grade, if any."""
+    if spec.grade is None:
+        return image
+    return grade(image, palette(spec.grade.palette_id), spec.grade.strength)
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """What ``render`` hands to ``encode``: pixels, the seconds they took, and whether they are final
+    (reused from the store) or still to be graded."""
+
+    image: Image.Image
+    seconds: float
+    final: bool = False
+
+
 def render_image(
     engine: EngineLike,
     spec: RenderSpec,
@@ -43,7 +61,7 @@ def render_image(
     """Render ``spec`` into a PNG and its record. The queue and the CLI both come through here,
     so a PNG is the same bytes whichever of them made it."""
     rendered = engine.generate(spec, on_step=on_step, cancel=cancel)
-    return image_artifact(rendered.image, spec, token_id=token_id, key=key, model=engine.model_name,
+    return image_artifact(graded(rendered.image, spec), spec, token_id=token_id, key=key, model=engine.model_name,
                           recipe=engine.recipe, seconds=rendered.seconds)
 
 
@@ -67,9 +85,10 @@ class RenderRequest(JobRequest):
     kind: ClassVar[str] = "render"
 
     @classmethod
-    def of_params(cls, params: RenderParams, token_id: str | None) -> RenderRequest:
+    def of_params(cls, params: RenderParams, token_id: str | None,
+                  palette_choice: PaletteChoice = DEFAULT_PALETTE) -> RenderRequest:
         """A token's image: its RenderParams mapped to a spec (the seed body, the chain, a collection)."""
-        return cls(spec_from_params(params), token_id)
+        return cls(spec_from_params(params, palette_choice), token_id)
 
     @property
     def token_id(self) -> str | None:
@@ -88,16 +107,15 @@ class RenderRequest(JobRequest):
     def total_steps(self) -> int:
         return self.spec.steps
 
-    def render(self, context: RunContext) -> tuple[Image.Image, float]:
-        """The pixels and the seconds they took."""
+    def render(self, context: RunContext) -> Pixels:
         reused = stored_pixels(context.store, self.spec, context.engine.recipe)
         if reused is not None:  # the token id names the file; it does not change the pixels
-            return reused, 0.0
+            return Pixels(reused, 0.0, final=True)
         rendered = context.engine.generate(self.spec, on_step=context.on_step, cancel=context.cancel)
-        return rendered.image, rendered.seconds
+        return Pixels(rendered.image, rendered.seconds)
 
-    def encode(self, rendered: tuple[Image.Image, float], context: RunContext) -> list[Artifact]:
-        image, seconds = rendered
+    def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
+        image = rendered.image if rendered.final else graded(rendered.image, self.spec)
         engine = context.engine
         return [image_artifact(image, self.spec, token_id=self.token, key=context.key, model=engine.model_name,
-                               recipe=engine.recipe, seconds=seconds)]
+                               recipe=engine.recipe, seconds=rendered.seconds)]

@@ -58,6 +58,7 @@ function showKeyForm() {
 function describe(params) {
   const t = state.tables;
   const aspect = t.aspects[params.aspectIndex];
+  const palette = t.palettes[params.paletteId];
   return [
     ["Prompt", t.prompts[params.promptIndex]],
     ["Style", t.styles[params.styleIndex]],
@@ -66,7 +67,7 @@ function describe(params) {
     ["Steps", String(params.steps)],
     ["CFG", String(params.cfg / 10)],
     ["Seed", String(params.latentSeed)],
-    ["Palette", String(params.paletteId)],
+    ["Palette", palette ? { text: `${palette.name} `, swatches: palette.colours } : String(params.paletteId)],
   ];
 }
 
