@@ -63,6 +63,15 @@ class FakeEngine:
         colour = (spec.seed % 256, len(spec.prompt) % 256, spec.steps % 256)
         return FakeRendered(Image.new("RGB", (spec.width, spec.height), colour), seconds=0.01)
 
+    def generate_variations(self, spec: RenderSpec, seeds: list[int], strength: float, *, on_step=None,
+                            cancel: threading.Event | None = None) -> list[FakeRendered]:
+        """Strength 0: the spec's own image; else a colour of its own per seed and strength."""
+        own = self.generate(spec, on_step=on_step, cancel=cancel)
+        if strength == 0:
+            return [own for _ in seeds]
+        return [FakeRendered(Image.new("RGB", (spec.width, spec.height), (seed % 256, round(strength * 255), 7)),
+                             seconds=0.01) for seed in seeds]
+
     @staticmethod
     def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:
         """Wait at a gate, but leave it as a real engine would when the job is cancelled (or the service stops)."""

@@ -80,3 +80,16 @@ def test_bad_configuration_exits_2_naming_the_variable(tiny_env, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "aleaart: error: bad configuration: ALEAART_THREADS: Input should be greater than or equal to 1"]
+
+
+def test_variations_writes_one_png_each_naming_their_source(tiny_env, tmp_path):
+    small = {**PARAMS, "samplerIndex": 0, "aspectIndex": 0}
+    result = aleaart("variations", "--params", json.dumps(small), "--token-id", "7", "--count", "2",
+                     "--strength", "0.4", "--out", "near", env=tiny_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert len(out["files"]) == 2 and out["strength"] == 0.4
+    chunks = [json.loads(read_png_text((tmp_path / f).read_bytes())["aleaart"]) for f in out["files"]]
+    assert [c["operation"]["seed"] for c in chunks] == [1, 2] and {c["source"] for c in chunks} == {out["source"]}
+    refused = aleaart("variations", "--params", json.dumps(small), "--strength", "2", env=tiny_env, cwd=tmp_path)
+    assert refused.returncode == 2 and "strength must be 0..1" in refused.stderr

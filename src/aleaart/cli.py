@@ -1,4 +1,5 @@
-"""The ``aleaart`` command: generate | token | render-token | serve | worker | collection | make-tiny-model."""
+"""The ``aleaart`` command: generate | token | render-token | variations | serve | worker | collection |
+make-tiny-model."""
 
 from __future__ import annotations
 
@@ -85,6 +86,37 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None,
         "model": engine.model_name,
         "seconds": artifact.record.seconds,
     }
+
+
+def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Variations of a token's image, written as PNGs into --out, with a progress bar on stderr."""
+    import threading
+
+    from tqdm import tqdm
+
+    from aleaart.jobs import RenderRequest, RunContext, VariationsRequest
+
+    image = RenderRequest.of_params(parse_params_argument(args.params), check_token_id(args.token_id),
+                                    settings.palette_choice)
+    request = VariationsRequest.of(image, args.count, args.strength)  # bad input is answered before torch loads
+    from aleaart.engine.pipeline import Engine
+
+    engine = Engine.load(settings)
+    key = request.key(engine.recipe)
+    with tqdm(total=image.spec.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+
+        def on_step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        artifacts = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
+                                           cancel=threading.Event()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for artifact in artifacts:
+        (out / artifact.record.file).write_bytes(artifact.data)
+    return {"source": request.source_key(engine.recipe), "strength": args.strength,
+            "files": [str(out / a.record.file) for a in artifacts], "model": engine.model_name}
 
 
 def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -198,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="default: ALEAART_HOST or 0.0.0.0")
     serve.add_argument("--port", type=int, help="default: ALEAART_PORT or 8000")
     serve.set_defaults(run=cmd_serve)
+
+    variations = commands.add_parser("variations", help="images near a token's: its noise blended with seed + i")
+    variations.add_argument("--params", required=True, help="RenderParams JSON, or @file.json")
+    variations.add_argument("--token-id", help="the token id to record in the images and file names")
+    variations.add_argument("--count", type=int, default=4, help="how many, 1..8 (default 4)")
+    variations.add_argument("--strength", type=float, default=0.3, help="0: the image itself .. 1: another seed's")
+    variations.add_argument("--out", default="variations", help="folder for the PNGs (default: ./variations)")
+    variations.set_defaults(run=cmd_variations)
 
     worker = commands.add_parser("worker", help="a GPU worker: loads the model once, runs jobs from "
                                  "ALEAART_BROKER_URL one at a time")

@@ -39,6 +39,20 @@ def image_filename(token_id: str | None, key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Derivation:
+    """How an image derives from a stored one: its own key, the source's key, the operation and its settings."""
+
+    key: str
+    source: str
+    operation: str  # variation, upscale, restyle …
+    settings: dict[str, Any]
+
+
+# A1111's names for a variation's settings, so its "PNG Info" reads them.
+A1111_SETTINGS = {("variation", "seed"): "Variation seed", ("variation", "strength"): "Variation seed strength"}
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """What is written into a PNG beside its pixels."""
 
@@ -48,6 +62,7 @@ class ImageInfo:
     token_id: str | None = None
     key: str | None = None
     pixels: str | None = None
+    derivation: Derivation | None = None
 
     def parameters_text(self) -> str:
         """A1111's layout: the prompt, then one line of ``Key: value`` pairs."""
@@ -63,6 +78,10 @@ class ImageInfo:
         }
         if self.token_id is not None:
             pairs["Token"] = self.token_id
+        if (derived := self.derivation) is not None:
+            pairs["Operation"] = f"{derived.operation} of {derived.source[:16]}"
+            for name, value in derived.settings.items():
+                pairs[A1111_SETTINGS.get((derived.operation, name), name.capitalize())] = value
         return spec.prompt + "\n" + ", ".join(f"{k}: {v}" for k, v in pairs.items())
 
     def json_text(self) -> str:
@@ -76,6 +95,8 @@ class ImageInfo:
         }
         if self.pixels is not None:
             data["pixels"] = self.pixels
+        if (derived := self.derivation) is not None:  # store._reindex reads kind and source back
+            data.update(kind=derived.operation, source=derived.source, operation=derived.settings)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

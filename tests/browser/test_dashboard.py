@@ -134,6 +134,15 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
     page.get_by_role("button", name="🎨 Generate Image").click()
     page.wait_for_function("document.getElementById('result-meta').textContent.includes('cached')")
 
+    page.get_by_role("button", name="Variations").click()  # under the image: four near it, with progress
+    page.wait_for_selector("#variations-box:not([hidden])", timeout=120_000)
+    shown = page.locator("#variations-grid img")
+    assert shown.count() == 4
+    sources = shown.evaluate_all("images => images.map(i => i.getAttribute('src'))")
+    assert len(set(sources)) == 4 and all(s.startswith("/generated_images/art_token_") for s in sources)
+    page.wait_for_function("[...document.querySelectorAll('#variations-grid img')].every(i => i.complete "
+                           "&& i.naturalWidth === 512)")
+
     page.locator("#gallery button").first.click()
     dialog = page.locator("#details")
     assert dialog.is_visible() and "SHA-256" in dialog.inner_text()

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import socket
+import time
 
 import httpx
 import pytest
@@ -74,6 +75,27 @@ def test_service_reads_and_renders_tokens(anvil, contract, service):
 
         job = client.post(f"/tokens/{token_id}/jobs")
         assert job.status_code == 202 and job.json()["result"]["cached"] is True
+
+
+def test_variations_of_a_tokens_image_on_the_tiny_model(anvil, contract, service):
+    token_id = mint_cheap(contract, anvil.web3())
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+        own = client.post(f"/tokens/{token_id}/generate-image").json()
+        made = client.post(f"/tokens/{token_id}/variations", json={"count": 2, "strength": 0.5})
+        assert made.status_code == 202, made.text
+        status, deadline = made.json(), time.monotonic() + 120
+        while status["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+            status = client.get(status["statusUrl"]).json()
+        assert status["status"] == "succeeded" and len(status["results"]) == 2
+        pixels = {Image.open(io.BytesIO(client.get(r["imageUrl"]).content)).tobytes() for r in status["results"]}
+        assert len(pixels) == 2
+        assert Image.open(io.BytesIO(client.get(own["imageUrl"]).content)).tobytes() not in pixels
+        listed = client.get("/images", params={"source": own["imageId"]}).json()
+        assert listed["total"] == 2
+        bad = client.post(f"/tokens/{token_id}/variations", json={"count": 2, "strength": 0.5, "extra": 1})
+        assert bad.status_code == 422 and "extra" in bad.json()["error"]
 
 
 def test_unready_unminted_and_bad_ids(anvil, contract, service):

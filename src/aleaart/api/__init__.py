@@ -8,6 +8,7 @@
     generate.py   /generate-image and /jobs
     images.py     /images and /generated_images
     tokens.py     /tokens/...
+    derived.py    images made from others: /variations, /tokens/{id}/variations
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import collections, generate, images, service, tokens
+from aleaart.api import collections, derived, generate, images, service, tokens
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
@@ -95,7 +96,7 @@ def create_app(
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     app.add_middleware(RequestLimits, max_body=settings.max_body_bytes)
-    for module in (service, generate, images, tokens, collections):
+    for module in (service, generate, images, tokens, collections, derived):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

@@ -17,7 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from aleaart.jobs import RenderRequest
+from aleaart.jobs import RenderRequest, VariationsRequest
+from aleaart.jobs.variations import MAX_COUNT as MAX_VARIATIONS
 from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
@@ -152,3 +153,33 @@ GenerateBody = Annotated[
     Annotated[SeedRequest, Tag("seed")] | Annotated[FlatRequest, Tag("flat")],
     Discriminator(_body_kind),
 ]
+
+
+class VariationsOptions(BaseModel):
+    """How many variations, and how far from the image (A1111's variation strength)."""
+
+    count: JsonInt = Field(4, ge=1, le=MAX_VARIATIONS, description=f"how many images, 1..{MAX_VARIATIONS}")
+    strength: JsonNumber = Field(0.3, ge=0, le=1, description="0: the image itself; 1: another seed's image. "
+                                 "Variation i blends in the noise of seed + i")
+
+
+class SeedVariations(VariationsOptions, SeedRequest):
+    def to_variations(self, default_palette: PaletteChoice) -> VariationsRequest:
+        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)
+
+
+class FlatVariations(VariationsOptions, FlatRequest):
+    def to_variations(self, default_palette: PaletteChoice) -> VariationsRequest:
+        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)
+
+
+VariationsBody = Annotated[
+    Annotated[SeedVariations, Tag("seed")] | Annotated[FlatVariations, Tag("flat")],
+    Discriminator(_body_kind),
+]
+
+
+class TokenVariations(VariationsOptions):
+    """Variations of a token's image: its parameters come from the chain."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -25,6 +25,8 @@ ENDPOINTS = {
     "GET /jobs/{id}": "a job's kind, state, progress and result",
     "GET /jobs/{id}/events": "the job's progress as Server-Sent Events",
     "DELETE /jobs/{id}": "cancel a job",
+    "POST /variations": "count images near the body's: its starting noise blended with seed + i (a job)",
+    "POST /tokens/{id}/variations": "the same for a token's image",
     "GET /images": "stored images, newest first (?tokenId=&source=&limit=&offset=)",
     "GET /tokens/latest": "the newest token whose randomness has arrived, with its parameters",
     "GET /tokens/{id}": "a token's parameters, seed and whether they follow from the seed",

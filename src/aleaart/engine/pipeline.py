@@ -17,6 +17,7 @@ from PIL import Image
 
 from aleaart import __version__
 from aleaart.config import Settings
+from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.samplers import make_scheduler
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
@@ -170,6 +171,52 @@ class Engine:
             image = centre_crop(result.images[0], spec.width, spec.height)
             return Rendered(image=image, seconds=time.perf_counter() - started)
 
+    def generate_variations(
+        self,
+        spec: RenderSpec,
+        seeds: list[int],
+        strength: float,
+        *,
+        on_step: StepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Rendered]:
+        """One image per seed: ``spec`` rendered from its own starting noise blended (slerp, ``strength``)
+        with that seed's, as A1111's "variation seed" does; the step noise stays the spec's. One UNet
+        batch, except for samplers whose step noise is batch-shaped (one at a time, so strength 0 is the
+        spec's own image exactly)."""
+        with self._lock:
+            started = time.perf_counter()
+            shape = (1, self.pipeline.unet.config.in_channels, spec.render_height // self.pipeline.vae_scale_factor,
+                     spec.render_width // self.pipeline.vae_scale_factor)
+            starts, generators = [], []
+            for seed in seeds:
+                own, generator = seeded_noise(shape, spec.seed, device=self.device, dtype=self.dtype)
+                other, _ = seeded_noise(shape, seed, device=self.device, dtype=self.dtype)
+                starts.append(slerp(strength, own, other))
+                generators.append(generator)
+            one_by_one = spec.sampler in BATCH_SHAPED_NOISE or strength == 0
+            groups = [[i] for i in range(len(seeds))] if one_by_one else [list(range(len(seeds)))]
+            images: list[Image.Image] = []
+            for done, group in enumerate(groups):
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled("generation was cancelled before it started")
+                self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
+                result = self.pipeline(
+                    prompt=spec.prompt,
+                    width=spec.render_width,
+                    height=spec.render_height,
+                    num_inference_steps=spec.steps,
+                    guidance_scale=spec.guidance_scale,
+                    num_images_per_prompt=len(group),
+                    latents=torch.cat([starts[i] for i in group]),
+                    generator=[generators[i] for i in group],
+                    callback_on_step_end=self._step_callback(_offset(on_step, done, len(groups)), cancel),
+                    output_type="pil",
+                )
+                images.extend(centre_crop(image, spec.width, spec.height) for image in result.images)
+            seconds = (time.perf_counter() - started) / len(seeds)
+            return [Rendered(image=image, seconds=seconds) for image in images]
+
     @staticmethod
     def _step_callback(on_step: StepCallback | None, cancel: threading.Event | None) -> Callable[..., dict]:
         def callback(pipe: StableDiffusionPipeline, index: int, timestep: Any, kwargs: dict) -> dict:
@@ -180,3 +227,10 @@ class Engine:
             return kwargs
 
         return callback
+
+
+def _offset(on_step: StepCallback | None, done: int, groups: int) -> StepCallback | None:
+    """Progress over several pipeline calls as one count: steps of the calls before, plus this one's."""
+    if on_step is None:
+        return None
+    return lambda step, total: on_step(done * total + step, groups * total)

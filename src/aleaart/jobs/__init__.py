@@ -4,12 +4,13 @@
     kind.py    JobRequest (the base of every kind), the kind registry, Artifact, RunContext
     render.py  the ``render`` kind and the one render path (spec → PNG → record)
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
+    variations.py  the ``variations`` kind: images from the same parameters with blended starting noise
     book.py    job records in SQLite
     model.py   the model, loaded in the background
     queue.py   BaseQueue (dedup, records, coordinators) and JobQueue, the in-process backend (one worker)
 """
 
-from aleaart.jobs import collection, render  # noqa: F401  (register the kinds)
+from aleaart.jobs import collection, render, variations  # noqa: F401  (register the kinds)
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
@@ -17,9 +18,10 @@ from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import BaseQueue, JobQueue, Progress
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
+from aleaart.jobs.variations import VariationsRequest
 
 __all__ = [
     "KINDS", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest",
     "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity",
-    "render_image", "request_from_json",
+    "VariationsRequest", "render_image", "request_from_json",
 ]

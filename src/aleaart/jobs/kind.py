@@ -42,6 +42,10 @@ class EngineLike(Protocol):
     def generate(self, spec: RenderSpec, *, on_step: StepCallback | None = None,
                  cancel: threading.Event | None = None) -> Rendered: ...
 
+    def generate_variations(self, spec: RenderSpec, seeds: list[int], strength: float, *,
+                            on_step: StepCallback | None = None,
+                            cancel: threading.Event | None = None) -> list[Rendered]: ...
+
 
 @dataclass(frozen=True)
 class Artifact:

@@ -10,24 +10,26 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
-from aleaart.metadata import ImageInfo, encode_png, image_filename, pixel_key, render_key
+from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import grade, palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, check_token_id, spec_from_params
 from aleaart.store import ImageStore, new_record
 
 
 def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
-                   recipe: Recipe, seconds: float) -> Artifact:
-    """The PNG (with its metadata chunks) and the index record of rendered pixels."""
-    pixels = pixel_key(spec, recipe)
+                   recipe: Recipe, seconds: float, derivation: Derivation | None = None) -> Artifact:
+    """The PNG (with its metadata chunks) and the index record of rendered pixels; a derived image
+    (``derivation``) records its source and operation, and has no pixel key (its pixels are not the spec's)."""
+    pixels = pixel_key(spec, recipe) if derivation is None else None
     info = ImageInfo(spec=spec, model=model, version=recipe.get("aleaart", ""), token_id=token_id, key=key,
-                     pixels=pixels)
+                     pixels=pixels, derivation=derivation)
     png = encode_png(image, info)
     record = new_record(
         key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
         params=spec.params.to_json() if spec.params else None, spec=spec.canonical(), sampler=spec.sampler,
-        width=spec.width, height=spec.height, model=model, seconds=round(seconds, 3),
+        width=image.width, height=image.height, model=model, seconds=round(seconds, 3),
         sha256=hashlib.sha256(png).hexdigest(), pixels=pixels,
+        kind=derivation.operation if derivation else "render", source=derivation.source if derivation else None,
     )
     return Artifact(record=record, data=png)
 

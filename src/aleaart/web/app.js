@@ -123,6 +123,7 @@ function manualParams() {
 
 function setBusy(busy) {
   $("generate").disabled = busy;
+  $("variations").disabled = busy;
   $("cancel").hidden = !busy;
   $("progress-box").hidden = !busy;
 }
@@ -162,19 +163,15 @@ function showResult(result) {
   $("result-heading").focus();
 }
 
-async function generate() {
+// Runs a job the page started (submit() answers its 202), showing progress until done(job) takes it.
+async function runJob(submit, done) {
   clearError();
-  const source = state.source;
-  if (!source) return;
-  $("result").hidden = true;
   $("job-status").textContent = "";
   setBusy(true);
   try {
-    const job = source.kind === "token"
-      ? await request("POST", `/tokens/${source.tokenId}/jobs`)
-      : await request("POST", "/jobs", { body: { parameters: source.params } });
+    const job = await submit();
     state.job = job;
-    await follow(job);
+    await follow(job, done);
   } catch (error) {
     showError(error);
   } finally {
@@ -183,7 +180,53 @@ async function generate() {
   }
 }
 
-async function follow(job) {
+async function generate() {
+  const source = state.source;
+  if (!source) return;
+  $("result").hidden = true;
+  $("variations-box").hidden = true;
+  await runJob(
+    () => source.kind === "token"
+      ? request("POST", `/tokens/${source.tokenId}/jobs`)
+      : request("POST", "/jobs", { body: { parameters: source.params } }),
+    (job) => {
+      showResult(job.result);
+      loadGallery();
+    },
+  );
+}
+
+const VARIATIONS = { count: 4, strength: 0.3 };
+
+async function makeVariations() {
+  const source = state.source;
+  if (!source) return;
+  await runJob(
+    () => source.kind === "token"
+      ? request("POST", `/tokens/${source.tokenId}/variations`, { body: VARIATIONS })
+      : request("POST", "/variations", { body: { parameters: source.params, ...VARIATIONS } }),
+    (job) => showVariations(job.results),
+  );
+}
+
+function showVariations(results) {
+  $("variations-grid").replaceChildren(...results.map((result, i) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = result.imageUrl;
+    const image = document.createElement("img");
+    image.src = result.imageUrl;
+    image.alt = `Variation ${i + 1}: ${result.prompt}`;
+    image.loading = "lazy";
+    link.append(image);
+    item.append(link);
+    return item;
+  }));
+  $("variations-box").hidden = false;
+  $("variations-heading").focus();
+}
+
+async function follow(job, done) {
   let last = job;
   if (job.status !== "succeeded") {
     showProgress(job);
@@ -196,8 +239,7 @@ async function follow(job) {
   }
   if (last.status === "succeeded") {
     $("job-status").textContent = "Done.";
-    showResult(last.result);
-    loadGallery();
+    done(last);
   } else if (last.status === "cancelled") {
     $("job-status").textContent = "Cancelled.";
   } else {
@@ -289,6 +331,7 @@ async function main() {
     showParams({ kind: "manual", params: manualParams() });
   });
   $("generate").addEventListener("click", generate);
+  $("variations").addEventListener("click", makeVariations);
   $("cancel").addEventListener("click", cancel);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
