@@ -156,20 +156,9 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("generation was cancelled before it started")
             started = time.perf_counter()
-            self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
-            result = self.pipeline(
-                prompt=spec.prompt,
-                width=spec.render_width,
-                height=spec.render_height,
-                num_inference_steps=spec.steps,
-                guidance_scale=spec.guidance_scale,
-                # A CPU generator makes the seed mean the same noise on every device.
-                generator=torch.Generator("cpu").manual_seed(spec.seed),
-                callback_on_step_end=self._step_callback(on_step, cancel),
-                output_type="pil",
-            )
-            image = centre_crop(result.images[0], spec.width, spec.height)
-            return Rendered(image=image, seconds=time.perf_counter() - started)
+            # A CPU generator makes the seed mean the same noise on every device.
+            images = self._denoise(spec, on_step, cancel, generator=torch.Generator("cpu").manual_seed(spec.seed))
+            return Rendered(image=images[0], seconds=time.perf_counter() - started)
 
     def generate_variations(
         self,
@@ -200,22 +189,29 @@ class Engine:
             for done, group in enumerate(groups):
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation was cancelled before it started")
-                self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
-                result = self.pipeline(
-                    prompt=spec.prompt,
-                    width=spec.render_width,
-                    height=spec.render_height,
-                    num_inference_steps=spec.steps,
-                    guidance_scale=spec.guidance_scale,
-                    num_images_per_prompt=len(group),
-                    latents=torch.cat([starts[i] for i in group]),
-                    generator=[generators[i] for i in group],
-                    callback_on_step_end=self._step_callback(_offset(on_step, done, len(groups)), cancel),
-                    output_type="pil",
-                )
-                images.extend(centre_crop(image, spec.width, spec.height) for image in result.images)
+                images += self._denoise(spec, _offset(on_step, done, len(groups)), cancel,
+                                        num_images_per_prompt=len(group),
+                                        latents=torch.cat([starts[i] for i in group]),
+                                        generator=[generators[i] for i in group])
             seconds = (time.perf_counter() - started) / len(seeds)
             return [Rendered(image=image, seconds=seconds) for image in images]
+
+    def _denoise(self, spec: RenderSpec, on_step: StepCallback | None, cancel: threading.Event | None,
+                 **inputs: Any) -> list[Image.Image]:
+        """One pipeline call for ``spec`` with a fresh scheduler (they keep state), centre-cropped to its size;
+        ``inputs`` say where the noise comes from (a generator, or starting latents and their generators)."""
+        self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
+        result = self.pipeline(
+            prompt=spec.prompt,
+            width=spec.render_width,
+            height=spec.render_height,
+            num_inference_steps=spec.steps,
+            guidance_scale=spec.guidance_scale,
+            callback_on_step_end=self._step_callback(on_step, cancel),
+            output_type="pil",
+            **inputs,
+        )
+        return [centre_crop(image, spec.width, spec.height) for image in result.images]
 
     @staticmethod
     def _step_callback(on_step: StepCallback | None, cancel: threading.Event | None) -> Callable[..., dict]:
