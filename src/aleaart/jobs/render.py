@@ -60,8 +60,8 @@ def render_image(
     on_step: StepCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> Artifact:
-    """Render ``spec`` into a PNG and its record. The queue and the CLI both come through here,
-    so a PNG is the same bytes whichever of them made it."""
+    """Render ``spec`` into a PNG and its record (the CLI). The queue takes the same two steps apart
+    (RenderRequest.render, then encode on another thread), so a PNG is the same bytes whichever made it."""
     rendered = engine.generate(spec, on_step=on_step, cancel=cancel)
     return image_artifact(graded(rendered.image, spec), spec, token_id=token_id, key=key, model=engine.model_name,
                           recipe=engine.recipe, seconds=rendered.seconds)
