@@ -236,10 +236,7 @@ class CeleryQueue(BaseQueue):
         if outcome.cached:
             self.metrics.cache_hits.labels(job.kind).inc()
         else:
-            self.generations += 1
-            self.metrics.job_seconds.labels(job.kind).observe(outcome.seconds)
-            self._seconds_per_job = (0.7 * self._seconds_per_job + 0.3 * outcome.seconds
-                                     if self._seconds_per_job else outcome.seconds)
+            self._count_generation(job.kind, outcome.seconds)
         log.info("job %s: result from worker %s%s", job.id, outcome.worker, " (already done)" if outcome.cached else "")
         return {"images": images, "cached": outcome.cached, "key": outcome.key, "step": job.status.total_steps}
 

@@ -258,6 +258,13 @@ class BaseQueue:
         finally:
             current_job.reset(token)
 
+    def _count_generation(self, kind: str, seconds: float) -> None:
+        """A job that rendered (not one answered from the store): its metric, and the average the ETAs use."""
+        self.metrics.job_seconds.labels(kind).observe(seconds)
+        with self._lock:
+            self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
+            self.generations += 1
+
     def _finish(self, job: Job, state: JobState, **changes: object) -> None:
         """Record the outcome, publish it, then let the job leave the in-memory table."""
         status = job.move(state, **changes)
@@ -462,11 +469,7 @@ class JobQueue(BaseQueue):
     def _store_result(self, job: Job, rendered: Any, context: RunContext, started: float) -> dict[str, Any]:
         artifacts = job.request.encode(rendered, context)
         images = tuple(self.store.put(a.record, a.data) for a in artifacts)
-        seconds = time.perf_counter() - started
-        self.metrics.job_seconds.labels(job.kind).observe(seconds)
-        with self._lock:
-            self._seconds_per_job = 0.7 * self._seconds_per_job + 0.3 * seconds if self._seconds_per_job else seconds
-            self.generations += 1
+        self._count_generation(job.kind, time.perf_counter() - started)
         return {"images": images, "step": job.status.total_steps}
 
 
