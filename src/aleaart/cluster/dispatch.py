@@ -112,13 +112,13 @@ class CeleryQueue(BaseQueue):
 
     def _withdraw(self, job: Job) -> None:
         try:
-            self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
+            self._tell_cancelled(job)
         except BROKER_ERRORS as error:  # it is cancelled here; a worker that runs it anyway is not listened to
             log.warning("job %s: could not tell the workers it is cancelled: %s", job.id, error)
 
     def _stop_running(self, job: Job) -> None:
         try:
-            self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
+            self._tell_cancelled(job)
         except BROKER_ERRORS as error:
             self._broker_down(error)
             self._refuse_if_unavailable()
@@ -154,6 +154,10 @@ class CeleryQueue(BaseQueue):
 
     # Sending
 
+    def _tell_cancelled(self, job: Job) -> None:
+        """The key workers check before a job and at every step."""
+        self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
+
     def _send(self, job: Job) -> None:
         self.celery.send_task(RUN_JOB, args=[job.id, job.kind, job.request.to_json()], task_id=job.id,
                               queue=self.queue_name, priority=celery_priority(job.priority))
@@ -163,13 +167,13 @@ class CeleryQueue(BaseQueue):
         with self._lock:
             unsent = [self._jobs[i] for i in self._unsent if i in self._jobs]
             self._unsent.clear()
-        for job in unsent:
+        for index, job in enumerate(unsent):
             try:
                 if not self.redis.exists(sent_key(job.id)):
                     self._send(job)
             except BROKER_ERRORS:
-                with self._lock:
-                    self._unsent.add(job.id)
+                with self._lock:  # this one and those after it are tried again next round
+                    self._unsent.update(j.id for j in unsent[index:])
                 raise
 
     # Watching the cluster
@@ -259,13 +263,19 @@ class CeleryQueue(BaseQueue):
                 pubsub.subscribe(EVENTS)
                 while not self._halt.is_set():
                     if (message := pubsub.get_message(timeout=1.0)) is not None:
-                        self._on_event(Event.from_json(message["data"]))
+                        self._on_raw_event(message["data"])
             except BROKER_ERRORS:
                 self._halt.wait(1.0)  # the watcher reports the broker's state; here, just reconnect
-            except (ValueError, TypeError):
-                log.warning("ignored a malformed event on %s", EVENTS)
             finally:
                 pubsub.close()
+
+    def _on_raw_event(self, data: bytes) -> None:
+        try:
+            event = Event.from_json(data)
+        except (ValueError, TypeError):  # progress is best effort: one bad message is skipped, not fatal
+            log.warning("ignored a malformed event on %s", EVENTS)
+            return
+        self._on_event(event)
 
     def _on_event(self, event: Event) -> None:
         if event.kind == "done":

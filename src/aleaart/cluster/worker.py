@@ -81,6 +81,8 @@ class ClusterWorker:
             started_at=time.time(),
         )
         self.running: Running | None = None
+        self.rendered = 0  # written by the job's thread only; the heartbeat reads it
+        self._beat_lock = threading.Lock()  # a beat from the job's thread and one from the heartbeat's don't cross
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
         self._stop = threading.Event()
@@ -111,9 +113,13 @@ class ClusterWorker:
             self._beat_once()
 
     def _beat_once(self) -> None:
+        with self._beat_lock:
+            self._say_alive()
+
+    def _say_alive(self) -> None:
         running = self.running
         self.info = replace(self.info, state="busy" if running else "idle", job=running.job_id if running else None,
-                            heartbeat_at=time.time())
+                            jobs=self.rendered, heartbeat_at=time.time())
         try:
             pipe = self.redis.pipeline()
             pipe.set(worker_key(self.name), self.info.to_json(), ex=self.ttl).sadd(WORKERS, self.name)
@@ -171,7 +177,7 @@ class ClusterWorker:
                                    error=f"generation failed: {type(error).__name__}: {error}"))
         else:
             seconds = time.perf_counter() - started
-            self.info = replace(self.info, jobs=self.info.jobs + 1)
+            self.rendered += 1
             self._conclude(Outcome(job=job_id, state="succeeded", worker=self.name, key=key, seconds=round(seconds, 3),
                                    images=tuple(a.record for a in artifacts)), artifacts, running)
             log.info("job %s: rendered in %.1f s", job_id, seconds)
