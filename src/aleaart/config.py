@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from aleaart.params import PaletteChoice
+from aleaart.palettes import PaletteMode
+from aleaart.params import DEFAULT_PALETTE, PaletteChoice
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -33,10 +34,11 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; pin it for bit-exact images")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the tiny model is built")
 
-    palette_mode: Literal["grade", "prompt", "off"] = Field(
-        "grade", description="how a token's paletteId shows: grade (colour grade after decoding), prompt (colour "
-        "words in the prompt) or off; a request's `palette` wins")
-    palette_strength: float = Field(0.85, ge=0, le=1, description="the colour grade's strength, 0..1")
+    palette_mode: PaletteMode = Field(
+        DEFAULT_PALETTE.mode, description="how a token's paletteId shows: grade (colour grade after decoding), "
+        "prompt (colour words in the prompt) or off; a request's `palette` wins")
+    palette_strength: float = Field(DEFAULT_PALETTE.strength, ge=0, le=1,
+                                    description="the colour grade's strength, 0..1")
 
     # The HTTP service
     host: str = "0.0.0.0"

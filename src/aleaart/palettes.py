@@ -19,8 +19,9 @@ from PIL import Image, ImageDraw
 from skimage.color import lab2rgb, lab2xyz, rgb2lab
 from skimage.color.colorconv import rgb_from_xyz
 
+from aleaart.errors import InvalidParams
+
 PaletteMode = Literal["grade", "prompt", "off"]
-PALETTE_MODES: tuple[PaletteMode, ...] = ("grade", "prompt", "off")
 DEFAULT_STRENGTH = 0.85
 
 SOFTNESS = 6.0  # CIELAB units: how sharply a pixel leans to its nearest palette colour
@@ -83,7 +84,7 @@ PALETTES: tuple[Palette, ...] = (
 def palette(palette_id: int) -> Palette:
     """The palette of a token's paletteId (0-23)."""
     if not 0 <= palette_id < len(PALETTES):
-        raise ValueError(f"paletteId must be 0..{len(PALETTES) - 1}, got {palette_id}")
+        raise InvalidParams(f"paletteId must be 0..{len(PALETTES) - 1}, got {palette_id}")
     return PALETTES[palette_id]
 
 

@@ -74,7 +74,7 @@ ASPECTS: tuple[Aspect, ...] = (
 # Index = the contract's samplerIndex. The engine maps each name to a diffusers scheduler.
 SAMPLERS: tuple[str, ...] = ("DPM++ 2M Karras", "DPM++ SDE Karras", "Euler a", "DPM++ 2M", "DPM++ SDE", "LMS")
 
-PALETTE_COUNT = 24
+PALETTE_COUNT = len(PALETTES)
 PROMPT_SUFFIX = "max detail | 8k"
 
 
