@@ -4,10 +4,11 @@ make-tiny-model."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +59,28 @@ def cmd_render_token(args: argparse.Namespace, settings: Settings) -> dict[str, 
     return {**result, "derivedMatch": info.derived_match}
 
 
-def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None, settings: Settings) -> dict[str, Any]:
-    """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
+@contextlib.contextmanager
+def step_bar(steps: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of denoising steps on stderr, and the on_step callback that moves it."""
     from tqdm import tqdm  # imported here so bad input is answered before the heavy imports
 
-    from aleaart.engine.pipeline import Engine
-    from aleaart.jobs import RenderRequest, render_image
-
-    engine = Engine.load(settings)
-    key = RenderRequest(spec, token_id).key(engine.recipe)
-    with tqdm(total=spec.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+    with tqdm(total=steps, desc="denoising", unit="step", file=sys.stderr) as bar:
 
         def on_step(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
+        yield on_step
+
+
+def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None, settings: Settings) -> dict[str, Any]:
+    """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
+    from aleaart.engine.pipeline import Engine
+    from aleaart.jobs import RenderRequest, render_image
+
+    engine = Engine.load(settings)
+    key = RenderRequest(spec, token_id).key(engine.recipe)
+    with step_bar(spec.steps) as on_step:
         artifact = render_image(engine, spec, token_id=token_id, key=key, on_step=on_step)
     out = Path(out_path) if out_path else Path(artifact.record.file)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +100,6 @@ def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, An
     """Variations of a token's image, written as PNGs into --out, with a progress bar on stderr."""
     import threading
 
-    from tqdm import tqdm
-
     from aleaart.jobs import RenderRequest, RunContext, VariationsRequest
 
     image = RenderRequest.of_params(parse_params_argument(args.params), check_token_id(args.token_id),
@@ -103,12 +109,7 @@ def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
     engine = Engine.load(settings)
     key = request.key(engine.recipe)
-    with tqdm(total=image.spec.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
-
-        def on_step(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with step_bar(image.spec.steps) as on_step:
         artifacts = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
                                            cancel=threading.Event()))
     out = Path(args.out)

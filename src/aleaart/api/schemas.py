@@ -163,14 +163,19 @@ class VariationsOptions(BaseModel):
                                  "Variation i blends in the noise of seed + i")
 
 
-class SeedVariations(VariationsOptions, SeedRequest):
+class ImageVariations(VariationsOptions):
+    """Variations of the image a generate body asks for (mixed with one of the two bodies)."""
+
     def to_variations(self, default_palette: PaletteChoice) -> VariationsRequest:
-        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)
+        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)  # type: ignore[attr-defined]
 
 
-class FlatVariations(VariationsOptions, FlatRequest):
-    def to_variations(self, default_palette: PaletteChoice) -> VariationsRequest:
-        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)
+class SeedVariations(ImageVariations, SeedRequest):
+    pass
+
+
+class FlatVariations(ImageVariations, FlatRequest):
+    pass
 
 
 VariationsBody = Annotated[
