@@ -175,3 +175,15 @@ def test_names_are_matched_whole_and_long_ones_not_echoed(store):
     with pytest.raises(NotFound) as error:
         store.path_of("x" * 100_000)
     assert len(str(error.value)) < 200
+
+
+def test_read_png_gives_the_bytes_a_job_was_asked_for_or_not_found(store):
+    import hashlib
+
+    record, png = make_image()
+    store.put(record, png)
+    assert store.read_png(record.key, hashlib.sha256(png).hexdigest()) == png
+    with pytest.raises(NotFound, match="not the one this job was asked for"):
+        store.read_png(record.key, "0" * 64)
+    with pytest.raises(NotFound, match="no stored image"):
+        store.read_png("f" * 64, "0" * 64)

@@ -33,6 +33,13 @@ def pixel_key(spec: RenderSpec, recipe: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def derived_key(source: str, operation: str, settings: dict[str, Any], recipe: dict[str, str]) -> str:
+    """The identity of an image made from a stored one: its source's key, the operation, its settings and
+    the recipe (asking twice for the same gives the stored result)."""
+    payload = {"source": source, "operation": operation, "recipe": recipe, **settings}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def image_filename(token_id: str | None, key: str) -> str:
     """The seed's naming, ``art_token_<tokenId>_<key prefix>.png`` (``manual`` without a token)."""
     return f"art_token_{token_id if token_id is not None else 'manual'}_{key[:16]}.png"
@@ -49,7 +56,13 @@ class Derivation:
 
 
 # A1111's names for a variation's settings, so its "PNG Info" reads them.
-A1111_SETTINGS = {("variation", "seed"): "Variation seed", ("variation", "strength"): "Variation seed strength"}
+A1111_SETTINGS = {
+    ("variation", "seed"): "Variation seed",
+    ("variation", "strength"): "Variation seed strength",
+    ("upscale", "scale"): "Hires upscale",
+    ("upscale", "strength"): "Denoising strength",
+    ("restyle", "strength"): "Denoising strength",
+}
 
 
 @dataclass(frozen=True)

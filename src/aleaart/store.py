@@ -146,6 +146,16 @@ class ImageStore:
             return None
         return image
 
+    def read_png(self, key: str, sha256: str) -> bytes:
+        """The PNG stored under ``key``, checked to be the bytes ``sha256`` names (an image a job starts from)."""
+        image = self.get(key)
+        if image is None:
+            raise NotFound(f"no stored image with key {clip(key)}")
+        data = (self.folder / image.file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise NotFound(f"image {clip(key)} is not the one this job was asked for (it was stored again)")
+        return data
+
     def with_pixels(self, pixels: str) -> StoredImage | None:
         """A stored image with these pixels (under any token id), if there is one."""
         for row in self.db.query("SELECT key FROM images WHERE pixels = ? ORDER BY created_at", (pixels,)):

@@ -37,7 +37,7 @@ from aleaart.cluster.wire import (
     worker_key,
 )
 from aleaart.config import Settings
-from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, error_for
+from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, NotFound, error_for
 from aleaart.jobs import BaseQueue, Job, JobBook, JobState
 from aleaart.jobs.kind import Recipe
 from aleaart.metrics import Metrics
@@ -159,9 +159,19 @@ class CeleryQueue(BaseQueue):
         self.redis.set(cancel_key(job.id), 1, ex=self.result_seconds)
 
     def _send(self, job: Job) -> None:
+        self._upload_sources(job)
         self.celery.send_task(RUN_JOB, args=[job.id, job.kind, job.request.to_json()], task_id=job.id,
                               queue=self.queue_name, priority=celery_priority(job.priority))
         self.redis.set(sent_key(job.id), 1, ex=self.result_seconds)
+
+    def _upload_sources(self, job: Job) -> None:
+        """The stored images the job starts from, into Redis for the worker (which has no store)."""
+        for key, sha256 in job.request.sources():
+            try:
+                data = self.store.read_png(key, sha256)
+            except NotFound:
+                continue  # gone since it was asked for: the worker fails the job, saying so
+            self.redis.set(png_key(sha256), data, ex=self.result_seconds)
 
     def _send_unsent(self) -> None:
         with self._lock:

@@ -42,7 +42,7 @@ from aleaart.cluster.wire import (
     worker_key,
 )
 from aleaart.config import Settings
-from aleaart.errors import AleaArtError, GenerationCancelled
+from aleaart.errors import AleaArtError, GenerationCancelled, NotFound
 from aleaart.jobs import Artifact, EngineLike, RunContext, request_from_json
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ class ClusterWorker:
         started = time.perf_counter()
         try:
             artifacts = request.run(RunContext(engine=self.engine, key=key, store=None,
-                                               on_step=self._step_reporter(running), cancel=running.cancel))
+                                               on_step=self._step_reporter(running), cancel=running.cancel,
+                                               read_png=self._read_png))
         except GenerationCancelled as error:
             self._release(keys=[claim_key(key)], args=[running.holder])
             if running.interrupted:
@@ -184,6 +185,13 @@ class ClusterWorker:
         finally:
             self.running = None
             self._beat_once()
+
+    def _read_png(self, key: str, sha256: str) -> bytes:
+        """A stored image a job starts from: the API put its PNG in Redis when it sent the job."""
+        data = self.redis.get(png_key(sha256))
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            raise NotFound(f"the image {key[:16]} this job starts from is not in Redis (expired?); ask again")
+        return data
 
     def _claim_or_wait(self, running: Running) -> list[dict[str, Any]] | None:
         """Claim the key, or wait while another live worker holds it; the key's records if it is done."""

@@ -24,6 +24,8 @@ Recipe = dict[str, str]
 """Everything besides the request that shapes the pixels (model identity, dtype, versions)."""
 
 StepCallback = Callable[[int, int], None]
+PngReader = Callable[[str, str], bytes]
+"""(image key, sha256) → the stored PNG's bytes; NotFound if it is gone or not those bytes."""
 
 
 class Rendered(Protocol):
@@ -46,6 +48,9 @@ class EngineLike(Protocol):
                             on_step: StepCallback | None = None,
                             cancel: threading.Event | None = None) -> list[Rendered]: ...
 
+    def transform(self, spec: RenderSpec, image: Image.Image, strength: float, *,
+                  on_step: StepCallback | None = None, cancel: threading.Event | None = None) -> Rendered: ...
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -57,14 +62,16 @@ class Artifact:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a job gets to run with: the engine, its key, progress and cancel hooks, and the store to reuse
-    pixels from (None on a cluster worker, which has no store of its own)."""
+    """What a job gets to run with: the engine, its key, progress and cancel hooks, the store to reuse
+    pixels from (None on a cluster worker, which has no store of its own), and where the stored images
+    a job starts from are read (the store, the broker, or a file the CLI was given)."""
 
     engine: EngineLike
     key: str
     store: ImageStore | None
     on_step: StepCallback
     cancel: threading.Event
+    read_png: PngReader | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,10 @@ class JobRequest:
     def encode(self, rendered: Any, context: RunContext) -> list[Artifact]:
         """The CPU-only rest (PNG encoding) of what ``render`` returned; by default it returned artifacts."""
         return rendered
+
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """The (key, sha256) of each stored image the job starts from; a cluster sends them with the job."""
+        return ()
 
     def coordinate(self, context: CoordinatorContext) -> dict[str, Any]:
         """A coordinating kind's work; returns its summary."""

@@ -455,7 +455,8 @@ class JobQueue(BaseQueue):
             last_step = now
             job.progress(step, total)
 
-        context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event)
+        context = RunContext(engine=engine, key=key, store=self.store, on_step=on_step, cancel=job.cancel_event,
+                             read_png=self.store.read_png)
         rendered = job.request.render(context)
         self._encoding.acquire()
         try:

@@ -4,14 +4,13 @@ the noise of neighbouring seeds, as A1111's "variation seed / variation strength
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aleaart.errors import InvalidParams
 from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext, register
 from aleaart.jobs.render import Pixels, RenderRequest, graded, image_artifact
-from aleaart.metadata import Derivation, render_key
+from aleaart.metadata import Derivation, derived_key, render_key
 from aleaart.params import RenderSpec, check_token_id
 from aleaart.store import ImageStore, StoredImage
 
@@ -70,9 +69,8 @@ class VariationsRequest(JobRequest):
         return render_key(self.spec, recipe, self.token)
 
     def key(self, recipe: Recipe) -> str:
-        payload = {"source": self.source_key(recipe), "operation": OPERATION, "count": self.count,
-                   "strength": self.strength, "recipe": recipe}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return derived_key(self.source_key(recipe), OPERATION, {"count": self.count, "strength": self.strength},
+                           recipe)
 
     def total_steps(self) -> int:
         return self.spec.steps  # the engine reports its passes as one count of this many steps
