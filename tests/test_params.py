@@ -12,6 +12,7 @@ from aleaart.params import (
     check_token_id,
     describe,
     parse_token_id,
+    restyle_prompt,
     spec_from_params,
 )
 
@@ -201,3 +202,19 @@ def test_pure_modules_and_the_api_need_no_torch():
             "aleaart.store; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_restyle_replaces_only_the_style_of_every_seed_prompt():
+    for template in range(len(TEMPLATES)):
+        for old in range(len(STYLES)):
+            prompt = build_prompt(RenderParams.from_json({**VALID, "promptIndex": template, "styleIndex": old}))
+            for new in range(len(STYLES)):
+                wanted = build_prompt(RenderParams.from_json({**VALID, "promptIndex": template, "styleIndex": new}))
+                assert restyle_prompt(prompt, new) == wanted
+
+
+def test_restyle_adds_the_style_to_a_prompt_without_one_and_checks_the_index():
+    assert restyle_prompt("a red fox | max detail", 8) == "a red fox, watercolor, soft, flowing | max detail"
+    assert restyle_prompt("a red fox", 2) == "a red fox, minimalist, clean, simple"
+    with pytest.raises(InvalidParams, match="styleIndex must be 0..9, got 10"):
+        restyle_prompt("a red fox", 10)

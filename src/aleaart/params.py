@@ -209,6 +209,17 @@ def build_prompt(params: RenderParams, *, colours: str | None = None) -> str:
     return f"{params.template.text}, {params.style.text}, {params.aspect.words}{palette_words} | {PROMPT_SUFFIX}"
 
 
+def restyle_prompt(prompt: str, style_index: int) -> str:
+    """``prompt`` with its style modifier (one of STYLES' texts) replaced by style ``style_index``'s; a prompt
+    with none of them (a manual one) gets it before the seed's ``| …`` suffix, or at its end."""
+    style = STYLES[check_int("styleIndex", style_index, 0, len(STYLES) - 1)].text
+    for known in sorted((s.text for s in STYLES), key=len, reverse=True):
+        if f", {known}," in prompt:
+            return prompt.replace(f", {known},", f", {style},", 1)
+    head, bar, tail = prompt.partition(" | ")
+    return f"{head}, {style}{bar}{tail}"
+
+
 @dataclass(frozen=True)
 class PaletteChoice:
     """How a token's paletteId shows in its image: ``grade`` (a colour grade of the decoded pixels; the
