@@ -12,7 +12,7 @@ from typing import Any
 
 import diffusers
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from aleaart import __version__
@@ -23,6 +23,7 @@ from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import GenerationCancelled, ModelUnavailable
 from aleaart.params import RenderSpec
+from aleaart.resample import pad_to_multiple
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, steps in all)."""
@@ -111,6 +112,10 @@ class Engine:
         self.dtype = pipeline.unet.dtype
         self._scheduler_config = dict(pipeline.scheduler.config)
         self._lock = threading.Lock()
+        self._img2img: StableDiffusionImg2ImgPipeline | None = None
+        # Images longer than twice the VAE's native size are encoded and decoded in tiles, so a hires
+        # 2048² fits where a 1024² render does; a fixed rule, so a size always gets the same pixels.
+        self.tile_above = 2 * int(pipeline.vae.config.sample_size)
         pipeline.set_progress_bar_config(disable=True)
 
     @classmethod
@@ -195,6 +200,49 @@ class Engine:
                                         generator=[generators[i] for i in group])
             seconds = (time.perf_counter() - started) / len(seeds)
             return [Rendered(image=image, seconds=seconds) for image in images]
+
+    def transform(
+        self,
+        spec: RenderSpec,
+        image: Image.Image,
+        strength: float,
+        *,
+        on_step: StepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Rendered:
+        """img2img: ``image`` noised to ``strength`` of ``spec``'s schedule and denoised with its prompt, seed,
+        sampler and guidance, at the image's own size, by the loaded model's own components."""
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation was cancelled before it started")
+            started = time.perf_counter()
+            pipeline = self._img2img_pipeline()
+            pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
+            tiled = max(image.size) > self.tile_above
+            if tiled:
+                pipeline.vae.enable_tiling()
+            try:
+                result = pipeline(
+                    prompt=spec.prompt,
+                    image=pad_to_multiple(image, self.pipeline.vae_scale_factor),
+                    strength=strength,
+                    num_inference_steps=spec.steps,
+                    guidance_scale=spec.guidance_scale,
+                    generator=torch.Generator("cpu").manual_seed(spec.seed),
+                    callback_on_step_end=self._step_callback(on_step, cancel),
+                    output_type="pil",
+                )
+            finally:
+                if tiled:
+                    pipeline.vae.disable_tiling()
+            return Rendered(image=result.images[0].crop((0, 0, *image.size)), seconds=time.perf_counter() - started)
+
+    def _img2img_pipeline(self) -> StableDiffusionImg2ImgPipeline:
+        """An img2img pipeline over the loaded components: no second copy of the weights."""
+        if self._img2img is None:
+            self._img2img = StableDiffusionImg2ImgPipeline(**self.pipeline.components, requires_safety_checker=False)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
 
     def _denoise(self, spec: RenderSpec, on_step: StepCallback | None, cancel: threading.Event | None,
                  **inputs: Any) -> list[Image.Image]:
