@@ -72,6 +72,24 @@ class FakeEngine:
         return [FakeRendered(Image.new("RGB", (spec.width, spec.height), (seed % 256, round(strength * 255), 7)),
                              seconds=0.01) for seed in seeds]
 
+    def transform(self, spec: RenderSpec, image: Image.Image, strength: float, *, on_step=None,
+                  cancel: threading.Event | None = None) -> FakeRendered:
+        """``image`` blended (``strength``) toward a colour of the spec's seed and prompt, after int(steps x strength)
+        steps through the same gates as ``generate``."""
+        self.calls.append(spec)
+        self.started.set()
+        self._wait(self.release, cancel)
+        if self.fail_with is not None:
+            raise self.fail_with
+        steps = int(spec.steps * strength)
+        for step in range(1, steps + 1):
+            if on_step:
+                on_step(step, steps)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled(f"generation was cancelled after step {step}")
+        colour = Image.new("RGB", image.size, (spec.seed % 256, len(spec.prompt) % 256, 99))
+        return FakeRendered(Image.blend(image.convert("RGB"), colour, strength), seconds=0.01)
+
     @staticmethod
     def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:
         """Wait at a gate, but leave it as a real engine would when the job is cancelled (or the service stops)."""

@@ -93,3 +93,32 @@ def test_variations_writes_one_png_each_naming_their_source(tiny_env, tmp_path):
     assert [c["operation"]["seed"] for c in chunks] == [1, 2] and {c["source"] for c in chunks} == {out["source"]}
     refused = aleaart("variations", "--params", json.dumps(small), "--strength", "2", env=tiny_env, cwd=tmp_path)
     assert refused.returncode == 2 and "strength must be 0..1" in refused.stderr
+
+
+def test_upscale_and_restyle_a_png_the_cli_wrote(tiny_env, tmp_path):
+    small = {**PARAMS, "samplerIndex": 0, "aspectIndex": 0}
+    made = aleaart("generate", "--params", json.dumps(small), "--token-id", "7", "--out", "src.png",
+                   env=tiny_env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    source_key = json.loads(made.stdout)["key"]
+
+    up = aleaart("upscale", "src.png", "--mode", "lanczos", "--scale", "3", "--out", "big.png", env=tiny_env,
+                 cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    out = json.loads(up.stdout)
+    assert out["source"] == source_key and out["settings"] == {"scale": 3, "mode": "lanczos"}
+    with Image.open(tmp_path / "big.png") as image:
+        assert image.size == (1536, 1536)
+
+    restyled = aleaart("restyle", "src.png", "--style", "9", "--strength", "0.3", env=tiny_env, cwd=tmp_path)
+    assert restyled.returncode == 0, restyled.stderr
+    out = json.loads(restyled.stdout)
+    chunk = json.loads(read_png_text((tmp_path / out["file"]).read_bytes())["aleaart"])
+    assert chunk["kind"] == "restyle" and chunk["source"] == source_key and "oil painting" in chunk["spec"]["prompt"]
+    assert "denoising" in restyled.stderr
+
+    for args, message in [(("upscale", "src.png", "--scale", "3"), "scale must be 2 with mode hires"),
+                          (("restyle", "src.png", "--style", "12"), "styleIndex must be 0..9"),
+                          (("restyle", "missing.png", "--style", "1"), "cannot read missing.png")]:
+        refused = aleaart(*args, env=tiny_env, cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -282,3 +282,34 @@ def test_a_workers_failure_keeps_its_code(queue, client):
                                             code="disk_full").to_json())
     assert job.wait_done(10)
     assert job.state is JobState.FAILED and job.status.code == "disk_full"
+
+
+# Jobs that start from a stored image: the API sends its PNG through Redis, the worker reads it there
+
+@needs_redis
+def test_a_worker_upscales_a_source_the_api_put_in_redis(worker, client, engine):
+    from aleaart.jobs import SourceImage, UpscaleRequest
+
+    _, _, source = finished_artifact(engine)
+    request = UpscaleRequest(SourceImage.of(source.record), 2, "lanczos")
+    worker.run("job-9", "upscale", request.to_json())
+    missing = outcome_of(client, "job-9")
+    assert missing.state == "failed" and missing.code == "not_found" and "not in Redis" in missing.error
+
+    client.set(png_key(source.record.sha256), source.data)
+    worker.run("job-10", "upscale", request.to_json())
+    outcome = outcome_of(client, "job-10")
+    assert outcome.state == "succeeded" and outcome.images[0].kind == "upscale"
+    assert outcome.images[0].source == source.record.key and (outcome.images[0].width, outcome.images[0].height) == (
+        128, 128)
+
+
+@needs_redis
+def test_the_api_sends_the_source_png_with_the_job(queue, client):
+    from aleaart.jobs import RestyleRequest, SourceImage
+
+    _, _, source = finished_artifact(FakeEngine())
+    stored = queue.store.put(source.record, source.data)
+    job = queue.submit(RestyleRequest(SourceImage.of(stored), 4))
+    assert client.get(png_key(stored.sha256)) == source.data
+    assert client.exists(f"aleaart:sent:{job.id}")

@@ -120,6 +120,48 @@ def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, An
             "files": [str(out / a.record.file) for a in artifacts], "model": engine.model_name}
 
 
+def cmd_upscale(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from aleaart.jobs import UpscaleRequest
+
+    return transform_png(args, settings, lambda source: UpscaleRequest(source, args.scale, args.mode, args.strength))
+
+
+def cmd_restyle(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from aleaart.jobs import RestyleRequest
+
+    return transform_png(args, settings, lambda source: RestyleRequest(source, args.style, args.strength))
+
+
+def transform_png(args: argparse.Namespace, settings: Settings, make_request: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run an upscale or restyle of a PNG this service (or the CLI) wrote; the result is written beside --out."""
+    import threading
+
+    from aleaart.jobs import RunContext, SourceImage
+
+    data = read_input_png(args.image)
+    request = make_request(SourceImage.from_png(data))  # bad input is answered before torch loads
+    from aleaart.engine.pipeline import Engine
+
+    engine = Engine.load(settings)
+    key = request.key(engine.recipe)
+    with step_bar(request.total_steps()) as on_step:
+        [artifact] = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
+                                            cancel=threading.Event(), read_png=lambda _key, _sha: data))
+    out = Path(args.out) if args.out else Path(artifact.record.file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(artifact.data)
+    return {"source": request.source.key, "operation": request.operation, "settings": request.settings(),
+            "file": str(out), "key": key, "width": artifact.record.width, "height": artifact.record.height,
+            "model": engine.model_name, "seconds": artifact.record.seconds}
+
+
+def read_input_png(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidParams(f"cannot read {path}: {error.strerror or error}") from None
+
+
 def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Render tokens first..last through an in-process queue and export them; progress on stderr."""
     from aleaart.chain import ChainReader
@@ -239,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     variations.add_argument("--strength", type=float, default=0.3, help="0: the image itself .. 1: another seed's")
     variations.add_argument("--out", default="variations", help="folder for the PNGs (default: ./variations)")
     variations.set_defaults(run=cmd_variations)
+
+    upscale = commands.add_parser("upscale", help="enlarge a PNG aleaart made: hires (img2img) or lanczos")
+    upscale.add_argument("image", help="a PNG written by aleaart (it carries its parameters)")
+    upscale.add_argument("--scale", type=int, default=2, help="2 with hires; up to 4 with lanczos (default 2)")
+    upscale.add_argument("--mode", default="hires", help="hires (default) or lanczos")
+    upscale.add_argument("--strength", type=float, help="hires' denoising strength, 0.1..0.75 (default 0.35)")
+    upscale.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
+    upscale.set_defaults(run=cmd_upscale)
+
+    restyle = commands.add_parser("restyle", help="redraw a PNG aleaart made in another of the 10 styles")
+    restyle.add_argument("image", help="a PNG written by aleaart (it carries its parameters)")
+    restyle.add_argument("--style", type=int, required=True, help="styleIndex 0..9")
+    restyle.add_argument("--strength", type=float, default=0.5, help="denoising strength, 0.2..0.8 (default 0.5)")
+    restyle.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
+    restyle.set_defaults(run=cmd_restyle)
 
     worker = commands.add_parser("worker", help="a GPU worker: loads the model once, runs jobs from "
                                  "ALEAART_BROKER_URL one at a time")

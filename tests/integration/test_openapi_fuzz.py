@@ -6,6 +6,9 @@ Every check runs but two, on purpose: ``positive_data_acceptance`` (JSON Schema 
 integer, and the service refuses 3.0 where an integer is due: silent coercion, as the reliability
 issue asked) and ``use_after_free`` (``DELETE /jobs/<id>`` cancels a job; its record stays, so the
 client can see it was cancelled).
+One worker: with two, hypothesis's threads race in CPython 3.11's ``ast.parse`` now and then
+("SystemError: AST constructor recursion depth mismatch", fixed in later CPythons), a failure of
+the fuzzer, not of the service.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def test_no_operation_answers_outside_its_schema_or_with_an_undocumented_status(
         run = subprocess.run(
             [str(ST if ST.exists() else shutil.which("st")), "run", server.url + "/openapi.json",
              "--checks", "all", "--exclude-checks", "positive_data_acceptance,use_after_free",
-             "--max-examples", "40", "--workers", "2", "--seed", "20261125", "--no-color",
+             "--max-examples", "40", "--workers", "1", "--seed", "20261125", "--no-color",
              "--generation-database", "none"],
             cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
         )

@@ -75,3 +75,5 @@ def token_id_path(
 
 
 TokenIdPath = Annotated[int, Depends(token_id_path)]
+
+ImageKeyPath = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="a stored image's key (64 hex digits)")]

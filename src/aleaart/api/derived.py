@@ -1,4 +1,4 @@
-"""Images made from others: variations of an image's parameters (more operations to come here)."""
+"""Images made from others: variations of an image's parameters, and upscales and restyles of stored images."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, TokenIdPath
+from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDep, StoreDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
-from aleaart.api.schemas import TokenVariations, VariationsBody
+from aleaart.api.schemas import RestyleBody, TokenVariations, UpscaleBody, VariationsBody
 from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
-from aleaart.jobs import VariationsRequest
+from aleaart.errors import NotFound
+from aleaart.jobs import RestyleRequest, SourceImage, UpscaleRequest, VariationsRequest
+from aleaart.store import ImageStore, clip
 
 router = APIRouter(tags=["derived images"], dependencies=KEYED)
+SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
 
 
 @router.post("/variations", status_code=202, responses=SUBMIT_ERRORS)
@@ -33,3 +36,23 @@ async def create_token_variations(token_id: TokenIdPath, body: TokenVariations, 
     request = VariationsRequest.of(token_request(info, settings), body.count, body.strength)
     job = await asyncio.to_thread(queue.submit, request)
     return accepted(queue, job)
+
+
+def stored_source(store: ImageStore, key: str) -> SourceImage:
+    if (image := store.get(key)) is None:
+        raise NotFound(f"no stored image with key {clip(key)}")
+    return SourceImage.of(image)
+
+
+@router.post("/images/{key}/upscale", status_code=202, responses=SOURCE_ERRORS)
+async def upscale_image(key: ImageKeyPath, body: UpscaleBody, store: StoreDep, queue: QueueDep) -> JSONResponse:
+    """The stored image ``key``, ``scale`` times larger; a job whose result is stored under its source."""
+    request = UpscaleRequest(stored_source(store, key), body.scale, body.mode, body.strength)
+    return accepted(queue, await asyncio.to_thread(queue.submit, request))
+
+
+@router.post("/images/{key}/restyle", status_code=202, responses=SOURCE_ERRORS)
+async def restyle_image(key: ImageKeyPath, body: RestyleBody, store: StoreDep, queue: QueueDep) -> JSONResponse:
+    """The stored image ``key`` redrawn in style ``styleIndex``; a job whose result is stored under its source."""
+    request = RestyleRequest(stored_source(store, key), body.styleIndex, body.strength)
+    return accepted(queue, await asyncio.to_thread(queue.submit, request))

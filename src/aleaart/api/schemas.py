@@ -18,6 +18,14 @@ from pydantic import (
 )
 
 from aleaart.jobs import RenderRequest, VariationsRequest
+from aleaart.jobs.transform import (
+    DEFAULT_HIRES_STRENGTH,
+    DEFAULT_RESTYLE_STRENGTH,
+    HIRES_STRENGTH,
+    MAX_SCALE,
+    RESTYLE_STRENGTH,
+    UpscaleMode,
+)
 from aleaart.jobs.variations import MAX_COUNT as MAX_VARIATIONS
 from aleaart.palettes import PaletteMode
 from aleaart.params import (
@@ -25,6 +33,7 @@ from aleaart.params import (
     FIELDS,
     MAX_JSON_TOKEN_ID,
     SAMPLERS,
+    STYLES,
     PaletteChoice,
     RenderParams,
     RenderSpec,
@@ -188,3 +197,28 @@ class TokenVariations(VariationsOptions):
     """Variations of a token's image: its parameters come from the chain."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class UpscaleBody(BaseModel):
+    """How to enlarge a stored image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: JsonInt = Field(2, ge=2, le=MAX_SCALE["lanczos"],
+                           description=f"2 with hires; up to {MAX_SCALE['lanczos']} with lanczos")
+    mode: UpscaleMode = Field("hires", description="hires: Lanczos, then img2img with the same model, prompt, seed "
+                              "and sampler (redraws detail); lanczos: pixels only, fast")
+    strength: JsonNumber | None = Field(None, ge=HIRES_STRENGTH[0], le=HIRES_STRENGTH[1],
+                                        description=f"hires' denoising strength (default {DEFAULT_HIRES_STRENGTH}); "
+                                        "not for lanczos")
+
+
+class RestyleBody(BaseModel):
+    """Which of the seed's styles to redraw a stored image in, and how strongly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    styleIndex: JsonInt = Field(ge=0, le=len(STYLES) - 1, description="one of the 10 style modifiers: "
+                                + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)))
+    strength: JsonNumber = Field(DEFAULT_RESTYLE_STRENGTH, ge=RESTYLE_STRENGTH[0], le=RESTYLE_STRENGTH[1],
+                                 description="img2img denoising strength: how much is redrawn")

@@ -5,12 +5,13 @@
     render.py  the ``render`` kind and the one render path (spec → PNG → record)
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     variations.py  the ``variations`` kind: images from the same parameters with blended starting noise
+    transform.py   the ``upscale`` and ``restyle`` kinds: img2img (or Lanczos) of a stored image
     book.py    job records in SQLite
     model.py   the model, loaded in the background
     queue.py   BaseQueue (dedup, records, coordinators) and JobQueue, the in-process backend (one worker)
 """
 
-from aleaart.jobs import collection, render, variations  # noqa: F401  (register the kinds)
+from aleaart.jobs import collection, render, transform, variations  # noqa: F401  (register the kinds)
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
@@ -18,10 +19,11 @@ from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import BaseQueue, JobQueue, Progress
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
+from aleaart.jobs.transform import RestyleRequest, SourceImage, UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
 
 __all__ = [
     "KINDS", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest",
-    "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RunContext", "identity",
-    "VariationsRequest", "render_image", "request_from_json",
+    "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RestyleRequest", "RunContext",
+    "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image", "request_from_json",
 ]
