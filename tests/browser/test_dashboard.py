@@ -135,13 +135,22 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
     page.wait_for_function("document.getElementById('result-meta').textContent.includes('cached')")
 
     page.get_by_role("button", name="Variations").click()  # under the image: four near it, with progress
-    page.wait_for_selector("#variations-box:not([hidden])", timeout=120_000)
-    shown = page.locator("#variations-grid img")
+    wait_for_derived(page, "Variations")
+    shown = page.locator("#derived-grid img")
     assert shown.count() == 4
     sources = shown.evaluate_all("images => images.map(i => i.getAttribute('src'))")
     assert len(set(sources)) == 4 and all(s.startswith("/generated_images/art_token_") for s in sources)
-    page.wait_for_function("[...document.querySelectorAll('#variations-grid img')].every(i => i.complete "
+    page.wait_for_function("[...document.querySelectorAll('#derived-grid img')].every(i => i.complete "
                            "&& i.naturalWidth === 512)")
+
+    page.get_by_role("button", name="Upscale 2x").click()  # from the image shown, with progress
+    wait_for_derived(page, "Upscale 2x")
+    page.wait_for_function("[...document.querySelectorAll('#derived-grid img')].every(i => i.complete "
+                           "&& i.naturalWidth === 1024 && i.naturalHeight === 1024)")
+    page.get_by_label("Restyle style").select_option(label="Watercolor")
+    page.get_by_role("button", name="Restyle").click()
+    wait_for_derived(page, "Restyled: Watercolor")
+    assert "watercolor, soft, flowing" in page.locator("#derived-grid img").get_attribute("alt")
 
     page.locator("#gallery button").first.click()
     dialog = page.locator("#details")
@@ -149,6 +158,11 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
     ARTIFACTS.mkdir(exist_ok=True)
     page.keyboard.press("Escape")
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def wait_for_derived(page, heading: str) -> None:
+    page.wait_for_function(f"!document.getElementById('derived-box').hidden && "
+                           f"document.getElementById('derived-heading').textContent === {heading!r}", timeout=120_000)
 
 
 def test_cancel_a_running_job(page):

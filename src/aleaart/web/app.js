@@ -9,6 +9,7 @@ const state = {
   tables: null,
   source: null, // { kind: "token", tokenId, params } | { kind: "manual", params }
   job: null,
+  result: null, // the image shown under "Result": upscale and restyle start from it
   galleryOffset: 0,
   keyRequired: false,
 };
@@ -123,7 +124,7 @@ function manualParams() {
 
 function setBusy(busy) {
   $("generate").disabled = busy;
-  $("variations").disabled = busy;
+  for (const id of ["variations", "upscale", "restyle"]) $(id).disabled = busy;
   $("cancel").hidden = !busy;
   $("progress-box").hidden = !busy;
 }
@@ -184,12 +185,13 @@ async function generate() {
   const source = state.source;
   if (!source) return;
   $("result").hidden = true;
-  $("variations-box").hidden = true;
+  $("derived-box").hidden = true;
   await runJob(
     () => source.kind === "token"
       ? request("POST", `/tokens/${source.tokenId}/jobs`)
       : request("POST", "/jobs", { body: { parameters: source.params } }),
     (job) => {
+      state.result = job.result;
       showResult(job.result);
       loadGallery();
     },
@@ -205,25 +207,51 @@ async function makeVariations() {
     () => source.kind === "token"
       ? request("POST", `/tokens/${source.tokenId}/variations`, { body: VARIATIONS })
       : request("POST", "/variations", { body: { parameters: source.params, ...VARIATIONS } }),
-    (job) => showVariations(job.results),
+    (job) => showDerived("Variations", "The same parameters, their starting noise blended 30 % toward seeds +1 … +4.",
+      job.results),
   );
 }
 
-function showVariations(results) {
-  $("variations-grid").replaceChildren(...results.map((result, i) => {
+// Upscale and restyle start from the image shown: its key names it.
+async function upscale() {
+  const image = state.result;
+  if (!image) return;
+  await runJob(
+    () => request("POST", `/images/${image.imageId}/upscale`, { body: { scale: 2, mode: "hires" } }),
+    (job) => showDerived("Upscale 2x", "Lanczos to twice the size, then redrawn (img2img, strength 0.35) with the " +
+      "same prompt, seed and sampler.", job.results),
+  );
+}
+
+async function restyle() {
+  const image = state.result;
+  const style = Number($("restyle-style").value);
+  if (!image) return;
+  await runJob(
+    () => request("POST", `/images/${image.imageId}/restyle`, { body: { styleIndex: style, strength: 0.5 } }),
+    (job) => showDerived(`Restyled: ${state.tables.styles[style]}`, "Redrawn (img2img, strength 0.5) with the " +
+      "prompt's style replaced; same seed and sampler.", job.results),
+  );
+}
+
+function showDerived(heading, note, results) {
+  $("derived-heading").textContent = heading;
+  $("derived-note").textContent = note;
+  $("derived-grid").replaceChildren(...results.map((result, i) => {
     const item = document.createElement("li");
     const link = document.createElement("a");
     link.href = result.imageUrl;
     const image = document.createElement("img");
     image.src = result.imageUrl;
-    image.alt = `Variation ${i + 1}: ${result.prompt}`;
+    image.alt = `${heading} ${i + 1}: ${result.prompt}`;
     image.loading = "lazy";
     link.append(image);
     item.append(link);
     return item;
   }));
-  $("variations-box").hidden = false;
-  $("variations-heading").focus();
+  $("derived-box").hidden = false;
+  $("derived-heading").focus();
+  loadGallery();
 }
 
 async function follow(job, done) {
@@ -320,6 +348,7 @@ async function main() {
     return;
   }
   buildManualForm();
+  $("restyle-style").replaceChildren(...state.tables.styles.map((name, i) => new Option(name, i)));
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     loadToken(`/tokens/${encodeURIComponent($("token-id").value)}`);
@@ -332,6 +361,8 @@ async function main() {
   });
   $("generate").addEventListener("click", generate);
   $("variations").addEventListener("click", makeVariations);
+  $("upscale").addEventListener("click", upscale);
+  $("restyle").addEventListener("click", restyle);
   $("cancel").addEventListener("click", cancel);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
