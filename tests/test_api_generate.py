@@ -14,7 +14,7 @@ from sse import sse_events
 
 from aleaart.api import create_app
 from aleaart.config import Settings
-from aleaart.errors import error_codes
+from aleaart.errors import OutOfMemory, error_codes
 from aleaart.metadata import read_png_text
 from aleaart.params import SAMPLERS
 
@@ -193,6 +193,15 @@ def test_a_failed_generation_is_a_500_with_its_code_and_the_worker_lives_on(clie
     assert response.status_code == 500
     assert response.json() == {"success": False, "error": "generation failed: RuntimeError: CUDA out of memory",
                                "code": "generation_failed"}
+    engine.fail_with = None
+    assert client.post("/generate-image", json=BODY).status_code == 200
+
+
+def test_out_of_memory_is_a_503_with_retry_after_and_the_next_job_runs(client, engine):
+    engine.fail_with = OutOfMemory("out of cuda memory for a 512x512 image, even with VAE tiling and attention slicing")
+    response = client.post("/generate-image", json=BODY)
+    assert response.status_code == 503 and response.headers["retry-after"] == "30"
+    assert response.json()["code"] == "out_of_memory" and "attention slicing" in response.json()["error"]
     engine.fail_with = None
     assert client.post("/generate-image", json=BODY).status_code == 200
 

@@ -9,10 +9,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from aleaart.config import Settings
 from aleaart.engine.pipeline import Engine
-from aleaart.errors import GenerationCancelled, ModelUnavailable
+from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
 from aleaart.params import ASPECTS, SAMPLERS, RenderParams, RenderSpec, spec_from_params
 
 SMALL = RenderSpec(prompt="cyberpunk cityscape", sampler="Euler a", width=64, height=64, steps=4,
@@ -153,3 +154,49 @@ def test_corrupt_checkpoint_is_reported(tiny_settings, tmp_path):
 
 def replace_settings(settings: Settings, **changes) -> Settings:
     return settings.model_copy(update=changes)
+
+
+# Out of memory
+
+def unet_out_of_memory(monkeypatch, engine: Engine, failures: int) -> list[bool]:
+    """The UNet raises CUDA's out-of-memory error on its first ``failures`` calls; returns, per call,
+    whether attention slicing was on."""
+    unet = engine.pipeline.unet
+    forward = unet.forward
+    calls: list[bool] = []
+
+    def failing_forward(*args, **kwargs):
+        calls.append(any(type(p).__name__ == "SlicedAttnProcessor" for p in unet.attn_processors.values()))
+        if len(calls) <= failures:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", failing_forward)
+    return calls
+
+
+def test_out_of_memory_is_retried_once_with_tiling_and_slicing_then_all_is_as_before(tiny_engine, monkeypatch):
+    normal = pixels_hash(tiny_engine.generate(SMALL).image)
+    processors = {name: type(p) for name, p in tiny_engine.pipeline.unet.attn_processors.items()}
+    freed: list[int] = []
+    monkeypatch.setattr(tiny_engine, "free_memory", lambda: freed.append(1))
+    calls = unet_out_of_memory(monkeypatch, tiny_engine, failures=1)
+    retried = tiny_engine.generate(SMALL).image
+    assert retried.size == (64, 64) and np.asarray(retried).std() > 1
+    assert calls[0] is False and all(calls[1:]) and freed == [1]  # the retry ran with attention slicing
+    monkeypatch.undo()
+    assert {name: type(p) for name, p in tiny_engine.pipeline.unet.attn_processors.items()} == processors
+    assert not tiny_engine.pipeline.vae.use_tiling
+    assert pixels_hash(tiny_engine.generate(SMALL).image) == normal  # the next job renders as before
+
+
+def test_out_of_memory_twice_is_out_of_memory_with_the_size(tiny_engine, monkeypatch):
+    freed: list[int] = []
+    monkeypatch.setattr(tiny_engine, "free_memory", lambda: freed.append(1))
+    unet_out_of_memory(monkeypatch, tiny_engine, failures=2)
+    with pytest.raises(OutOfMemory, match="out of cpu memory for a 64x64 image") as caught:
+        tiny_engine.generate(SMALL)
+    assert caught.value.code == "out_of_memory" and caught.value.status == 503 and freed == [1, 1]
+    monkeypatch.undo()
+    assert not tiny_engine.pipeline.vae.use_tiling
+    assert tiny_engine.generate(SMALL).image.size == (64, 64)

@@ -10,6 +10,7 @@
     ├── ModelUnavailable       (503)  model_unavailable: the model could not be loaded; says which and what to set
     ├── GenerationCancelled    (409)  cancelled: a job was stopped on request
     ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
+    ├── OutOfMemory            (503)  out_of_memory: the device ran out of memory, even on the low-memory retry
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
     ├── ShuttingDown           (503)  shutting_down: the service is draining for a restart; carries ``retry_after``
@@ -81,6 +82,12 @@ class GenerationCancelled(AleaArtError):
 class GenerationFailed(AleaArtError):
     status = 500
     code = "generation_failed"
+
+
+class OutOfMemory(AleaArtError):
+    status = 503
+    code = "out_of_memory"
+    retry_after = 30
 
 
 class NotFound(AleaArtError, LookupError):

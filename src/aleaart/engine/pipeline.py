@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import diffusers
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from aleaart import __version__
@@ -21,9 +24,11 @@ from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.samplers import make_scheduler
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
-from aleaart.errors import GenerationCancelled, ModelUnavailable
+from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
 from aleaart.params import RenderSpec
 from aleaart.resample import pad_to_multiple
+
+log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, steps in all)."""
@@ -161,8 +166,7 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("generation was cancelled before it started")
             started = time.perf_counter()
-            # A CPU generator makes the seed mean the same noise on every device.
-            images = self._denoise(spec, on_step, cancel, generator=torch.Generator("cpu").manual_seed(spec.seed))
+            images = self._denoise(spec, on_step, cancel, lambda: {"generator": seeded_generator(spec.seed)})
             return Rendered(image=images[0], seconds=time.perf_counter() - started)
 
     def generate_variations(
@@ -182,12 +186,16 @@ class Engine:
             started = time.perf_counter()
             shape = (1, self.pipeline.unet.config.in_channels, spec.render_height // self.pipeline.vae_scale_factor,
                      spec.render_width // self.pipeline.vae_scale_factor)
-            starts, generators = [], []
-            for seed in seeds:
-                own, generator = seeded_noise(shape, spec.seed, device=self.device, dtype=self.dtype)
-                other, _ = seeded_noise(shape, seed, device=self.device, dtype=self.dtype)
-                starts.append(slerp(strength, own, other))
-                generators.append(generator)
+
+            def noise(group: list[int]) -> dict[str, Any]:
+                starts, generators = [], []
+                for i in group:
+                    own, generator = seeded_noise(shape, spec.seed, device=self.device, dtype=self.dtype)
+                    other, _ = seeded_noise(shape, seeds[i], device=self.device, dtype=self.dtype)
+                    starts.append(slerp(strength, own, other))
+                    generators.append(generator)
+                return {"num_images_per_prompt": len(group), "latents": torch.cat(starts), "generator": generators}
+
             one_by_one = spec.sampler in BATCH_SHAPED_NOISE or strength == 0
             groups = [[i] for i in range(len(seeds))] if one_by_one else [list(range(len(seeds)))]
             images: list[Image.Image] = []
@@ -195,9 +203,7 @@ class Engine:
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation was cancelled before it started")
                 images += self._denoise(spec, _offset(on_step, done, len(groups)), cancel,
-                                        num_images_per_prompt=len(group),
-                                        latents=torch.cat([starts[i] for i in group]),
-                                        generator=[generators[i] for i in group])
+                                        lambda group=group: noise(group))
             seconds = (time.perf_counter() - started) / len(seeds)
             return [Rendered(image=image, seconds=seconds) for image in images]
 
@@ -217,25 +223,17 @@ class Engine:
                 raise GenerationCancelled("generation was cancelled before it started")
             started = time.perf_counter()
             pipeline = self._img2img_pipeline()
-            pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
             tiled = max(image.size) > self.tile_above
             if tiled:
                 pipeline.vae.enable_tiling()
             try:
-                result = pipeline(
-                    prompt=spec.prompt,
-                    image=pad_to_multiple(image, self.pipeline.vae_scale_factor),
-                    strength=strength,
-                    num_inference_steps=spec.steps,
-                    guidance_scale=spec.guidance_scale,
-                    generator=torch.Generator("cpu").manual_seed(spec.seed),
-                    callback_on_step_end=self._step_callback(on_step, cancel),
-                    output_type="pil",
-                )
+                [result] = self._call(pipeline, spec, lambda: {"generator": seeded_generator(spec.seed)},
+                                      image=pad_to_multiple(image, self.pipeline.vae_scale_factor), strength=strength,
+                                      callback_on_step_end=self._step_callback(on_step, cancel))
             finally:
                 if tiled:
                     pipeline.vae.disable_tiling()
-            return Rendered(image=result.images[0].crop((0, 0, *image.size)), seconds=time.perf_counter() - started)
+            return Rendered(image=result.crop((0, 0, *image.size)), seconds=time.perf_counter() - started)
 
     def _img2img_pipeline(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""
@@ -245,21 +243,44 @@ class Engine:
         return self._img2img
 
     def _denoise(self, spec: RenderSpec, on_step: StepCallback | None, cancel: threading.Event | None,
-                 **inputs: Any) -> list[Image.Image]:
-        """One pipeline call for ``spec`` with a fresh scheduler (they keep state), centre-cropped to its size;
-        ``inputs`` say where the noise comes from (a generator, or starting latents and their generators)."""
-        self.pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
-        result = self.pipeline(
-            prompt=spec.prompt,
-            width=spec.render_width,
-            height=spec.render_height,
-            num_inference_steps=spec.steps,
-            guidance_scale=spec.guidance_scale,
-            callback_on_step_end=self._step_callback(on_step, cancel),
-            output_type="pil",
-            **inputs,
-        )
-        return [centre_crop(image, spec.width, spec.height) for image in result.images]
+                 noise: Callable[[], dict[str, Any]]) -> list[Image.Image]:
+        """Text to image for ``spec``, centre-cropped to its size; ``noise`` makes the inputs that say where
+        the noise comes from (a generator, or starting latents and their generators)."""
+        images = self._call(self.pipeline, spec, noise, width=spec.render_width, height=spec.render_height,
+                            callback_on_step_end=self._step_callback(on_step, cancel))
+        return [centre_crop(image, spec.width, spec.height) for image in images]
+
+    def _call(self, pipeline: DiffusionPipeline, spec: RenderSpec, noise: Callable[[], dict[str, Any]],
+              **arguments: Any) -> list[Image.Image]:
+        """One pipeline call for ``spec``, with a fresh scheduler and fresh noise (both keep state). Out of
+        memory, it frees the cache and tries once more with VAE tiling and attention slicing (slower, and
+        pixels a little different), then gives up with OutOfMemory."""
+
+        def attempt() -> list[Image.Image]:
+            pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
+            return pipeline(prompt=spec.prompt, num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale,
+                            output_type="pil", **arguments, **noise()).images
+
+        try:
+            return attempt()
+        except torch.OutOfMemoryError:
+            pass  # freed below, once this frame no longer holds the failed call's tensors
+        self.free_memory()
+        log.warning("out of memory rendering %dx%d: trying once more with VAE tiling and attention slicing",
+                    spec.width, spec.height)
+        try:
+            with low_memory(pipeline):
+                return attempt()
+        except torch.OutOfMemoryError:
+            pass
+        self.free_memory()
+        raise OutOfMemory(f"out of {self.device.type} memory for a {spec.width}x{spec.height} image, even with VAE "
+                          "tiling and attention slicing; try again when fewer jobs share the device")
+
+    def free_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @staticmethod
     def _step_callback(on_step: StepCallback | None, cancel: threading.Event | None) -> Callable[..., dict]:
@@ -271,6 +292,25 @@ class Engine:
             return kwargs
 
         return callback
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator: the seed means the same noise on every device."""
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+@contextlib.contextmanager
+def low_memory(pipeline: DiffusionPipeline) -> Iterator[None]:
+    """VAE tiling and attention slicing for one call, then as before."""
+    was_tiling = pipeline.vae.use_tiling
+    pipeline.vae.enable_tiling()
+    pipeline.enable_attention_slicing()
+    try:
+        yield
+    finally:
+        pipeline.disable_attention_slicing()
+        if not was_tiling:
+            pipeline.vae.disable_tiling()
 
 
 def _offset(on_step: StepCallback | None, done: int, groups: int) -> StepCallback | None:
