@@ -1,5 +1,7 @@
 """The job API over HTTP, in-process against a fake engine with gates: deterministic, no sleeps."""
 
+import base64
+import hashlib
 import io
 import json
 import threading
@@ -314,3 +316,23 @@ def test_the_frontend_fixtures_cover_what_it_can_send():
     assert {7, 15.6} <= {b["cfg_scale"] for b in FRONTEND_BODIES}
     assert 4294967295 in {b["seed"] for b in FRONTEND_BODIES}
     assert all(isinstance(b["tokenId"], int) and b["userId"] for b in FRONTEND_BODIES)
+
+
+def test_stored_pngs_are_served_like_static_files(client):
+    made = client.post("/generate-image", json=BODY).json()
+    first = client.get(made["imageUrl"])
+    assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+    assert first.headers["etag"] == f'"{made["sha256"]}"'
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert hashlib.sha256(first.content).hexdigest() == made["sha256"]
+    assert client.get(made["imageUrl"]).content == first.content  # from memory now
+    for tags in (first.headers["etag"], f'W/{first.headers["etag"]}', f'"other", {first.headers["etag"]}'):
+        unchanged = client.get(made["imageUrl"], headers={"If-None-Match": tags})
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert unchanged.headers["etag"] == first.headers["etag"]
+    assert client.get(made["imageUrl"], headers={"If-None-Match": '"other"'}).status_code == 200
+    assert made["imageBase64"] == "data:image/png;base64," + base64.b64encode(first.content).decode()
+    assert client.post("/generate-image", json=BODY).json()["imageBase64"] == made["imageBase64"]  # cached answer
+    for name in ("art_token_manual_0000000000000000.png", "..%2Findex.db", "art_token_1_x.png"):
+        missing = client.get(f"/generated_images/{name}")
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"

@@ -148,11 +148,44 @@ def test_bad_entries_in_the_folder_are_skipped_not_fatal(tmp_path):
 def test_a_damaged_file_is_not_served_and_is_moved_aside(store):
     record, png = make_image()
     store.put(record, png)
-    assert store.served_path(record.file).read_bytes() == png
+    served = store.served_file(record.file)
+    assert store.png_bytes(served) == png  # no memory cache here: read from disk each time
     (store.folder / record.file).write_bytes(png[: len(png) // 2])  # truncated behind the service's back
     with pytest.raises(NotFound, match="damaged"):
-        store.served_path(record.file)
+        store.png_bytes(served)
     assert store.get(record.key) is None and (store.folder / (".corrupt-" + record.file)).exists()
+    with pytest.raises(NotFound):
+        store.served_file(record.file)
+
+
+def test_a_file_damaged_before_it_is_first_served_is_not_served(store):
+    record, png = make_image()
+    store.put(record, png)
+    (store.folder / record.file).write_bytes(png + b"junk")
+    with pytest.raises(NotFound, match="damaged"):
+        store.served_file(record.file)
+
+
+def test_served_pngs_and_their_base64_come_from_memory_after_the_first_time(tmp_path):
+    import base64
+    import hashlib
+
+    from aleaart.database import Database
+
+    store = ImageStore(tmp_path / "images", Database(tmp_path / "index.db"), cache_mb=1)
+    try:
+        record, png = make_image()
+        stored = store.put(dataclasses.replace(record, sha256=hashlib.sha256(png).hexdigest()), png)
+        served = store.served_file(stored.file)
+        assert served.etag == f'"{stored.sha256}"' and store.known_file(stored.file) == served
+        assert store.cached_png(served) is None and store.png_bytes(served) == png
+        (store.folder / stored.file).unlink()  # gone from disk: memory still answers, the index is not asked
+        assert store.cached_png(served) == png and store.png_bytes(served) == png
+        assert store.data_url(stored) == "data:image/png;base64," + base64.b64encode(png).decode()
+        again = store.put(dataclasses.replace(stored, sha256="0" * 64), png)  # stored anew: known no more
+        assert store.known_file(again.file) is None
+    finally:
+        store.close()
 
 
 def test_damaged_files_are_found_at_start(tmp_path):

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     collections_dir: Path = Field(Path("collections"), description="where collection exports are written")
     max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")
     min_free_mb: int = Field(100, ge=0, description="below this much free disk, new images are refused (507)")
+    serve_cache_mb: int = Field(256, ge=0, description="memory for stored PNGs (and their base64) served often; "
+                                "0 reads every one from disk")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         ["http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:8000", "http://127.0.0.1:8000"],
         description="comma-separated origins allowed to call the API from a browser",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -11,10 +12,13 @@ import re
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from cachetools import LRUCache
 
 from aleaart.database import Database
 from aleaart.errors import DiskFull, NotFound
@@ -61,6 +65,21 @@ class StoredImage:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class ServedFile:
+    """What serving a stored PNG needs, kept in memory: no database or hashing work per request."""
+
+    file: str
+    key: str
+    size: int
+    sha256: str
+
+    @property
+    def etag(self) -> str:
+        """A strong validator: the file's sha256, the same on every host and after every restart."""
+        return f'"{self.sha256}"'
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -91,11 +110,14 @@ def write_atomically(path: Path, data: bytes) -> None:
 class ImageStore:
     """The image folder and its index. Thread-safe; one instance per process."""
 
-    def __init__(self, folder: Path, db: Database, *, min_free_mb: int = 0) -> None:
+    def __init__(self, folder: Path, db: Database, *, min_free_mb: int = 0, cache_mb: int = 0) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = db
         self.min_free_mb = min_free_mb
+        self._served: dict[str, ServedFile] = {}
+        self._cache: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=max(cache_mb, 0) * 2**20, getsizeof=len)
+        self._cache_lock = threading.Lock()
         self.reconcile()
         if (free := self.free_mb()) < min_free_mb:
             log.error("disk full: %d MB free in %s, below ALEAART_MIN_FREE_MB=%d; stored images are served, "
@@ -132,6 +154,7 @@ class ImageStore:
                 raise DiskFull(f"disk full: no space left to store {image.file}") from None
             raise
         self._insert(image, "INSERT OR REPLACE")
+        self._served.pop(image.file, None)
         return image
 
     def get(self, key: str) -> StoredImage | None:
@@ -184,16 +207,69 @@ class ImageStore:
             raise NotFound(f"no image named {clip(filename)}")
         return path
 
-    def served_path(self, filename: str) -> Path:
-        """The path of an indexed PNG whose file is whole (its size is the indexed one), for serving."""
+    # Serving: the hot path of repeat requests, answered from memory once seen
+
+    def known_file(self, filename: str) -> ServedFile | None:
+        """The served PNG named so, if it was served before (memory only: safe on the event loop)."""
+        return self._served.get(filename)
+
+    def served_file(self, filename: str) -> ServedFile:
+        """An indexed PNG whose file is whole (its size is the indexed one), for serving."""
+        if (known := self._served.get(filename)) is not None:
+            return known
         path = self.path_of(filename)
-        rows = self.db.query("SELECT key, size FROM images WHERE file = ?", (filename,))
+        rows = self.db.query("SELECT key, size, sha256 FROM images WHERE file = ?", (filename,))
         if not rows:
             raise NotFound(f"no image named {clip(filename)}")
-        if rows[0]["size"] is not None and path.stat().st_size != rows[0]["size"]:
-            self._quarantine(path, rows[0]["key"], f"{path.stat().st_size} bytes, indexed as {rows[0]['size']}")
+        size = path.stat().st_size
+        if rows[0]["size"] is not None and size != rows[0]["size"]:
+            self._quarantine(path, rows[0]["key"], f"{size} bytes, indexed as {rows[0]['size']}")
             raise NotFound(f"image {clip(filename)} was damaged on disk; it is generated again when asked for")
-        return path
+        served = ServedFile(file=filename, key=rows[0]["key"], size=size, sha256=rows[0]["sha256"])
+        self._served[filename] = served
+        return served
+
+    def cached_png(self, served: ServedFile) -> bytes | None:
+        """The PNG's bytes if they are in memory (safe on the event loop)."""
+        with self._cache_lock:
+            return self._cache.get(("png", served.sha256))
+
+    def png_bytes(self, served: ServedFile) -> bytes:
+        """The PNG's bytes, from memory or from disk (then kept); a file of another size is damaged."""
+        if (data := self.cached_png(served)) is not None:
+            return data
+        path = self.folder / served.file
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self._forget_served([served.key])
+            raise NotFound(f"no image named {clip(served.file)}") from None
+        if len(data) != served.size:
+            self._quarantine(path, served.key, f"{len(data)} bytes, indexed as {served.size}")
+            raise NotFound(f"image {clip(served.file)} was damaged on disk; it is generated again when asked for")
+        self._remember(("png", served.sha256), data)
+        return data
+
+    def data_url(self, image: StoredImage) -> str:
+        """The PNG as a ``data:`` URL (the seed's imageBase64), encoded once and kept."""
+        with self._cache_lock:
+            cached = self._cache.get(("base64", image.sha256))
+        if cached is not None:
+            return cached.decode("ascii")
+        data = self.png_bytes(self.served_file(image.file))
+        url = b"data:image/png;base64," + base64.b64encode(data)
+        self._remember(("base64", image.sha256), url)
+        return url.decode("ascii")
+
+    def _remember(self, key: tuple[str, str], data: bytes) -> None:
+        if len(data) <= self._cache.maxsize:  # one too big for the whole cache is just not kept
+            with self._cache_lock:
+                self._cache[key] = data
+
+    def _forget_served(self, keys: list[str]) -> None:
+        gone = set(keys)
+        for served in [s for s in list(self._served.values()) if s.key in gone]:
+            self._served.pop(served.file, None)
 
     def _quarantine(self, path: Path, key: str, why: str) -> None:
         log.error("image %s is damaged (%s): moved aside and unindexed", path.name, why)
@@ -249,6 +325,7 @@ class ImageStore:
         return damaged
 
     def _delete_rows(self, keys: list[str]) -> None:
+        self._forget_served(keys)
         self.db.executemany("DELETE FROM images WHERE key = ?", [(k,) for k in keys])
 
     def _reindex(self, path: Path) -> bool:

@@ -60,7 +60,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.db_path)
-        store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
+        store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb,
+                           cache_mb=settings.serve_cache_mb)
         app.state.chain = chain or ChainReader.from_settings(settings)
         queue: BaseQueue
         if settings.broker_url:  # many GPUs: the workers load the model, this process hands them jobs

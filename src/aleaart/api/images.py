@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import WithJsonSchema
 
 from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
-from aleaart.api.responses import IMMUTABLE, image_result
+from aleaart.api.responses import PNG_RESPONSES, image_result, png_response
 from aleaart.api.schemas import TOKEN_ID_SCHEMA
 from aleaart.params import check_token_id
 
@@ -33,6 +33,7 @@ def list_images(
     return {"images": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/generated_images/{filename}", response_class=FileResponse, responses=error_responses(404))
-def generated_image(filename: str, store: StoreDep) -> FileResponse:
-    return FileResponse(store.served_path(filename), media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+@router.get("/generated_images/{filename}", response_class=Response,
+            responses={**PNG_RESPONSES, **error_responses(404)})
+async def generated_image(filename: str, request: Request, store: StoreDep) -> Response:
+    return await png_response(request, store, filename)

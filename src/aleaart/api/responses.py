@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
 
 from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, ShuttingDown, error_for
@@ -22,9 +24,28 @@ POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
 
 
-def image_base64(store: ImageStore, image: StoredImage) -> str:
-    data = store.path_of(image.file).read_bytes()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "the PNG; its ETag is its sha256"},
+    304: {"description": "If-None-Match named this PNG's ETag: the client's copy is this PNG"},
+}
+
+
+async def png_response(request: Request, store: ImageStore, filename: str, cache_control: str = IMMUTABLE) -> Response:
+    """A stored PNG as a static file server answers it: a strong ETag (its sha256), 304 to a client that has
+    it, and the bytes from memory after the first time (the disk and the index only on a miss)."""
+    served = store.known_file(filename) or await asyncio.to_thread(store.served_file, filename)
+    headers = {"ETag": served.etag, "Cache-Control": cache_control}
+    if served.etag in if_none_match(request.headers.get("if-none-match")):
+        return Response(status_code=304, headers=headers)
+    data = store.cached_png(served) or await asyncio.to_thread(store.png_bytes, served)
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def if_none_match(header: str | None) -> set[str]:
+    """The entity tags a conditional GET names (weak ones compare as strong, as RFC 9110 says for GET)."""
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
 
 
 def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_base64: bool,
@@ -49,7 +70,7 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
     if publisher is not None and publisher.pinner is not None:
         result |= publisher.ipfs_fields(publisher.pinned_cid(image.key))
     if with_base64:
-        result["imageBase64"] = image_base64(store, image)
+        result["imageBase64"] = store.data_url(image)
     return result
 
 

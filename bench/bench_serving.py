@@ -1,0 +1,107 @@
+"""Repeat requests for a stored image, measured with wrk (apt-get install wrk) against a real `aleaart serve`.
+
+Starts the service on the tiny model, stores one 512x512 image, then runs wrk for each path with 1
+and 32 connections and prints requests/s and latency p50/p99. The client shares the machine's cores
+with the service, as the issue's figures did.
+
+    python bench/bench_serving.py [--seconds 10] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BODY = {"prompt": "serving benchmark", "width": 512, "height": 512, "steps": 4, "seed": 7}
+POST_SCRIPT = """wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(workdir: Path, threads: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "ALEAART_MODEL": "tiny", "ALEAART_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
+           "ALEAART_IMAGES_DIR": str(workdir / "images"),
+           "ALEAART_LOG_FORMAT": "json"}
+    process = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "serve", "--host", "127.0.0.1", "--port",
+                                str(port)], env=env, cwd=workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("the service did not become ready")
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, float]:
+    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    return {"rps": rate, "p50_ms": latency(out, "50%"), "p99_ms": latency(out, "99%"),
+            "errors": "Non-2xx" in out or "Socket errors" in out}
+
+
+def latency(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2, help="the service's torch threads")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        process, url = start_service(workdir, args.threads)
+        try:
+            made = httpx.post(url + "/generate-image", json=BODY, timeout=300).json()
+            png = httpx.get(url + made["imageUrl"]).content
+            print(f"one stored image: {made['imageUrl']} ({len(png) / 1024:.0f} KiB)")
+            script = workdir / "post.lua"
+            script.write_text(POST_SCRIPT.format(body=json.dumps(BODY)))
+            cases = [("GET /generated_images/<file>", url + made["imageUrl"], None),
+                     ("POST /generate-image (stored, imageBase64)", url + "/generate-image", script),
+                     ("POST /jobs (stored, no base64)", url + "/jobs", script)]
+            print(f"{'path':45} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            for name, target, body in cases:
+                for connections in (1, 32):
+                    figures = wrk(target, connections, args.seconds, body)
+                    print(f"{name:45} {connections:>7} {figures['rps']:>8.0f} {figures['p50_ms']:>8.1f} "
+                          f"{figures['p99_ms']:>8.1f}{'  (errors!)' if figures['errors'] else ''}", flush=True)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+
+
+if __name__ == "__main__":
+    main()
