@@ -13,6 +13,7 @@ import torch
 
 from aleaart.config import Settings
 from aleaart.engine.pipeline import Engine
+from aleaart.engine.samplers import make_scheduler
 from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
 from aleaart.params import ASPECTS, SAMPLERS, RenderParams, RenderSpec, spec_from_params
 
@@ -200,3 +201,21 @@ def test_out_of_memory_twice_is_out_of_memory_with_the_size(tiny_engine, monkeyp
     monkeypatch.undo()
     assert not tiny_engine.pipeline.vae.use_tiling
     assert tiny_engine.generate(SMALL).image.size == (64, 64)
+
+
+def test_prompts_are_encoded_once_and_give_the_pixels_the_pipeline_would(tiny_engine, monkeypatch):
+    spec = replace(SMALL, prompt="a prompt seen for the first time here", seed=99)
+    tiny_engine.pipeline.scheduler = make_scheduler(spec.sampler, tiny_engine._scheduler_config, seed=spec.seed)
+    direct = tiny_engine.pipeline(prompt=spec.prompt, width=64, height=64, num_inference_steps=spec.steps,
+                                  guidance_scale=spec.guidance_scale, output_type="pil",
+                                  generator=torch.Generator("cpu").manual_seed(spec.seed))
+    encoder = tiny_engine.pipeline.text_encoder
+    forward, encoded = encoder.forward, []
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: (encoded.append(1), forward(*a, **k))[1])
+    first = tiny_engine.generate(spec).image
+    assert len(encoded) == 2  # the prompt and the empty negative prompt
+    again = tiny_engine.generate(spec).image
+    tiny_engine.transform(spec, first, 0.5)
+    assert len(encoded) == 2  # neither rendering again nor img2img encodes it again
+    assert pixels_hash(first) == pixels_hash(again)
+    assert pixels_hash(first) == pixels_hash(direct.images[0])  # what the pipeline gives with the prompt itself

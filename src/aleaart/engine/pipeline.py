@@ -8,6 +8,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ from aleaart.params import RenderSpec
 from aleaart.resample import pad_to_multiple
 
 log = logging.getLogger(__name__)
+
+# Every token prompt fits: 12 templates x 10 styles x 5 aspects (x 24 palettes in palette mode "prompt",
+# where the least recently used go first). About 240 KB each for SD 1.5 in float32.
+PROMPT_CACHE_SIZE = 600
 
 StepCallback = Callable[[int, int], None]
 """Called after each denoising step with (steps done, steps in all)."""
@@ -118,6 +123,7 @@ class Engine:
         self._scheduler_config = dict(pipeline.scheduler.config)
         self._lock = threading.Lock()
         self._img2img: StableDiffusionImg2ImgPipeline | None = None
+        self._embeddings: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         # Images longer than twice the VAE's native size are encoded and decoded in tiles, so a hires
         # 2048² fits where a 1024² render does; a fixed rule, so a size always gets the same pixels.
         self.tile_above = 2 * int(pipeline.vae.config.sample_size)
@@ -258,8 +264,8 @@ class Engine:
 
         def attempt() -> list[Image.Image]:
             pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
-            return pipeline(prompt=spec.prompt, num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale,
-                            output_type="pil", **arguments, **noise()).images
+            return pipeline(**self._prompt_embeddings(spec.prompt), num_inference_steps=spec.steps,
+                            guidance_scale=spec.guidance_scale, output_type="pil", **arguments, **noise()).images
 
         try:
             return attempt()
@@ -276,6 +282,20 @@ class Engine:
         self.free_memory()
         raise OutOfMemory(f"out of {self.device.type} memory for a {spec.width}x{spec.height} image, even with VAE "
                           "tiling and attention slicing; try again when fewer jobs share the device")
+
+    def _prompt_embeddings(self, prompt: str) -> dict[str, torch.Tensor]:
+        """The text encoder's output for ``prompt`` and for the empty negative prompt, computed once per
+        prompt (a token's prompt is one of 600) and kept; the pipeline would compute exactly these."""
+        if (cached := self._embeddings.get(prompt)) is not None:
+            self._embeddings.move_to_end(prompt)
+            return cached
+        with torch.no_grad():
+            positive, negative = self.pipeline.encode_prompt(prompt, self.device, 1, True)
+        embeddings = {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+        self._embeddings[prompt] = embeddings
+        if len(self._embeddings) > PROMPT_CACHE_SIZE:
+            self._embeddings.popitem(last=False)
+        return embeddings
 
     def free_memory(self) -> None:
         gc.collect()
