@@ -54,3 +54,16 @@ def tiny_env(cache_dir) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ALEAART_MODEL="tiny", ALEAART_CACHE_DIR=cache_dir, ALEAART_THREADS=str(THREADS), ALEAART_DEVICE="cpu")
     return env
+
+
+@pytest.fixture
+def fake_client(tmp_path):
+    """The API on the fake engine, in-process, with its model loaded."""
+    from fakes import FakeEngine
+    from fastapi.testclient import TestClient
+
+    from aleaart.api import create_app
+
+    with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
+        client.app.state.model.wait(5)
+        yield client

@@ -97,3 +97,9 @@ class FakeEngine:
         while not gate.wait(0.01) and time.monotonic() < deadline:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("generation was cancelled while waiting")
+
+
+def wait_done(client, job_id: str, timeout: float = 10) -> dict:
+    """A job of an in-process TestClient app, once it ends, as GET /jobs/<id> shows it."""
+    assert client.app.state.queue.get(job_id).wait_done(timeout)
+    return client.get(f"/jobs/{job_id}").json()

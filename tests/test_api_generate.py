@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from fakes import FakeEngine
+from fakes import FakeEngine, wait_done
 from fastapi.testclient import TestClient
 from PIL import Image
 from sse import sse_events
@@ -52,11 +52,6 @@ def client(make_client, engine):
     c = make_client(lambda: engine)
     c.app.state.model.wait(5)
     return c
-
-
-def wait_done(client, job_id: str) -> dict:
-    assert client.app.state.queue.get(job_id).wait_done(10)
-    return client.get(f"/jobs/{job_id}").json()
 
 
 def test_a_job_shows_its_kind_and_result(client):

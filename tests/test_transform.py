@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fakes import FakeEngine
+from fakes import wait_done
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -127,15 +127,8 @@ def test_large_images_go_through_the_vae_in_tiles(tiny_engine, monkeypatch):
 # The jobs and routes (fake engine)
 
 @pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
-        yield client
-
-
-def wait_done(client, job_id: str) -> dict:
-    assert client.app.state.queue.get(job_id).wait_done(10)
-    return client.get(f"/jobs/{job_id}").json()
+def client(fake_client):
+    return fake_client
 
 
 def stored_source(client) -> dict:

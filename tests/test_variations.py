@@ -7,12 +7,9 @@ import json
 
 import pytest
 import torch
-from fakes import FakeEngine
-from fastapi.testclient import TestClient
+from fakes import wait_done
 from PIL import Image
 
-from aleaart.api import create_app
-from aleaart.config import Settings
 from aleaart.engine.noise import slerp
 from aleaart.metadata import JSON_KEY, PARAMETERS_KEY, read_png_text
 from aleaart.params import RenderSpec
@@ -62,15 +59,8 @@ def test_variations_are_one_unet_batch_unless_the_samplers_noise_is_batch_shaped
 # The job and the routes (fake engine)
 
 @pytest.fixture
-def client(tmp_path):
-    with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
-        yield client
-
-
-def wait_done(client, job_id: str) -> dict:
-    assert client.app.state.queue.get(job_id).wait_done(10)
-    return client.get(f"/jobs/{job_id}").json()
+def client(fake_client):
+    return fake_client
 
 
 def test_variations_are_stored_images_linked_to_their_source(client):
