@@ -156,6 +156,20 @@ def test_ten_distinct_requests_spread_over_both_workers(cluster):
         assert hashlib.sha256(png).hexdigest() == answer.json()["sha256"]
 
 
+def test_an_upscale_and_a_restyle_run_on_workers_from_the_apis_stored_image(cluster):
+    source = httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "harbour", "seed": 77}, timeout=180)
+    key = source.json()["imageId"]
+    for path, body, size in [("upscale", {}, (512, 512)), ("restyle", {"styleIndex": 4}, (256, 256))]:
+        answer = httpx.post(f"{cluster.url}/images/{key}/{path}", json=body, timeout=30)
+        assert answer.status_code == 202, answer.text
+        status = cluster.wait(answer.json()["jobId"], finished)
+        assert status["status"] == "succeeded", status
+        result = status["result"]
+        assert result["source"] == key and (result["parameters"]["width"], result["parameters"]["height"]) == size
+        png = httpx.get(cluster.url + result["imageUrl"], timeout=10).content
+        assert hashlib.sha256(png).hexdigest() == result["sha256"]
+
+
 def test_a_worker_of_another_model_gets_none_of_this_models_jobs(cluster, cache_dir):
     folder = next(Path(cache_dir).glob("tiny-model-*"))  # the same weights, named as another model
     other = Worker({**cluster.env, "ALEAART_MODEL": str(folder)}, cluster.workdir / "other", "other")
