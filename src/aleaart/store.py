@@ -116,7 +116,9 @@ class ImageStore:
         self.db = db
         self.min_free_mb = min_free_mb
         self._served: dict[str, ServedFile] = {}
-        self._cache: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=max(cache_mb, 0) * 2**20, getsizeof=len)
+        # PNG bytes and base64 text (ASCII: its length is its size), by (form, sha256)
+        self._cache: LRUCache[tuple[str, str], bytes | str] = LRUCache(maxsize=max(cache_mb, 0) * 2**20,
+                                                                      getsizeof=len)
         self._cache_lock = threading.Lock()
         self.reconcile()
         if (free := self.free_mb()) < min_free_mb:
@@ -232,7 +234,8 @@ class ImageStore:
     def cached_png(self, served: ServedFile) -> bytes | None:
         """The PNG's bytes if they are in memory (safe on the event loop)."""
         with self._cache_lock:
-            return self._cache.get(("png", served.sha256))
+            data = self._cache.get(("png", served.sha256))
+        return data if isinstance(data, bytes) else None
 
     def png_bytes(self, served: ServedFile) -> bytes:
         """The PNG's bytes, from memory or from disk (then kept); a file of another size is damaged."""
@@ -254,14 +257,14 @@ class ImageStore:
         """The PNG as a ``data:`` URL (the seed's imageBase64), encoded once and kept."""
         with self._cache_lock:
             cached = self._cache.get(("base64", image.sha256))
-        if cached is not None:
-            return cached.decode("ascii")
+        if isinstance(cached, str):
+            return cached
         data = self.png_bytes(self.served_file(image.file))
-        url = b"data:image/png;base64," + base64.b64encode(data)
+        url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         self._remember(("base64", image.sha256), url)
-        return url.decode("ascii")
+        return url
 
-    def _remember(self, key: tuple[str, str], data: bytes) -> None:
+    def _remember(self, key: tuple[str, str], data: bytes | str) -> None:
         if len(data) <= self._cache.maxsize:  # one too big for the whole cache is just not kept
             with self._cache_lock:
                 self._cache[key] = data

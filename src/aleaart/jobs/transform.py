@@ -122,6 +122,10 @@ class FromStoredImage(JobRequest):
         return image_artifact(image, self.result_spec(), token_id=self.token_id, key=context.key,
                               model=engine.model_name, recipe=engine.recipe, seconds=seconds, derivation=derivation)
 
+    def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
+        """img2img's pixels with the token's palette grade again (img2img drifts from it), as a stored image."""
+        return [self.artifact(graded(rendered.image, self.result_spec()), rendered.seconds, context)]
+
     def transformed(self, image: Image.Image, strength: float, context: RunContext) -> Pixels:
         """img2img of ``image`` with the result's spec (its prompt, seed, sampler and steps)."""
         rendered = context.engine.transform(self.result_spec(), image, strength, on_step=context.on_step,
@@ -191,7 +195,7 @@ class UpscaleRequest(FromStoredImage):
     def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
         if self.mode == "lanczos":
             return [self.artifact(lanczos(rendered.image, self.scale), rendered.seconds, context)]
-        return [self.artifact(graded(rendered.image, self.result_spec()), rendered.seconds, context)]
+        return super().encode(rendered, context)
 
 
 @register
@@ -231,6 +235,3 @@ class RestyleRequest(FromStoredImage):
 
     def render(self, context: RunContext) -> Pixels:
         return self.transformed(self.source.pixels(context), self.strength, context)
-
-    def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
-        return [self.artifact(graded(rendered.image, self.result_spec()), rendered.seconds, context)]
