@@ -331,3 +331,28 @@ def test_stored_pngs_are_served_like_static_files(client):
     for name in ("art_token_manual_0000000000000000.png", "..%2Findex.db", "art_token_1_x.png"):
         missing = client.get(f"/generated_images/{name}")
         assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_stored_files_answer_one_byte_range(client):
+    made = client.post("/generate-image", json=BODY).json()
+    whole = client.get(made["imageUrl"])
+    size = len(whole.content)
+    assert whole.headers["accept-ranges"] == "bytes"
+    spans = {"bytes=0-99": (0, 99), "bytes=100-": (100, size - 1), "bytes=-50": (size - 50, size - 1),
+             f"bytes=10-{size + 500}": (10, size - 1)}
+    for header, (start, end) in spans.items():
+        part = client.get(made["imageUrl"], headers={"Range": header})
+        assert part.status_code == 206, header
+        assert part.content == whole.content[start:end + 1]
+        assert part.headers["content-range"] == f"bytes {start}-{end}/{size}"
+        assert part.headers["etag"] == whole.headers["etag"]
+    # ignored (RFC 9110 allows it): several ranges, another unit, garbage, an If-Range naming another version
+    for headers in ({"Range": "bytes=0-1,5-9"}, {"Range": "items=0-1"}, {"Range": "bytes=9-2"}, {"Range": "bytes=x"},
+                    {"Range": "bytes=0-9", "If-Range": '"other"'}):
+        assert client.get(made["imageUrl"], headers=headers).content == whole.content, headers
+    ranged = client.get(made["imageUrl"], headers={"Range": "bytes=0-9", "If-Range": whole.headers["etag"]})
+    assert ranged.status_code == 206 and len(ranged.content) == 10
+    for header in (f"bytes={size}-", "bytes=-0"):
+        refused = client.get(made["imageUrl"], headers={"Range": header})
+        assert refused.status_code == 416 and refused.json()["code"] == "range_not_satisfiable"
+        assert refused.headers["content-range"] == f"bytes */{size}"

@@ -149,10 +149,10 @@ def test_a_damaged_file_is_not_served_and_is_moved_aside(store):
     record, png = make_image()
     store.put(record, png)
     served = store.served_file(record.file)
-    assert store.png_bytes(served) == png  # no memory cache here: read from disk each time
+    assert store.file_bytes(served) == png  # no memory cache here: read from disk each time
     (store.folder / record.file).write_bytes(png[: len(png) // 2])  # truncated behind the service's back
     with pytest.raises(NotFound, match="damaged"):
-        store.png_bytes(served)
+        store.file_bytes(served)
     assert store.get(record.key) is None and (store.folder / (".corrupt-" + record.file)).exists()
     with pytest.raises(NotFound):
         store.served_file(record.file)
@@ -178,9 +178,9 @@ def test_served_pngs_and_their_base64_come_from_memory_after_the_first_time(tmp_
         stored = store.put(dataclasses.replace(record, sha256=hashlib.sha256(png).hexdigest()), png)
         served = store.served_file(stored.file)
         assert served.etag == f'"{stored.sha256}"' and store.known_file(stored.file) == served
-        assert store.cached_png(served) is None and store.png_bytes(served) == png
+        assert store.cached_bytes(served) is None and store.file_bytes(served) == png
         (store.folder / stored.file).unlink()  # gone from disk: memory still answers, the index is not asked
-        assert store.cached_png(served) == png and store.png_bytes(served) == png
+        assert store.cached_bytes(served) == png and store.file_bytes(served) == png
         assert store.data_url(stored) == "data:image/png;base64," + base64.b64encode(png).decode()
         again = store.put(dataclasses.replace(stored, sha256="0" * 64), png)  # stored anew: known no more
         assert store.known_file(again.file) is None

@@ -12,6 +12,7 @@
     ├── GenerationFailed       (500)  generation_failed: the engine failed on a valid request
     ├── OutOfMemory            (503)  out_of_memory: the device ran out of memory, even on the low-memory retry
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
+    ├── RangeNotSatisfiable    (416)  range_not_satisfiable: a Range header starts past the end of the file
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
     ├── ShuttingDown           (503)  shutting_down: the service is draining for a restart; carries ``retry_after``
     ├── BrokerUnavailable      (503)  broker_unavailable: Redis (the GPU workers' broker) cannot be reached
@@ -95,6 +96,15 @@ class NotFound(AleaArtError, LookupError):
     code = "not_found"
 
 
+class RangeNotSatisfiable(AleaArtError):
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class QueueFull(AleaArtError):
     status = 429
     code = "queue_full"
@@ -165,4 +175,4 @@ def error_for(code: str | None, message: str) -> AleaArtError:
     """The error a job that ended with ``code`` stands for (a finished job keeps only its code and text);
     an unknown code, or one whose class needs more than a message, is GenerationFailed."""
     cls = next((c for c in error_tree() if c.code == code), GenerationFailed)
-    return GenerationFailed(message) if cls is QueueFull else cls(message)
+    return GenerationFailed(message) if cls in (QueueFull, RangeNotSatisfiable) else cls(message)

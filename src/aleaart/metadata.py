@@ -40,9 +40,10 @@ def derived_key(source: str, operation: str, settings: dict[str, Any], recipe: d
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def image_filename(token_id: str | None, key: str) -> str:
-    """The seed's naming, ``art_token_<tokenId>_<key prefix>.png`` (``manual`` without a token)."""
-    return f"art_token_{token_id if token_id is not None else 'manual'}_{key[:16]}.png"
+def image_filename(token_id: str | None, key: str, extension: str = "png") -> str:
+    """The seed's naming, ``art_token_<tokenId>_<key prefix>.png`` (``manual`` without a token); animations
+    are named the same way with ``.mp4`` and ``.webp``."""
+    return f"art_token_{token_id if token_id is not None else 'manual'}_{key[:16]}.{extension}"
 
 
 @dataclass(frozen=True)

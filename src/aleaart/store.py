@@ -1,4 +1,4 @@
-"""Stored images: PNG files written atomically, indexed in SQLite (WAL)."""
+"""Stored images (PNG) and animations (MP4, animated WebP): files written atomically, indexed in SQLite (WAL)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from aleaart.metadata import JSON_KEY, read_png_text
 
 log = logging.getLogger(__name__)
 
-# art_token_<token id or label, or "manual">_<key prefix>.png; matched whole, never with $ (a trailing \n passes $).
-FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.png")
+# art_token_<token id or label, or "manual">_<key prefix>.<png|mp4|webp>; matched whole, never with $ (a trailing
+# \n passes $).
+FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.(?:png|mp4|webp)")
+MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4", "webp": "image/webp"}
 TEMP_PREFIX = ".tmp-"
 CORRUPT_PREFIX = ".corrupt-"  # damaged files are renamed so: kept for a look, never served or indexed
 
@@ -67,12 +69,16 @@ class StoredImage:
 
 @dataclass(frozen=True)
 class ServedFile:
-    """What serving a stored PNG needs, kept in memory: no database or hashing work per request."""
+    """What serving a stored file needs, kept in memory: no database or hashing work per request."""
 
     file: str
     key: str
     size: int
     sha256: str
+
+    @property
+    def media_type(self) -> str:
+        return media_type(self.file)
 
     @property
     def etag(self) -> str:
@@ -116,7 +122,7 @@ class ImageStore:
         self.db = db
         self.min_free_mb = min_free_mb
         self._served: dict[str, ServedFile] = {}
-        # PNG bytes and base64 text (ASCII: its length is its size), by (form, sha256)
+        # file bytes and a PNG's base64 text (ASCII: its length is its size), by (form, sha256)
         self._cache: LRUCache[tuple[str, str], bytes | str] = LRUCache(maxsize=max(cache_mb, 0) * 2**20,
                                                                       getsizeof=len)
         self._cache_lock = threading.Lock()
@@ -144,13 +150,13 @@ class ImageStore:
 
     # Writing and reading
 
-    def put(self, image: StoredImage, png: bytes) -> StoredImage:
-        """Write the PNG, then index it; the file is in place before the row that points to it."""
+    def put(self, image: StoredImage, data: bytes) -> StoredImage:
+        """Write the file, then index it; the file is in place before the row that points to it."""
         if not FILENAME.fullmatch(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
-        image = replace(image, size=len(png))
+        image = replace(image, size=len(data))
         try:
-            write_atomically(self.folder / image.file, png)
+            write_atomically(self.folder / image.file, data)
         except OSError as error:
             if error.errno == errno.ENOSPC:
                 raise DiskFull(f"disk full: no space left to store {image.file}") from None
@@ -201,7 +207,7 @@ class ImageStore:
         return [StoredImage.from_row(r) for r in rows], total
 
     def path_of(self, filename: str) -> Path:
-        """The path of a stored PNG by name; anything that is not one of ours is NotFound."""
+        """The path of a stored file by name; anything that is not one of ours is NotFound."""
         if not FILENAME.fullmatch(filename):
             raise NotFound(f"no image named {clip(filename)}")
         path = self.folder / filename
@@ -212,11 +218,11 @@ class ImageStore:
     # Serving: the hot path of repeat requests, answered from memory once seen
 
     def known_file(self, filename: str) -> ServedFile | None:
-        """The served PNG named so, if it was served before (memory only: safe on the event loop)."""
+        """The served file named so, if it was served before (memory only: safe on the event loop)."""
         return self._served.get(filename)
 
     def served_file(self, filename: str) -> ServedFile:
-        """An indexed PNG whose file is whole (its size is the indexed one), for serving."""
+        """An indexed file that is whole (its size is the indexed one), for serving."""
         if (known := self._served.get(filename)) is not None:
             return known
         path = self.path_of(filename)
@@ -231,15 +237,15 @@ class ImageStore:
         self._served[filename] = served
         return served
 
-    def cached_png(self, served: ServedFile) -> bytes | None:
-        """The PNG's bytes if they are in memory (safe on the event loop)."""
+    def cached_bytes(self, served: ServedFile) -> bytes | None:
+        """The file's bytes if they are in memory (safe on the event loop)."""
         with self._cache_lock:
-            data = self._cache.get(("png", served.sha256))
+            data = self._cache.get(("file", served.sha256))
         return data if isinstance(data, bytes) else None
 
-    def png_bytes(self, served: ServedFile) -> bytes:
-        """The PNG's bytes, from memory or from disk (then kept); a file of another size is damaged."""
-        if (data := self.cached_png(served)) is not None:
+    def file_bytes(self, served: ServedFile) -> bytes:
+        """The file's bytes, from memory or from disk (then kept); a file of another size is damaged."""
+        if (data := self.cached_bytes(served)) is not None:
             return data
         path = self.folder / served.file
         try:
@@ -250,7 +256,7 @@ class ImageStore:
         if len(data) != served.size:
             self._quarantine(path, served.key, f"{len(data)} bytes, indexed as {served.size}")
             raise NotFound(f"image {clip(served.file)} was damaged on disk; it is generated again when asked for")
-        self._remember(("png", served.sha256), data)
+        self._remember(("file", served.sha256), data)
         return data
 
     def data_url(self, image: StoredImage) -> str:
@@ -259,7 +265,7 @@ class ImageStore:
             cached = self._cache.get(("base64", image.sha256))
         if isinstance(cached, str):
             return cached
-        data = self.png_bytes(self.served_file(image.file))
+        data = self.file_bytes(self.served_file(image.file))
         url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         self._remember(("base64", image.sha256), url)
         return url
@@ -355,6 +361,11 @@ class ImageStore:
         row = image.to_row()
         self.db.execute(f"{verb} INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         tuple(row.values()))
+
+
+def media_type(filename: str) -> str:
+    """The Content-Type of a stored file, by its extension (FILENAME allows only these)."""
+    return MEDIA_TYPES[filename.rpartition(".")[2]]
 
 
 def clip(text: str, limit: int = 80) -> str:

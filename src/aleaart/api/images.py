@@ -10,7 +10,7 @@ from pydantic import WithJsonSchema
 
 from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
-from aleaart.api.responses import PNG_RESPONSES, image_result, png_response
+from aleaart.api.responses import FILE_RESPONSES, file_response, image_result
 from aleaart.api.schemas import TOKEN_ID_SCHEMA
 from aleaart.params import check_token_id
 
@@ -34,6 +34,6 @@ def list_images(
 
 
 @router.get("/generated_images/{filename}", response_class=Response,
-            responses={**PNG_RESPONSES, **error_responses(404)})
+            responses={**FILE_RESPONSES, **error_responses(404)})
 async def generated_image(filename: str, request: Request, store: StoreDep) -> Response:
-    return await png_response(request, store, filename)
+    return await file_response(request, store, filename)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,33 +13,64 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from aleaart.api.errors import error_body
-from aleaart.errors import AleaArtError, GenerationCancelled, ShuttingDown, error_for
+from aleaart.errors import AleaArtError, GenerationCancelled, RangeNotSatisfiable, ShuttingDown, error_for
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import BaseQueue, Job, JobRequest, JobState, JobStatus
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
 
+ONE_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.IGNORECASE)
 IMMUTABLE = "public, max-age=31536000, immutable"  # a stored image never changes
 POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
 
 
-PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}}, "description": "the PNG; its ETag is its sha256"},
-    304: {"description": "If-None-Match named this PNG's ETag: the client's copy is this PNG"},
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}, "video/mp4": {}, "image/webp": {}},
+          "description": "the file (a PNG, or an animation's MP4 or WebP); its ETag is its sha256"},
+    206: {"description": "the one byte range the Range header asked for (how browsers seek in a video)"},
+    304: {"description": "If-None-Match named this file's ETag: the client's copy is this file"},
 }
 
 
-async def png_response(request: Request, store: ImageStore, filename: str, cache_control: str = IMMUTABLE) -> Response:
-    """A stored PNG as a static file server answers it: a strong ETag (its sha256), 304 to a client that has
-    it, and the bytes from memory after the first time (the disk and the index only on a miss)."""
+async def file_response(request: Request, store: ImageStore, filename: str,
+                        cache_control: str = IMMUTABLE) -> Response:
+    """A stored file as a static file server answers it: a strong ETag (its sha256), 304 to a client that has
+    it, one byte range when asked (206), and the bytes from memory after the first time (the disk and the
+    index only on a miss)."""
     served = store.known_file(filename) or await asyncio.to_thread(store.served_file, filename)
-    headers = {"ETag": served.etag, "Cache-Control": cache_control}
+    headers = {"ETag": served.etag, "Cache-Control": cache_control, "Accept-Ranges": "bytes"}
     if served.etag in if_none_match(request.headers.get("if-none-match")):
         return Response(status_code=304, headers=headers)
-    data = store.cached_png(served) or await asyncio.to_thread(store.png_bytes, served)
-    return Response(data, media_type="image/png", headers=headers)
+    data = store.cached_bytes(served) or await asyncio.to_thread(store.file_bytes, served)
+    if_range = request.headers.get("if-range")
+    span = byte_range(request.headers.get("range"), len(data)) if if_range in (None, served.etag) else None
+    if span is None:
+        return Response(data, media_type=served.media_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+    return Response(data[start:end + 1], status_code=206, media_type=served.media_type, headers=headers)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first and last byte a ``Range`` header asks for, or None to answer the whole file: no header, a unit
+    other than bytes, several ranges, or one that does not parse (RFC 9110 lets a server ignore all of these).
+    A range that starts past the end raises RangeNotSatisfiable (416)."""
+    matched = ONE_RANGE.fullmatch(header.strip()) if header is not None else None
+    if matched is None or matched.group(1) == matched.group(2) == "":
+        return None
+    first, last = matched.groups()
+    if first == "":  # the last N bytes
+        if int(last) == 0:
+            raise RangeNotSatisfiable("the range asks for the last 0 bytes", size=size)
+        return max(size - int(last), 0), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(f"the range starts at byte {start}; the file has {size}", size=size)
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def if_none_match(header: str | None) -> set[str]:

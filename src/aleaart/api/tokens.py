@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from aleaart.api.deps import KEYED, ChainDep, PublisherDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
-from aleaart.api.responses import PNG_RESPONSES, generate_and_wait, png_response, succeeded
+from aleaart.api.responses import FILE_RESPONSES, file_response, generate_and_wait, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
@@ -86,7 +86,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: S
 
 
 @router.get("/tokens/{token_id}/image.png", response_class=Response,
-            responses={**PNG_RESPONSES, **error_responses(401, 429, 500, 507, *CHAIN_ERRORS)})
+            responses={**FILE_RESPONSES, **error_responses(401, 429, 500, 507, *CHAIN_ERRORS)})
 async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                       settings: SettingsDep) -> Response:
     info = await read_token(chain, token_id)
@@ -102,4 +102,4 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
         job = await asyncio.to_thread(queue.submit, wanted)
         image = (await succeeded(queue, job)).images[0]
     # Not immutable: this address follows the token to whatever the current model renders.
-    return await png_response(request, queue.store, image.file, TOKEN_IMAGE_CACHE)
+    return await file_response(request, queue.store, image.file, TOKEN_IMAGE_CACHE)
