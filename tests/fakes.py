@@ -90,6 +90,22 @@ class FakeEngine:
         colour = Image.new("RGB", image.size, (spec.seed % 256, len(spec.prompt) % 256, 99))
         return FakeRendered(Image.blend(image.convert("RGB"), colour, strength), seconds=0.01)
 
+    def animate(self, spec: RenderSpec, frames, *, morph_prompt: str | None = None, on_step=None,
+                cancel: threading.Event | None = None) -> list[FakeRendered]:
+        """Frame i: the spec's own image (frame 0 is its still) blended toward red as far as i is from the loop's
+        start, after the spec's steps once per frame, through the same gates as ``generate``."""
+        own = self.generate(spec, cancel=cancel).image
+        self.calls.extend([spec] * (len(frames) - 1))
+        for done in range(len(frames)):
+            for step in range(1, spec.steps + 1):
+                if on_step:
+                    on_step(done * spec.steps + step, len(frames) * spec.steps)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled(f"animation was cancelled after {done + 1} frames")
+        red = Image.new("RGB", own.size, (255, 0, 0))
+        return [FakeRendered(Image.blend(own, red, 1 - abs(1 - 2 * i / len(frames))), seconds=0.01)
+                for i in range(len(frames))]
+
     @staticmethod
     def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:
         """Wait at a gate, but leave it as a real engine would when the job is cancelled (or the service stops)."""

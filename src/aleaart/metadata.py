@@ -152,9 +152,10 @@ def token_metadata(
     model: str | None,
     stored: FileIds | None,
     external_url: str | None = None,
+    animation_url: str | None = None,
 ) -> dict[str, Any]:
     """ERC-721 / OpenSea metadata for a token rendered from ``spec``; ``stored`` (once its image is) adds the
-    sha256 and IPFS CID."""
+    sha256 and IPFS CID, and ``animation_url`` (once an animation of it is stored) the video."""
     named = describe(params)
     number = "number"
     metadata: dict[str, Any] = {
@@ -186,4 +187,6 @@ def token_metadata(
         metadata["image_ipfs"] = "ipfs://" + stored.cid
     if external_url:
         metadata["external_url"] = external_url
+    if animation_url:
+        metadata["animation_url"] = animation_url
     return metadata

@@ -194,10 +194,11 @@ class ImageStore:
                 return image
         return None
 
-    def list(self, *, token_id: str | None = None, source: str | None = None, limit: int = 20,
-             offset: int = 0) -> tuple[list[StoredImage], int]:
-        """Newest first, optionally one token's or those derived from one image; returns (page, total)."""
-        filters = {"token_id": token_id, "source": source}
+    def list(self, *, token_id: str | None = None, source: str | None = None, kind: str | None = None,
+             limit: int = 20, offset: int = 0) -> tuple[list[StoredImage], int]:
+        """Newest first, optionally one token's, those derived from one image, or those one operation made;
+        returns (page, total)."""
+        filters = {"token_id": token_id, "source": source, "kind": kind}
         where_parts = [f"{column} = ?" for column, value in filters.items() if value is not None]
         args = [value for value in filters.values() if value is not None]
         where = f"WHERE {' AND '.join(where_parts)}" if where_parts else ""

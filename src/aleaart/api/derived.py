@@ -1,4 +1,5 @@
-"""Images made from others: variations of an image's parameters, and upscales and restyles of stored images."""
+"""Images made from others: variations and animations of an image's parameters, and upscales and restyles of
+stored images."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ from fastapi.responses import JSONResponse
 from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDep, StoreDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
-from aleaart.api.schemas import RestyleBody, TokenVariations, UpscaleBody, VariationsBody
+from aleaart.api.schemas import (
+    AnimationBody,
+    RestyleBody,
+    TokenAnimation,
+    TokenVariations,
+    UpscaleBody,
+    VariationsBody,
+)
 from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
-from aleaart.jobs import RestyleRequest, SourceImage, UpscaleRequest, VariationsRequest
+from aleaart.jobs import AnimationRequest, RestyleRequest, SourceImage, UpscaleRequest, VariationsRequest
 from aleaart.store import ImageStore, clip
 
 router = APIRouter(tags=["derived images"], dependencies=KEYED)
@@ -34,6 +42,25 @@ async def create_token_variations(token_id: TokenIdPath, body: TokenVariations, 
                                   settings: SettingsDep) -> JSONResponse:
     info = await read_token(chain, token_id)
     request = VariationsRequest.of(token_request(info, settings), body.count, body.strength)
+    job = await asyncio.to_thread(queue.submit, request)
+    return accepted(queue, job)
+
+
+@router.post("/animations", status_code=202, responses=SUBMIT_ERRORS)
+async def create_animation(body: AnimationBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+    """A looping video of the body's image: frame 0 is the image, and the starting noise walks through
+    ``neighbours`` neighbour seeds and back (or the prompt morphs to ``morphStyle`` and back). A job whose
+    ``results`` are the MP4 (H.264) and an animated WebP."""
+    job = await asyncio.to_thread(queue.submit, body.to_animation(settings.palette_choice))
+    return accepted(queue, job)
+
+
+@router.post("/tokens/{token_id}/animation", status_code=202,
+             responses=error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS))
+async def create_token_animation(token_id: TokenIdPath, body: TokenAnimation, chain: ChainDep, queue: QueueDep,
+                                 settings: SettingsDep) -> JSONResponse:
+    info = await read_token(chain, token_id)
+    request = AnimationRequest.of(token_request(info, settings), **body.options())
     job = await asyncio.to_thread(queue.submit, request)
     return accepted(queue, job)
 

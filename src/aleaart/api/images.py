@@ -25,10 +25,13 @@ def list_images(
     tokenId: Annotated[str | None, WithJsonSchema(TOKEN_QUERY_SCHEMA),
                        Query(description="only this token's images (its id or label)")] = None,
     source: Annotated[str | None, Query(max_length=64, description="only images derived from this image key")] = None,
+    kind: Annotated[str | None, Query(max_length=32, description="only what one operation made: render, variation, "
+                                      "upscale, restyle, animation")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> dict[str, Any]:
-    images, total = store.list(token_id=check_token_id(tokenId), source=source, limit=limit, offset=offset)
+    images, total = store.list(token_id=check_token_id(tokenId), source=source, kind=kind, limit=limit,
+                                offset=offset)
     items = [image_result(store, i, cached=True, with_base64=False, publisher=publisher) for i in images]
     return {"images": items, "total": total, "limit": limit, "offset": offset}
 

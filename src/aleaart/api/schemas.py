@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from aleaart.jobs import RenderRequest, VariationsRequest
+from aleaart.jobs import AnimationRequest, RenderRequest, VariationsRequest
 from aleaart.jobs.transform import (
     DEFAULT_HIRES_STRENGTH,
     DEFAULT_RESTYLE_STRENGTH,
@@ -27,6 +27,7 @@ from aleaart.jobs.transform import (
     UpscaleMode,
 )
 from aleaart.jobs.variations import MAX_COUNT as MAX_VARIATIONS
+from aleaart.motion import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_NEIGHBOURS, FPS, FRAMES, NEIGHBOURS
 from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
@@ -195,6 +196,48 @@ VariationsBody = Annotated[
 
 class TokenVariations(VariationsOptions):
     """Variations of a token's image: its parameters come from the chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnimationOptions(BaseModel):
+    """How long and how fast the loop is, and what moves in it."""
+
+    frames: JsonInt = Field(DEFAULT_FRAMES, ge=FRAMES[0], le=FRAMES[1], description="frames in the loop")
+    fps: JsonInt = Field(DEFAULT_FPS, ge=FPS[0], le=FPS[1], description="frames per second")
+    neighbours: JsonInt = Field(DEFAULT_NEIGHBOURS, ge=NEIGHBOURS[0], le=NEIGHBOURS[1],
+                                description="the starting noise walks through seed + 1 … seed + neighbours and back")
+    morphStyle: JsonInt | None = Field(None, ge=0, le=len(STYLES) - 1,
+                                       description="instead of walking the noise, morph the prompt to this style "
+                                       "and back: " + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)))
+
+    def options(self) -> dict[str, Any]:
+        return {"frames": self.frames, "fps": self.fps, "neighbours": self.neighbours, "morph_style": self.morphStyle}
+
+
+class ImageAnimation(AnimationOptions):
+    """An animation of the image a generate body asks for (mixed with one of the two bodies)."""
+
+    def to_animation(self, default_palette: PaletteChoice) -> AnimationRequest:
+        return AnimationRequest.of(self.to_request(default_palette), **self.options())  # type: ignore[attr-defined]
+
+
+class SeedAnimation(ImageAnimation, SeedRequest):
+    pass
+
+
+class FlatAnimation(ImageAnimation, FlatRequest):
+    pass
+
+
+AnimationBody = Annotated[
+    Annotated[SeedAnimation, Tag("seed")] | Annotated[FlatAnimation, Tag("flat")],
+    Discriminator(_body_kind),
+]
+
+
+class TokenAnimation(AnimationOptions):
+    """An animation of a token's image: its parameters come from the chain."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -17,7 +17,9 @@ from aleaart.cid import file_cid
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.jobs import BaseQueue, RenderRequest
+from aleaart.jobs.animation import OPERATION as ANIMATION
 from aleaart.metadata import FileIds, token_metadata
+from aleaart.store import StoredImage
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
 CHAIN_ERRORS = (404, 409, 422, 502, 503)
@@ -74,6 +76,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: S
     wanted = token_request(info, settings)
     stored = queue.lookup(wanted)
     image = stored[0] if stored else None
+    animation = stored_animation(queue, wanted)
     # The index has the sha256; the CID needs the bytes.
     ids = FileIds(image.sha256, file_cid(queue.store.path_of(image.file).read_bytes())) if image else None
     base = str(request.base_url).rstrip("/")
@@ -82,7 +85,17 @@ def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: S
         image_url=f"{base}/tokens/{info.token_id}/image.png",
         model=image.model if image else queue.model_name or settings.model, stored=ids,
         external_url=f"{base}/tokens/{info.token_id}",
+        animation_url=f"{base}/generated_images/{animation.file}" if animation else None,
     )
+
+
+def stored_animation(queue: BaseQueue, still: RenderRequest) -> StoredImage | None:
+    """The newest MP4 animated from the token's image (as rendered under a recipe results can have now)."""
+    for recipe in queue.recipes():
+        made, _ = queue.store.list(source=still.key(recipe), kind=ANIMATION, limit=10)
+        if videos := [f for f in made if f.file.endswith(".mp4")]:
+            return videos[0]
+    return None
 
 
 @router.get("/tokens/{token_id}/image.png", response_class=Response,

@@ -26,10 +26,20 @@ from aleaart.engine.samplers import make_scheduler
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
+from aleaart.motion import Frame
 from aleaart.params import RenderSpec
 from aleaart.resample import pad_to_multiple
 
 log = logging.getLogger(__name__)
+
+# Activation memory of one 512² frame with guidance in float32, measured on CPU (a 1024² render peaks 4.2 GiB
+# above the weights); float16 needs half. An animation renders as many frames per UNet batch as fit the device's
+# budget. The rule depends on device, dtype and size alone (all in the key), so a request always gets the same
+# batches, and the same pixels.
+FRAME_MB_512 = 1024
+ANIMATION_MEMORY_MB = {"cuda": 6144}  # leaves room for SD 1.5's 2 GB of fp16 weights on an 8 GB card
+DEFAULT_ANIMATION_MEMORY_MB = 4096
+MAX_FRAMES_PER_BATCH = 16
 
 # Every token prompt fits: 12 templates x 10 styles x 5 aspects (x 24 palettes in palette mode "prompt",
 # where the least recently used go first). About 240 KB each for SD 1.5 in float32.
@@ -83,6 +93,13 @@ def centre_crop(image: Image.Image, width: int, height: int) -> Image.Image:
     left = (image.width - width) // 2
     top = (image.height - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def frames_per_batch(device: torch.device, dtype: torch.dtype, width: int, height: int) -> int:
+    """How many animation frames one UNet batch takes on this device at this size."""
+    frame_mb = FRAME_MB_512 * width * height / 512**2 * (0.5 if dtype == torch.float16 else 1.0)
+    budget = ANIMATION_MEMORY_MB.get(device.type, DEFAULT_ANIMATION_MEMORY_MB)
+    return max(1, min(MAX_FRAMES_PER_BATCH, int(budget // frame_mb)))
 
 
 def _load_pipeline(source: ModelSource, settings: Settings, dtype: torch.dtype) -> StableDiffusionPipeline:
@@ -190,8 +207,7 @@ class Engine:
         spec's own image exactly)."""
         with self._lock:
             started = time.perf_counter()
-            shape = (1, self.pipeline.unet.config.in_channels, spec.render_height // self.pipeline.vae_scale_factor,
-                     spec.render_width // self.pipeline.vae_scale_factor)
+            shape = self._latent_shape(spec)
 
             def noise(group: list[int]) -> dict[str, Any]:
                 starts, generators = [], []
@@ -211,6 +227,54 @@ class Engine:
                 images += self._denoise(spec, _offset(on_step, done, len(groups)), cancel,
                                         lambda group=group: noise(group))
             seconds = (time.perf_counter() - started) / len(seeds)
+            return [Rendered(image=image, seconds=seconds) for image in images]
+
+    def animate(
+        self,
+        spec: RenderSpec,
+        frames: list[Frame],
+        *,
+        morph_prompt: str | None = None,
+        on_step: StepCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Rendered]:
+        """One image per frame: ``spec`` rendered from the frame's blend of two seeds' starting noise, with its
+        prompt embedding blended toward ``morph_prompt``'s by the frame's ``mix``; the step noise stays the
+        spec's, so a frame at the spec's own seed and mix 0 is the spec's image. Frames go through the UNet in
+        batches (``frames_per_batch``), one at a time for samplers whose step noise is batch-shaped. Progress
+        counts frame-steps: (frames done x steps + step x frames in the batch, frames x steps), where a step is
+        one denoising call (two a step for SDE samplers)."""
+        with self._lock:
+            started = time.perf_counter()
+            shape = self._latent_shape(spec)
+            own = self._prompt_embeddings(spec.prompt)
+            target = self._prompt_embeddings(morph_prompt) if morph_prompt is not None else own
+            noises: dict[int, torch.Tensor] = {}
+
+            def noise_of(seed: int) -> torch.Tensor:
+                if seed not in noises:
+                    noises[seed] = seeded_noise(shape, seed, device=self.device, dtype=self.dtype)[0]
+                return noises[seed]
+
+            def inputs(batch: list[Frame]) -> dict[str, Any]:
+                starts = [slerp(f.t, noise_of(f.start_seed), noise_of(f.end_seed)) for f in batch]
+                prompts = [torch.lerp(own["prompt_embeds"], target["prompt_embeds"], f.mix) for f in batch]
+                return {"num_images_per_prompt": 1, "latents": torch.cat(starts),
+                        "generator": [seeded_noise(shape, spec.seed, device=self.device, dtype=self.dtype)[1]
+                                      for _ in batch],
+                        "prompt_embeds": torch.cat(prompts),
+                        "negative_prompt_embeds": own["negative_prompt_embeds"].repeat(len(batch), 1, 1)}
+
+            size = 1 if spec.sampler in BATCH_SHAPED_NOISE else frames_per_batch(self.device, self.dtype, spec.width,
+                                                                                   spec.height)
+            images: list[Image.Image] = []
+            for first in range(0, len(frames), size):
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled(f"animation was cancelled after {first} of {len(frames)} frames")
+                batch = frames[first:first + size]
+                progress = _frame_progress(on_step, first, len(batch), len(frames))
+                images += self._denoise(spec, progress, cancel, lambda batch=batch: inputs(batch))
+            seconds = (time.perf_counter() - started) / len(frames)
             return [Rendered(image=image, seconds=seconds) for image in images]
 
     def transform(
@@ -241,6 +305,11 @@ class Engine:
                     pipeline.vae.disable_tiling()
             return Rendered(image=result.crop((0, 0, *image.size)), seconds=time.perf_counter() - started)
 
+    def _latent_shape(self, spec: RenderSpec) -> tuple[int, int, int, int]:
+        """The shape of one image's starting noise."""
+        factor = self.pipeline.vae_scale_factor
+        return 1, self.pipeline.unet.config.in_channels, spec.render_height // factor, spec.render_width // factor
+
     def _img2img_pipeline(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""
         if self._img2img is None:
@@ -249,23 +318,26 @@ class Engine:
         return self._img2img
 
     def _denoise(self, spec: RenderSpec, on_step: StepCallback | None, cancel: threading.Event | None,
-                 noise: Callable[[], dict[str, Any]]) -> list[Image.Image]:
-        """Text to image for ``spec``, centre-cropped to its size; ``noise`` makes the inputs that say where
-        the noise comes from (a generator, or starting latents and their generators)."""
-        images = self._call(self.pipeline, spec, noise, width=spec.render_width, height=spec.render_height,
+                 inputs: Callable[[], dict[str, Any]]) -> list[Image.Image]:
+        """Text to image for ``spec``, centre-cropped to its size; ``inputs`` makes the inputs that say where
+        the noise comes from (a generator, or starting latents and their generators), and may replace the
+        prompt's embeddings (an animation's morph)."""
+        images = self._call(self.pipeline, spec, inputs, width=spec.render_width, height=spec.render_height,
                             callback_on_step_end=self._step_callback(on_step, cancel))
         return [centre_crop(image, spec.width, spec.height) for image in images]
 
-    def _call(self, pipeline: DiffusionPipeline, spec: RenderSpec, noise: Callable[[], dict[str, Any]],
+    def _call(self, pipeline: DiffusionPipeline, spec: RenderSpec, inputs: Callable[[], dict[str, Any]],
               **arguments: Any) -> list[Image.Image]:
-        """One pipeline call for ``spec``, with a fresh scheduler and fresh noise (both keep state). Out of
+        """One pipeline call for ``spec``, with a fresh scheduler and fresh ``inputs`` (noise and generators keep
+        state; they may replace the prompt's embeddings). Out of
         memory, it frees the cache and tries once more with VAE tiling and attention slicing (slower, and
         pixels a little different), then gives up with OutOfMemory."""
 
         def attempt() -> list[Image.Image]:
             pipeline.scheduler = make_scheduler(spec.sampler, self._scheduler_config, seed=spec.seed)
-            return pipeline(**self._prompt_embeddings(spec.prompt), num_inference_steps=spec.steps,
-                            guidance_scale=spec.guidance_scale, output_type="pil", **arguments, **noise()).images
+            call = {**self._prompt_embeddings(spec.prompt), **inputs()}
+            return pipeline(num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale, output_type="pil",
+                            **arguments, **call).images
 
         try:
             return attempt()
@@ -331,6 +403,13 @@ def low_memory(pipeline: DiffusionPipeline) -> Iterator[None]:
         pipeline.disable_attention_slicing()
         if not was_tiling:
             pipeline.vae.disable_tiling()
+
+
+def _frame_progress(on_step: StepCallback | None, done: int, batch: int, frames: int) -> StepCallback | None:
+    """An animation's progress in frame-steps: the frames before this batch, plus this batch's steps."""
+    if on_step is None:
+        return None
+    return lambda step, total: on_step(done * total + step * batch, frames * total)
 
 
 def _offset(on_step: StepCallback | None, done: int, groups: int) -> StepCallback | None:

@@ -6,12 +6,14 @@
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     variations.py  the ``variations`` kind: images from the same parameters with blended starting noise
     transform.py   the ``upscale`` and ``restyle`` kinds: img2img (or Lanczos) of a stored image
+    animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
     book.py    job records in SQLite
     model.py   the model, loaded in the background
     queue.py   BaseQueue (dedup, records, coordinators) and JobQueue, the in-process backend (one worker)
 """
 
-from aleaart.jobs import collection, render, transform, variations  # noqa: F401  (register the kinds)
+from aleaart.jobs import animation, collection, render, transform, variations  # noqa: F401  (register the kinds)
+from aleaart.jobs.animation import AnimationRequest
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
@@ -23,7 +25,8 @@ from aleaart.jobs.transform import RestyleRequest, SourceImage, UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
 
 __all__ = [
-    "KINDS", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue", "JobRequest",
-    "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest", "RestyleRequest", "RunContext",
-    "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image", "request_from_json",
+    "KINDS", "AnimationRequest", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook",
+    "JobQueue", "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest",
+    "RestyleRequest", "RunContext", "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image",
+    "request_from_json",
 ]

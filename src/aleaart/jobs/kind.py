@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
+from aleaart.motion import Frame
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
 
@@ -50,6 +51,9 @@ class EngineLike(Protocol):
 
     def transform(self, spec: RenderSpec, image: Image.Image, strength: float, *,
                   on_step: StepCallback | None = None, cancel: threading.Event | None = None) -> Rendered: ...
+
+    def animate(self, spec: RenderSpec, frames: list[Frame], *, morph_prompt: str | None = None,
+                on_step: StepCallback | None = None, cancel: threading.Event | None = None) -> list[Rendered]: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""Frames to files browsers play: H.264 MP4 (PyAV, FFmpeg's libx264) and animated WebP (Pillow)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+from av.codec.context import Flags
+from PIL import Image
+
+# Quality, not size, decides: a loop of a few seconds is small anyway. CRF 18 is visually lossless for x264.
+H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}  # one thread: the same bytes on every machine
+WEBP_QUALITY = 90
+METADATA_KEY = "comment"  # the MP4 tag ffprobe and most players show
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """H.264 in 4:2:0 needs even sides; an odd side loses its last row or column."""
+    return width - width % 2, height - height % 2
+
+
+def encode_mp4(frames: Sequence[Image.Image], fps: int, metadata: dict[str, Any] | None = None) -> bytes:
+    """An H.264 (yuv420p) MP4 with its index at the front (``faststart``: a browser plays it while loading),
+    ``metadata`` as JSON in its comment tag; the same frames give the same bytes."""
+    width, height = even_size(*frames[0].size)
+    # faststart moves the index by reading the file back, which FFmpeg does by opening it again: a real file.
+    with tempfile.TemporaryDirectory(prefix="aleaart-mp4-") as folder:
+        path = Path(folder) / "animation.mp4"
+        _write_mp4(path, frames, fps, (width, height), metadata)
+        return path.read_bytes()
+
+
+def _write_mp4(path: Path, frames: Sequence[Image.Image], fps: int, size: tuple[int, int],
+               metadata: dict[str, Any] | None) -> None:
+    width, height = size
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        if metadata is not None:
+            container.metadata[METADATA_KEY] = json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+        stream = container.add_stream("libx264", rate=fps, options=H264_OPTIONS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.flags |= Flags.bitexact  # no encoder version string in the stream: bytes stay put
+        for frame in frames:
+            picture = av.VideoFrame.from_image(frame.convert("RGB").crop((0, 0, width, height)))
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+
+
+def encode_webp(frames: Sequence[Image.Image], fps: int) -> bytes:
+    """An animated WebP that loops forever (for places that show images but not videos)."""
+    output = io.BytesIO()
+    first, *rest = [frame.convert("RGB") for frame in frames]
+    first.save(output, format="WEBP", save_all=True, append_images=rest, duration=round(1000 / fps), loop=0,
+               quality=WEBP_QUALITY, method=4)
+    return output.getvalue()
+
+
+def decode_mp4(data: bytes) -> tuple[list[Image.Image], float, dict[str, str]]:
+    """The frames of an MP4, its frame rate and its container tags (tests, and tools that inspect animations)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_image() for frame in container.decode(stream)]
+        return frames, float(stream.average_rate), dict(container.metadata)

@@ -1,0 +1,279 @@
+"""Animations: the loop's path (pure), the encoders, frames on the tiny model, and the job, its files and routes."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from fakes import FakeEngine, wait_done
+from PIL import Image
+
+from aleaart.errors import GenerationCancelled, InvalidParams
+from aleaart.jobs import AnimationRequest, RenderRequest
+from aleaart.jobs.kind import RunContext
+from aleaart.jobs.render import graded
+from aleaart.motion import Frame, loop_seeds, noise_walk, style_morph
+from aleaart.params import STYLES, RenderParams, RenderSpec, spec_from_params
+from aleaart.video import decode_mp4, encode_mp4, encode_webp, even_size
+
+SEED_PARAMS = {"promptIndex": 3, "styleIndex": 1, "samplerIndex": 0, "aspectIndex": 0, "steps": 18, "cfg": 70,
+               "latentSeed": 4242, "paletteId": 2}
+TINY = dict(prompt="animation test, oil painting, dramatic lighting", sampler="DPM++ 2M Karras", width=96, height=96,
+            steps=4, guidance_scale=7.5, seed=42)
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    error = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255**2 / error)
+
+
+def difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.mean(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+# The path (pure)
+
+def test_the_noise_walk_starts_at_the_seed_visits_each_neighbour_and_closes_the_loop():
+    walk = noise_walk(4294967295, 12, 2)
+    assert loop_seeds(4294967295, 2) == [4294967295, 0, 1]  # uint32 wraps
+    assert walk[0] == Frame(4294967295, 0, 0.0)
+    assert [(f.start_seed, f.end_seed) for f in walk] == [(4294967295, 0)] * 4 + [(0, 1)] * 4 + [(1, 4294967295)] * 4
+    assert [f.t for f in walk[:4]] == [0.0, 0.25, 0.5, 0.75]  # evenly spaced; the last leg leads back to frame 0
+    assert all(f.mix == 0 for f in walk)
+    assert noise_walk(7, 10, 3) == noise_walk(7, 10, 3)
+
+
+def test_the_style_morph_keeps_the_noise_and_eases_to_the_style_and_back():
+    morph = style_morph(5, 8)
+    assert {(f.start_seed, f.end_seed, f.t) for f in morph} == {(5, 5, 0.0)}
+    mixes = [f.mix for f in morph]
+    assert mixes[0] == 0 and mixes[4] == pytest.approx(1) and mixes[1] == pytest.approx(mixes[7])
+    assert mixes[:5] == sorted(mixes[:5])
+
+
+def test_requests_check_their_ranges_and_keys_follow_the_settings():
+    spec = spec_from_params(RenderParams.from_json(SEED_PARAMS))
+    with pytest.raises(InvalidParams, match="frames"):
+        AnimationRequest(spec, "9", frames=7)
+    with pytest.raises(InvalidParams, match="fps"):
+        AnimationRequest(spec, "9", fps=31)
+    with pytest.raises(InvalidParams, match="neighbours"):
+        AnimationRequest(spec, "9", neighbours=0)
+    with pytest.raises(InvalidParams, match="morphStyle"):
+        AnimationRequest(spec, "9", morph_style=10)
+    with pytest.raises(InvalidParams, match="own style"):
+        AnimationRequest(spec, "9", morph_style=1)
+    recipe = {"model": "m"}
+    base = AnimationRequest(spec, "9", frames=8)
+    keys = {base.key(recipe), AnimationRequest(spec, "9", frames=9).key(recipe),
+            AnimationRequest(spec, "9", frames=8, fps=24).key(recipe),
+            AnimationRequest(spec, "9", frames=8, neighbours=2).key(recipe),
+            AnimationRequest(spec, "9", frames=8, morph_style=4).key(recipe), base.key({"model": "other"})}
+    assert len(keys) == 6
+    morph = AnimationRequest(spec, "9", frames=8, morph_style=4)
+    assert AnimationRequest.from_json(json.loads(json.dumps(morph.to_json()))) == morph
+    assert STYLES[4].text in morph.morph_prompt() and STYLES[1].text not in morph.morph_prompt()
+    assert base.total_steps() == 8 * spec.steps
+
+
+# The encoders
+
+def frames_of(count: int, size: tuple[int, int]) -> list[Image.Image]:
+    """Smooth gradients (what video codecs are made for), brighter frame by frame."""
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([x * 200 / size[0], y * 200 / size[1], (x + y) * 100 / sum(size)], axis=-1)
+    return [Image.fromarray((base + i * 6).astype("uint8")) for i in range(count)]
+
+
+def test_mp4s_are_h264_at_the_frame_rate_with_even_sides_and_the_same_bytes_each_time():
+    frames = frames_of(8, (96, 75))
+    data = encode_mp4(frames, 12, {"key": "k"})
+    assert data == encode_mp4(frames, 12, {"key": "k"})
+    assert data[4:8] == b"ftyp" and data.index(b"moov") < data.index(b"mdat")  # faststart: playable while loading
+    decoded, fps, tags = decode_mp4(data)
+    assert len(decoded) == 8 and fps == 12 and decoded[0].size == even_size(96, 75) == (96, 74)
+    assert json.loads(tags["comment"]) == {"key": "k"}
+    assert all(psnr(d, f.crop((0, 0, 96, 74))) > 35 for d, f in zip(decoded, frames, strict=True))
+
+
+def test_webps_loop_forever_with_every_frame():
+    data = encode_webp(frames_of(8, (64, 48)), 10)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "WEBP" and image.n_frames == 8 and image.info["loop"] == 0
+        image.seek(1)
+        image.load()
+        assert image.info["duration"] == 100 and image.size == (64, 48)
+
+
+# On the tiny model
+
+def test_frame_zero_is_the_still_the_loop_is_smooth_and_repeats(tiny_engine):
+    spec = RenderSpec(**TINY)
+    still = tiny_engine.generate(spec).image
+    walk = noise_walk(spec.seed, 8, 1)
+    frames = [r.image for r in tiny_engine.animate(spec, walk)]
+    assert len(frames) == 8 and all(f.size == (96, 96) for f in frames)
+    assert psnr(frames[0], still) > 40  # batching may move a float's last bits, never the picture
+    steps = [difference(frames[i], frames[(i + 1) % 8]) for i in range(8)]
+    assert np.mean(steps) < difference(frames[0], frames[4])  # frame 4 is the neighbour's own noise
+    assert [r.image.tobytes() for r in tiny_engine.animate(spec, walk)] == [f.tobytes() for f in frames]
+
+
+def test_a_style_morph_starts_at_the_still_and_moves_toward_the_style(tiny_engine):
+    spec = RenderSpec(**TINY)
+    still = tiny_engine.generate(spec).image
+    frames = [r.image for r in tiny_engine.animate(spec, style_morph(spec.seed, 8),
+                                                    morph_prompt="animation test, watercolor, dramatic lighting")]
+    assert psnr(frames[0], still) > 40
+    assert difference(frames[0], frames[1]) < difference(frames[0], frames[4])
+
+
+@pytest.mark.parametrize(("sampler", "batches"), [("DPM++ 2M Karras", 1), ("DPM++ SDE Karras", 8)])
+def test_frames_render_in_batches_with_progress_per_frame(tiny_engine, sampler, batches):
+    spec = RenderSpec(**{**TINY, "sampler": sampler})
+    calls: list[int] = []
+    pipeline = tiny_engine.pipeline
+    original = pipeline.__class__.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs["latents"].shape[0])
+        return original(self, *args, **kwargs)
+
+    progress: list[tuple[int, int]] = []
+    pipeline.__class__.__call__ = counting
+    try:
+        tiny_engine.animate(spec, noise_walk(spec.seed, 8, 2), on_step=lambda s, t: progress.append((s, t)))
+    finally:
+        pipeline.__class__.__call__ = original
+    assert len(calls) == batches and sum(calls) == 8
+    done = [s for s, _ in progress]
+    assert done == sorted(done) and progress[-1][0] == progress[-1][1]
+
+
+def test_an_animation_is_cancelled_between_batches(tiny_engine):
+    spec = RenderSpec(**{**TINY, "sampler": "DPM++ SDE Karras"})  # one frame a batch
+    cancel = threading.Event()
+
+    def stop_after_first_frame(step: int, total: int) -> None:
+        if step >= total // 8:
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        tiny_engine.animate(spec, noise_walk(spec.seed, 8, 1), on_step=stop_after_first_frame, cancel=cancel)
+
+
+def test_the_job_stores_an_mp4_whose_first_frame_is_the_tokens_still(tiny_engine):
+    spec = RenderSpec(**TINY)
+    request = AnimationRequest(spec, "5", frames=8, fps=8)
+    context = RunContext(engine=tiny_engine, key=request.key(tiny_engine.recipe), store=None,
+                         on_step=lambda s, t: None, cancel=threading.Event())
+    mp4, webp = request.run(context)
+    assert mp4.record.file.endswith(".mp4") and webp.record.file.endswith(".webp")
+    assert mp4.record.kind == "animation" and mp4.record.source == RenderRequest(spec, "5").key(tiny_engine.recipe)
+    frames, fps, tags = decode_mp4(mp4.data)
+    assert len(frames) == 8 and fps == 8 and frames[0].size == (96, 96)
+    still = graded(tiny_engine.generate(spec).image, spec)
+    # After H.264: the luma keeps the still to within 35 dB; colour, subsampled 4:2:0, loses more of the tiny model's
+    # pixel-sized noise (a real model's images are smooth), and still frame 0 is far nearer than any other frame.
+    assert psnr(frames[0].convert("L"), still.convert("L")) > 35
+    assert all(psnr(frames[0], still) > psnr(other, still) + 6 for other in frames[1:])
+    assert json.loads(tags["comment"])["operation"] == {"frames": 8, "fps": 8, "neighbours": 3}
+    with Image.open(io.BytesIO(webp.data)) as animated:
+        assert animated.n_frames == 8
+
+
+# The job and the routes (fake engine)
+
+@pytest.fixture
+def client(fake_client):
+    return fake_client
+
+
+def test_an_animation_is_two_stored_files_served_with_their_types_and_ranges(client):
+    body = {"parameters": SEED_PARAMS, "tokenId": "9", "frames": 8, "fps": 6}
+    made = client.post("/animations", json=body)
+    assert made.status_code == 202 and made.json()["kind"] == "animation"
+    done = wait_done(client, made.json()["jobId"])
+    assert done["status"] == "succeeded" and done["totalSteps"] == 8 * 18 == done["step"]
+    mp4, webp = done["results"]
+    assert mp4["imageUrl"].endswith(".mp4") and webp["imageUrl"].endswith(".webp") and mp4["kind"] == "animation"
+    video = client.get(mp4["imageUrl"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert video.headers["accept-ranges"] == "bytes"
+    frames, fps, _ = decode_mp4(video.content)
+    assert len(frames) == 8 and fps == 6 and frames[0].size == (512, 512)
+    seek = client.get(mp4["imageUrl"], headers={"Range": "bytes=1000-1999"})
+    assert seek.status_code == 206 and seek.content == video.content[1000:2000]
+    assert client.get(webp["imageUrl"]).headers["content-type"] == "image/webp"
+
+    still = client.post("/generate-image", json={"parameters": SEED_PARAMS, "tokenId": "9"}).json()
+    assert mp4["source"] == still["imageId"]
+    assert psnr(frames[0], Image.open(io.BytesIO(client.get(still["imageUrl"]).content)).convert("RGB")) > 30
+    listed = client.get("/images", params={"source": still["imageId"], "kind": "animation"}).json()
+    assert listed["total"] == 2
+
+    again = wait_done(client, client.post("/animations", json=body).json()["jobId"])
+    assert again["results"][0]["cached"] is True and again["results"][0]["imageId"] == mp4["imageId"]
+
+
+@pytest.mark.parametrize(("change", "field"), [({"frames": 7}, "frames"), ({"frames": 121}, "frames"),
+                                               ({"fps": 5}, "fps"), ({"fps": 31}, "fps"),
+                                               ({"neighbours": 9}, "neighbours"), ({"morphStyle": 10}, "morphStyle"),
+                                               ({"morphStyle": 1}, "own style"), ({"frames": "many"}, "frames")])
+def test_bad_animation_settings_are_422_naming_the_field(client, change, field):
+    answer = client.post("/animations", json={"parameters": SEED_PARAMS, "tokenId": "9", **change})
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_params"
+    assert field in answer.json()["error"]
+
+
+def test_a_cancelled_animation_stores_nothing(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from aleaart.api import create_app
+    from aleaart.config import Settings
+
+    engine = FakeEngine()
+    engine.release.clear()
+    app = create_app(Settings(images_dir=tmp_path / "images"), loader=lambda: engine)
+    with TestClient(app) as client:
+        app.state.model.wait(5)
+        made = client.post("/animations", json={"parameters": SEED_PARAMS, "tokenId": "9", "frames": 8}).json()
+        assert engine.started.wait(10)
+        assert client.delete(f"/jobs/{made['jobId']}").status_code == 200
+        engine.release.set()
+        assert wait_done(client, made["jobId"])["status"] == "cancelled"
+        assert client.get("/images", params={"kind": "animation"}).json()["total"] == 0
+
+
+def test_the_tokens_metadata_names_its_animation(tmp_path):
+    import warnings
+
+    from evm import deploy, mint_cheap
+    from fastapi.testclient import TestClient
+    from web3 import EthereumTesterProvider, Web3
+
+    from aleaart.api import create_app
+    from aleaart.chain import ChainReader
+    from aleaart.config import Settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w3 = Web3(EthereumTesterProvider())
+    contract = deploy(w3)
+    reader = ChainReader(rpc_url="eth-tester", chain_id=w3.eth.chain_id, address=contract.address, web3=w3)
+    token_id = mint_cheap(contract, w3)
+    app = create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine, chain=reader)
+    with TestClient(app) as client:
+        app.state.model.wait(5)
+        assert "animation_url" not in client.get(f"/tokens/{token_id}/metadata.json").json()
+        made = client.post(f"/tokens/{token_id}/animation", json={"frames": 8})
+        assert made.status_code == 202, made.text
+        mp4 = wait_done(client, made.json()["jobId"])["results"][0]
+        metadata = client.get(f"/tokens/{token_id}/metadata.json").json()
+        assert metadata["animation_url"] == f"http://testserver{mp4['imageUrl']}"
+        bad = client.post(f"/tokens/{token_id}/animation", json={"frames": 8, "extra": 1})
+        assert bad.status_code == 422 and "extra" in bad.json()["error"]
+
