@@ -152,6 +152,16 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
     wait_for_derived(page, "Restyled: Watercolor")
     assert "watercolor, soft, flowing" in page.locator("#derived-grid img").get_attribute("alt")
 
+    page.get_by_role("button", name="Animate").click()  # a looping video of the token, playing in the page
+    wait_for_derived(page, "Animation")
+    video = page.locator("#derived-grid video")
+    assert video.count() == 1 and video.get_attribute("src").endswith(".mp4")
+    # Chromium decodes the H.264 and plays it: frames arrive, the clock moves, its size is the token's
+    page.wait_for_function("(() => { const v = document.querySelector('#derived-grid video'); "
+                           "return v.readyState >= 2 && v.currentTime > 0 && !v.paused; })()", timeout=60_000)
+    assert video.evaluate("v => [v.videoWidth, v.videoHeight, v.loop, v.muted]") == [512, 512, True, True]
+    page.wait_for_function("document.querySelector('#gallery video') !== null")  # the gallery shows it too
+
     page.locator("#gallery button").first.click()
     dialog = page.locator("#details")
     assert dialog.is_visible() and "SHA-256" in dialog.inner_text()

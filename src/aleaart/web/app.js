@@ -124,7 +124,7 @@ function manualParams() {
 
 function setBusy(busy) {
   $("generate").disabled = busy;
-  for (const id of ["variations", "upscale", "restyle"]) $(id).disabled = busy;
+  for (const id of ["variations", "upscale", "restyle", "animate"]) $(id).disabled = busy;
   $("cancel").hidden = !busy;
   $("progress-box").hidden = !busy;
 }
@@ -234,6 +234,37 @@ async function restyle() {
   );
 }
 
+const ANIMATION = { frames: 24, fps: 12 };
+
+async function animate() {
+  const source = state.source;
+  if (!source) return;
+  await runJob(
+    () => source.kind === "token"
+      ? request("POST", `/tokens/${source.tokenId}/animation`, { body: ANIMATION })
+      : request("POST", "/animations", { body: { parameters: source.params, ...ANIMATION } }),
+    // The job's results are the MP4 and the same loop as an animated WebP; the video is the one shown.
+    (job) => showDerived("Animation", `${ANIMATION.frames} frames at ${ANIMATION.fps} fps: the starting noise ` +
+      "walks through three neighbour seeds and back, so the loop begins and ends on this image.",
+    job.results.filter(isVideo)),
+  );
+}
+
+const isVideo = (result) => result.imageUrl.endsWith(".mp4");
+
+// A stored file as the page shows it: a muted looping video for an MP4, an image for the rest.
+function media(result, alt) {
+  if (isVideo(result)) {
+    const video = document.createElement("video");
+    Object.assign(video, { src: result.imageUrl, muted: true, loop: true, autoplay: true, playsInline: true });
+    video.setAttribute("aria-label", alt);
+    return video;
+  }
+  const image = document.createElement("img");
+  Object.assign(image, { src: result.imageUrl, alt, loading: "lazy" });
+  return image;
+}
+
 function showDerived(heading, note, results) {
   $("derived-heading").textContent = heading;
   $("derived-note").textContent = note;
@@ -241,11 +272,7 @@ function showDerived(heading, note, results) {
     const item = document.createElement("li");
     const link = document.createElement("a");
     link.href = result.imageUrl;
-    const image = document.createElement("img");
-    image.src = result.imageUrl;
-    image.alt = `${heading} ${i + 1}: ${result.prompt}`;
-    image.loading = "lazy";
-    link.append(image);
+    link.append(media(result, `${heading} ${i + 1}: ${result.prompt}`));
     item.append(link);
     return item;
   }));
@@ -306,10 +333,7 @@ function galleryItem(image) {
   const item = document.createElement("li");
   const button = document.createElement("button");
   button.type = "button";
-  const thumb = document.createElement("img");
-  thumb.src = image.imageUrl;
-  thumb.loading = "lazy";
-  thumb.alt = image.prompt;
+  const thumb = media(image, image.prompt);
   const caption = document.createElement("span");
   caption.textContent = image.tokenId ? `Token #${image.tokenId}` : "By hand";
   button.append(thumb, caption);
@@ -319,8 +343,16 @@ function galleryItem(image) {
 }
 
 function openDetails(image) {
-  $("details-image").src = image.imageUrl;
-  $("details-image").alt = image.prompt;
+  const video = isVideo(image);
+  $("details-image").hidden = video;
+  $("details-video").hidden = !video;
+  if (video) {
+    $("details-video").src = image.imageUrl;
+    $("details-video").setAttribute("aria-label", image.prompt);
+  } else {
+    $("details-image").src = image.imageUrl;
+    $("details-image").alt = image.prompt;
+  }
   const rows = [
     ["Token", image.tokenId ? `#${image.tokenId}` : "—"],
     ["Prompt", image.prompt],
@@ -363,6 +395,7 @@ async function main() {
   $("variations").addEventListener("click", makeVariations);
   $("upscale").addEventListener("click", upscale);
   $("restyle").addEventListener("click", restyle);
+  $("animate").addEventListener("click", animate);
   $("cancel").addEventListener("click", cancel);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
