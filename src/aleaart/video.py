@@ -13,8 +13,10 @@ import av
 from av.codec.context import Flags
 from PIL import Image
 
-# Quality, not size, decides: a loop of a few seconds is small anyway. CRF 18 is visually lossless for x264.
-H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}  # one thread: the same bytes on every machine
+# Quality, not size, decides: a loop of a few seconds is small anyway. A constant quantiser of 18 (about what
+# CRF 18, visually lossless, gives) on one thread: CRF's rate control gave other bytes for the same frames in a
+# process that had loaded the model (floating point in its lookahead), a constant quantiser the same every time.
+H264_OPTIONS = {"qp": "18", "preset": "medium", "threads": "1"}
 WEBP_QUALITY = 90
 METADATA_KEY = "comment"  # the MP4 tag ffprobe and most players show
 

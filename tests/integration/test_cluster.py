@@ -170,6 +170,22 @@ def test_an_upscale_and_a_restyle_run_on_workers_from_the_apis_stored_image(clus
         assert hashlib.sha256(png).hexdigest() == result["sha256"]
 
 
+def test_an_animation_runs_on_a_worker_and_its_video_is_served_from_the_api(cluster):
+    from aleaart.video import decode_mp4
+
+    body = {**FAST, "prompt": "tide", "seed": 78, "frames": 8, "fps": 8}
+    answer = httpx.post(cluster.url + "/animations", json=body, timeout=30)
+    assert answer.status_code == 202, answer.text
+    status = cluster.wait(answer.json()["jobId"], finished)
+    assert status["status"] == "succeeded", status
+    mp4, webp = status["results"]
+    video = httpx.get(cluster.url + mp4["imageUrl"], timeout=10)
+    assert video.headers["content-type"] == "video/mp4" and hashlib.sha256(video.content).hexdigest() == mp4["sha256"]
+    frames, fps, _ = decode_mp4(video.content)
+    assert len(frames) == 8 and fps == 8 and frames[0].size == (256, 256)
+    assert httpx.get(cluster.url + webp["imageUrl"], timeout=10).headers["content-type"] == "image/webp"
+
+
 def test_a_worker_of_another_model_gets_none_of_this_models_jobs(cluster, cache_dir):
     folder = next(Path(cache_dir).glob("tiny-model-*"))  # the same weights, named as another model
     other = Worker({**cluster.env, "ALEAART_MODEL": str(folder)}, cluster.workdir / "other", "other")

@@ -32,13 +32,13 @@ from aleaart.resample import pad_to_multiple
 
 log = logging.getLogger(__name__)
 
-# Activation memory of one 512² frame with guidance in float32, measured on CPU (a 1024² render peaks 4.2 GiB
-# above the weights); float16 needs half. An animation renders as many frames per UNet batch as fit the device's
-# budget. The rule depends on device, dtype and size alone (all in the key), so a request always gets the same
-# batches, and the same pixels.
+# Activation memory of one 512² frame with guidance in float32 (measured on CPU: a batch of 4 peaks 2.7 GiB above a
+# batch of 1); float16 needs half. On CUDA an animation renders as many frames per UNet batch as fit the budget.
+# On CPU a batch is one frame: bench/bench_animation.py measured batches of 4 no faster per frame (35.1 s against
+# 33.2 s) for 2.7 GiB more. The rule depends on device, dtype and size alone (all in the key), so a request always
+# gets the same batches, and the same pixels.
 FRAME_MB_512 = 1024
 ANIMATION_MEMORY_MB = {"cuda": 6144}  # leaves room for SD 1.5's 2 GB of fp16 weights on an 8 GB card
-DEFAULT_ANIMATION_MEMORY_MB = 4096
 MAX_FRAMES_PER_BATCH = 16
 
 # Every token prompt fits: 12 templates x 10 styles x 5 aspects (x 24 palettes in palette mode "prompt",
@@ -98,7 +98,7 @@ def centre_crop(image: Image.Image, width: int, height: int) -> Image.Image:
 def frames_per_batch(device: torch.device, dtype: torch.dtype, width: int, height: int) -> int:
     """How many animation frames one UNet batch takes on this device at this size."""
     frame_mb = FRAME_MB_512 * width * height / 512**2 * (0.5 if dtype == torch.float16 else 1.0)
-    budget = ANIMATION_MEMORY_MB.get(device.type, DEFAULT_ANIMATION_MEMORY_MB)
+    budget = ANIMATION_MEMORY_MB.get(device.type, 0)
     return max(1, min(MAX_FRAMES_PER_BATCH, int(budget // frame_mb)))
 
 
