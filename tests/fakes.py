@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from PIL import Image
 
 from aleaart.errors import GenerationCancelled
+from aleaart.model_files import Architecture
 from aleaart.params import RenderSpec
+
+# What uploads are checked against when the fake engine is loaded: a few tensors of a made-up SD 1.x layout.
+FAKE_ARCHITECTURE = Architecture(
+    name="fake",
+    checkpoint={"model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
+                "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (16, 8),
+                "first_stage_model.decoder.conv_out.weight": (3, 8, 3, 3)},
+    modules={"unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k": (8, 8)},
+    context_dim=8,
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,9 @@ class FakeEngine:
         red = Image.new("RGB", own.size, (255, 0, 0))
         return [FakeRendered(Image.blend(own, red, 1 - abs(1 - 2 * i / len(frames))), seconds=0.01)
                 for i in range(len(frames))]
+
+    def architecture(self) -> Architecture:
+        return FAKE_ARCHITECTURE
 
     @staticmethod
     def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:

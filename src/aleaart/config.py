@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     images_dir: Path = Path("generated_images")
     db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
     collections_dir: Path = Field(Path("collections"), description="where collection exports are written")
+    models_dir: Path | None = Field(None, description="uploaded checkpoints and LoRAs; default: <images_dir>/models")
+    admin_key: str | None = Field(None, description="when set, POST/DELETE /models accept uploads with it "
+                                  "(X-Admin-Key); unset, uploads are off")
+    max_upload_mb: int = Field(4096, ge=1, description="the largest weights file POST /models accepts (413 beyond)")
+    max_loaded_models: int = Field(1, ge=1, description="pipelines kept loaded at once (the default model and "
+                                   "uploaded checkpoints); the least recently used is unloaded first")
     max_queue: int = Field(32, ge=1, description="queued jobs beyond which requests get 429")
     min_free_mb: int = Field(100, ge=0, description="below this much free disk, new images are refused (507)")
     serve_cache_mb: int = Field(256, ge=0, description="memory for stored PNGs (and their base64) served often; "
@@ -104,3 +110,7 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.db or self.images_dir / "index.db"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.images_dir / "models"

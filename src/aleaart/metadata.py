@@ -90,6 +90,10 @@ class ImageInfo:
             "Model": self.model,
             "Version": f"aleaart {self.version}",
         }
+        if spec.model is not None:
+            pairs["Model hash"] = spec.model[:10]  # A1111's short sha256 of the checkpoint
+        if spec.loras:
+            pairs["LoRAs"] = " ".join(f"{lora.sha256[:10]}:{lora.weight:g}" for lora in spec.loras)
         if self.token_id is not None:
             pairs["Token"] = self.token_id
         if (derived := self.derivation) is not None:

@@ -240,6 +240,18 @@ class PaletteGrade:
     strength: float
 
 
+LORA_WEIGHT = (-2.0, 2.0)
+MAX_LORAS = 4
+
+
+@dataclass(frozen=True)
+class LoraWeight:
+    """An uploaded LoRA (its sha256) applied at ``weight``: 0 is the model without it, 1 as trained."""
+
+    sha256: str
+    weight: float
+
+
 def round_up_to_8(n: int) -> int:
     return math.ceil(n / 8) * 8
 
@@ -261,6 +273,8 @@ class RenderSpec:
     seed: int
     params: RenderParams | None = None
     grade: PaletteGrade | None = None
+    model: str | None = None  # an uploaded checkpoint's sha256; None is the service's own model
+    loras: tuple[LoraWeight, ...] = ()
 
     @property
     def render_width(self) -> int:
@@ -294,8 +308,11 @@ class RenderSpec:
     def _canonical(self) -> dict[str, Any]:
         data = asdict(self)
         data["params"] = self.params.to_json() if self.params else None
-        if self.grade is None:
-            del data["grade"]  # specs without a grade keep the keys they had before grades existed
+        for optional, default in (("grade", None), ("model", None), ("loras", ())):
+            if getattr(self, optional) == default:
+                del data[optional]  # specs without them keep the keys they had before they existed
+        if self.loras:
+            data["loras"] = [asdict(lora) for lora in self.loras]
         return data
 
     @classmethod
@@ -303,7 +320,8 @@ class RenderSpec:
         """The inverse of ``canonical`` (job records are stored in that form)."""
         params, grade = data.get("params"), data.get("grade")
         return cls(**{**data, "params": RenderParams.from_json(params) if params is not None else None,
-                      "grade": PaletteGrade(**grade) if grade is not None else None})
+                      "grade": PaletteGrade(**grade) if grade is not None else None,
+                      "loras": tuple(LoraWeight(**lora) for lora in data.get("loras", ()))})
 
 
 def spec_from_params(params: RenderParams, palette_choice: PaletteChoice = DEFAULT_PALETTE) -> RenderSpec:

@@ -14,6 +14,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import save_file
 
+from aleaart.model_files import Architecture
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
@@ -97,7 +99,8 @@ def _vae_tensor(ldm_key: str, tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def ldm_state_dict(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
+def ldm_tensors(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
+    """The pipeline's weights under their LDM names (views of the loaded tensors: nothing is copied)."""
     unet_config = pipeline.unet.config
     up_has_attention = ["CrossAttn" in name for name in unet_config.up_block_types]
     state: dict[str, torch.Tensor] = {}
@@ -111,7 +114,28 @@ def ldm_state_dict(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]
     for key, tensor in pipeline.text_encoder.state_dict().items():
         # Original checkpoints nest the CLIP weights under text_model.; transformers 5 drops it.
         state[CLIP_PREFIX + (key if key.startswith("text_model.") else "text_model." + key)] = tensor
-    return {key: tensor.detach().contiguous().cpu() for key, tensor in state.items()}
+    return state
+
+
+def ldm_state_dict(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
+    return {key: tensor.detach().contiguous().cpu() for key, tensor in ldm_tensors(pipeline).items()}
+
+
+def architecture(pipeline: StableDiffusionPipeline, name: str) -> Architecture:
+    """What uploads are checked against: the single-file layout of ``pipeline`` and the weights a LoRA can adapt
+    (the text encoder's under both of transformers' names, with and without ``text_model.``)."""
+    modules: dict[str, tuple[int, int]] = {}
+    for component in ("unet", "text_encoder"):
+        for key, tensor in getattr(pipeline, component).state_dict().items():
+            if key.endswith(".weight") and tensor.ndim == 2:
+                module = key.removesuffix(".weight")
+                modules[f"{component}.{module}"] = (tensor.shape[0], tensor.shape[1])
+                if component == "text_encoder":
+                    modules[f"{component}.text_model.{module.removeprefix('text_model.')}"] = modules[
+                        f"{component}.{module}"]
+    layout = {key: tuple(tensor.shape) for key, tensor in ldm_tensors(pipeline).items()}
+    return Architecture(name=name, checkpoint=layout, modules=modules,
+                        context_dim=int(pipeline.unet.config.cross_attention_dim))
 
 
 def export_single_file(pipeline: StableDiffusionPipeline, path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -21,11 +22,14 @@ from PIL import Image
 
 from aleaart import __version__
 from aleaart.config import Settings
+from aleaart.engine.checkpoint import architecture
+from aleaart.engine.models import ModelShelf
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.samplers import make_scheduler
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
+from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
 from aleaart.resample import pad_to_multiple
@@ -131,16 +135,20 @@ def _load_failure(source: ModelSource, error: BaseException) -> str:
 class Engine:
     """The loaded pipeline. ``generate`` is serialised: one render at a time on one pipeline."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, *, model_name: str, model_identity: str) -> None:
-        self.pipeline = pipeline
+    def __init__(self, pipeline: StableDiffusionPipeline, *, model_name: str, model_identity: str,
+                 shelf: ModelShelf | None = None) -> None:
+        self.pipeline = pipeline  # the one the job under the lock renders with (see _using)
+        self._shelf = shelf or ModelShelf(pipeline, max_loaded=1, models_dir=None, config_dir=None,
+                                          reload_default=None)
+        self._current = self._shelf.get(None)
+        self._adapted = ""  # the current model and LoRAs, for the prompt cache
         self.model_name = model_name
         self.model_identity = model_identity
         self.device = pipeline.device
         self.dtype = pipeline.unet.dtype
         self._scheduler_config = dict(pipeline.scheduler.config)
         self._lock = threading.Lock()
-        self._img2img: StableDiffusionImg2ImgPipeline | None = None
-        self._embeddings: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._embeddings: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
         # Images longer than twice the VAE's native size are encoded and decoded in tiles, so a hires
         # 2048² fits where a 1024² render does; a fixed rule, so a size always gets the same pixels.
         self.tile_above = 2 * int(pipeline.vae.config.sample_size)
@@ -156,14 +164,35 @@ class Engine:
         identity = f"{source.name}-v{TINY_VERSION}" if source.kind == "tiny" else None
         if source.kind == "tiny":
             source = ModelSource("folder", str(cached_tiny_model(settings.cache_dir)), name=source.name)
-        try:
-            pipeline = _load_pipeline(source, settings, dtype).to(device)
-        except Exception as error:  # diffusers/hub/torch raise many types; all mean "not loadable"
-            raise ModelUnavailable(
-                f"model {settings.model!r} could not be loaded: {_load_failure(source, error)}; {MODEL_HINT}"
-            ) from error
+
+        def load_default() -> StableDiffusionPipeline:
+            try:
+                return _load_pipeline(source, settings, dtype).to(device)
+            except Exception as error:  # diffusers/hub/torch raise many types; all mean "not loadable"
+                raise ModelUnavailable(
+                    f"model {settings.model!r} could not be loaded: {_load_failure(source, error)}; {MODEL_HINT}"
+                ) from error
+
+        pipeline = load_default()
         identity = identity or f"{source.name}@{model_fingerprint(source)}"
-        return cls(pipeline, model_name=source.name, model_identity=identity)
+        configs = settings.cache_dir / "configs" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+        shelf = ModelShelf(pipeline, max_loaded=settings.max_loaded_models, models_dir=settings.models_path,
+                           config_dir=configs, reload_default=load_default)
+        return cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf)
+
+    @contextlib.contextmanager
+    def _using(self, spec: RenderSpec) -> Iterator[None]:
+        """The spec's model (loaded if need be) with its LoRAs on, for one job; called under the lock."""
+        self._current = self._shelf.get(spec.model)
+        self.pipeline = self._current.pipeline
+        self._adapted = json.dumps([spec.model, [(lora.sha256, lora.weight) for lora in spec.loras]])
+        with self._shelf.applied(self._current, spec.loras):
+            yield
+
+    def architecture(self) -> Architecture:
+        """What uploads are checked against: the service's own model's layout."""
+        with self._lock:
+            return architecture(self._shelf.get(None).pipeline, self.model_name)
 
     @property
     def recipe(self) -> dict[str, str]:
@@ -185,7 +214,7 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> Rendered:
         """Render one image of exactly spec.width x spec.height; raises GenerationCancelled if asked."""
-        with self._lock:
+        with self._lock, self._using(spec):
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("generation was cancelled before it started")
             started = time.perf_counter()
@@ -205,7 +234,7 @@ class Engine:
         with that seed's, as A1111's "variation seed" does; the step noise stays the spec's. One UNet
         batch, except for samplers whose step noise is batch-shaped (one at a time, so strength 0 is the
         spec's own image exactly)."""
-        with self._lock:
+        with self._lock, self._using(spec):
             started = time.perf_counter()
             shape = self._latent_shape(spec)
 
@@ -244,7 +273,7 @@ class Engine:
         batches (``frames_per_batch``), one at a time for samplers whose step noise is batch-shaped. Progress
         counts frame-steps: (frames done x steps + step x frames in the batch, frames x steps), where a step is
         one denoising call (two a step for SDE samplers)."""
-        with self._lock:
+        with self._lock, self._using(spec):
             started = time.perf_counter()
             shape = self._latent_shape(spec)
             own = self._prompt_embeddings(spec.prompt)
@@ -288,7 +317,7 @@ class Engine:
     ) -> Rendered:
         """img2img: ``image`` noised to ``strength`` of ``spec``'s schedule and denoised with its prompt, seed,
         sampler and guidance, at the image's own size, by the loaded model's own components."""
-        with self._lock:
+        with self._lock, self._using(spec):
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("generation was cancelled before it started")
             started = time.perf_counter()
@@ -311,11 +340,7 @@ class Engine:
         return 1, self.pipeline.unet.config.in_channels, spec.render_height // factor, spec.render_width // factor
 
     def _img2img_pipeline(self) -> StableDiffusionImg2ImgPipeline:
-        """An img2img pipeline over the loaded components: no second copy of the weights."""
-        if self._img2img is None:
-            self._img2img = StableDiffusionImg2ImgPipeline(**self.pipeline.components, requires_safety_checker=False)
-            self._img2img.set_progress_bar_config(disable=True)
-        return self._img2img
+        return self._current.image_to_image()
 
     def _denoise(self, spec: RenderSpec, on_step: StepCallback | None, cancel: threading.Event | None,
                  inputs: Callable[[], dict[str, Any]]) -> list[Image.Image]:
@@ -358,13 +383,14 @@ class Engine:
     def _prompt_embeddings(self, prompt: str) -> dict[str, torch.Tensor]:
         """The text encoder's output for ``prompt`` and for the empty negative prompt, computed once per
         prompt (a token's prompt is one of 600) and kept; the pipeline would compute exactly these."""
-        if (cached := self._embeddings.get(prompt)) is not None:
-            self._embeddings.move_to_end(prompt)
+        key = (self._adapted, prompt)  # a LoRA may adapt the text encoder too
+        if (cached := self._embeddings.get(key)) is not None:
+            self._embeddings.move_to_end(key)
             return cached
         with torch.no_grad():
             positive, negative = self.pipeline.encode_prompt(prompt, self.device, 1, True)
         embeddings = {"prompt_embeds": positive, "negative_prompt_embeds": negative}
-        self._embeddings[prompt] = embeddings
+        self._embeddings[key] = embeddings
         if len(self._embeddings) > PROMPT_CACHE_SIZE:
             self._embeddings.popitem(last=False)
         return embeddings

@@ -136,6 +136,38 @@ def build_tiny_pipeline() -> StableDiffusionPipeline:
     )
 
 
+def tiny_variant(seed: int) -> StableDiffusionPipeline:
+    """A tiny model of the same architecture with other random weights (an "uploaded checkpoint" in tests)."""
+    pipeline = build_tiny_pipeline()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for component in (pipeline.unet, pipeline.text_encoder):
+            for parameter in component.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+    return pipeline
+
+
+def write_tiny_lora(pipeline: StableDiffusionPipeline, path: Path, seed: int, rank: int = 4) -> Path:
+    """A random LoRA for ``pipeline``'s UNet attention (PEFT, both halves random so it changes the pixels), saved
+    as diffusers saves LoRAs: one .safetensors with ``unet.…lora_A/B.weight`` tensors."""
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    unet = build_unet()
+    unet.load_state_dict(pipeline.unet.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    folder = Path(tempfile.mkdtemp(prefix=".tiny-lora-", dir=Path(path).parent))
+    try:
+        StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet),
+                                                  safe_serialization=True)
+        (folder / "pytorch_lora_weights.safetensors").replace(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(path)
+
+
 def make_tiny_model(folder: Path) -> Path:
     """Write the tiny model to ``folder`` (a diffusers folder), atomically; return the folder."""
     folder = Path(folder)

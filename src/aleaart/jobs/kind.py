@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
+from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
@@ -54,6 +55,8 @@ class EngineLike(Protocol):
 
     def animate(self, spec: RenderSpec, frames: list[Frame], *, morph_prompt: str | None = None,
                 on_step: StepCallback | None = None, cancel: threading.Event | None = None) -> list[Rendered]: ...
+
+    def architecture(self) -> Architecture: ...
 
 
 @dataclass(frozen=True)
