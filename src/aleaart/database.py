@@ -90,7 +90,20 @@ CREATE TABLE user_records (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2)  # MIGRATIONS[n] takes version n to n + 1
+# v3: weights users uploaded (SD 1.x checkpoints and LoRAs), their files named by sha256 in the models folder.
+V2_TO_V3 = """
+CREATE TABLE models (
+    sha256     TEXT PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    base       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3)  # MIGRATIONS[n] takes version n to n + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -2,7 +2,9 @@
 
     AleaArtError                      base; ``status`` is the HTTP status, ``code`` what clients branch on
     ├── InvalidParams          (422)  invalid_params: a RenderParams field or request value is out of contract
+    │   └── InvalidModel       (422)  invalid_model: an uploaded weights file is not what it claims, or a pickle
     ├── Unauthorized           (401)  unauthorized: an API key is configured and the request lacks it
+    ├── UploadsDisabled        (403)  uploads_disabled: model uploads need ALEAART_ADMIN_KEY set
     ├── BodyTooLarge           (413)  body_too_large: the request body is over the configured limit
     ├── UriTooLong             (414)  uri_too_long: the path and query are over 8 KiB
     ├── HeadersTooLarge        (431)  headers_too_large: the request's headers are over 32 KiB
@@ -45,9 +47,18 @@ class InvalidParams(AleaArtError, ValueError):
     code = "invalid_params"
 
 
+class InvalidModel(InvalidParams):
+    code = "invalid_model"
+
+
 class Unauthorized(AleaArtError):
     status = 401
     code = "unauthorized"
+
+
+class UploadsDisabled(AleaArtError):
+    status = 403
+    code = "uploads_disabled"
 
 
 class BodyTooLarge(AleaArtError):

@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import collections, derived, generate, images, service, tokens
+from aleaart.api import collections, derived, generate, images, models, service, tokens
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
+from aleaart.custom_models import ModelRegistry
 from aleaart.database import Database
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import BaseQueue, EngineLike, JobBook, JobQueue, ModelHolder
@@ -79,6 +80,7 @@ def create_app(
             model.start()
         metrics.watch_queue(lambda: queue.depth)
         app.state.store, app.state.model, app.state.queue = store, model, queue
+        app.state.registry = ModelRegistry(settings.models_path, db)
         app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
         queue.start()
         publisher.start()
@@ -96,8 +98,8 @@ def create_app(
     app.add_middleware(AllowedMethods)
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
-    app.add_middleware(RequestLimits, max_body=settings.max_body_bytes)
-    for module in (service, generate, images, tokens, collections, derived):
+    app.add_middleware(RequestLimits, max_body=settings.max_body_bytes, uploads={"/models": settings.max_upload_mb})
+    for module in (service, generate, images, tokens, collections, derived, models):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

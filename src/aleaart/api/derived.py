@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDep, StoreDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
+from aleaart.api.models import RegistryDep
 from aleaart.api.schemas import (
     AnimationBody,
     RestyleBody,
@@ -29,10 +30,11 @@ SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
 
 
 @router.post("/variations", status_code=202, responses=SUBMIT_ERRORS)
-async def create_variations(body: VariationsBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+async def create_variations(body: VariationsBody, queue: QueueDep, settings: SettingsDep,
+                            registry: RegistryDep) -> JSONResponse:
     """``count`` images from the body's parameters, their starting noise blended (``strength``) with the noise
     of seed + 1 … seed + count; a job whose ``results`` are the images, each stored under its source's key."""
-    job = await asyncio.to_thread(queue.submit, body.to_variations(settings.palette_choice))
+    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_variations(settings.palette_choice), registry))
     return accepted(queue, job)
 
 
@@ -47,11 +49,12 @@ async def create_token_variations(token_id: TokenIdPath, body: TokenVariations, 
 
 
 @router.post("/animations", status_code=202, responses=SUBMIT_ERRORS)
-async def create_animation(body: AnimationBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+async def create_animation(body: AnimationBody, queue: QueueDep, settings: SettingsDep,
+                           registry: RegistryDep) -> JSONResponse:
     """A looping video of the body's image: frame 0 is the image, and the starting noise walks through
     ``neighbours`` neighbour seeds and back (or the prompt morphs to ``morphStyle`` and back). A job whose
     ``results`` are the MP4 (H.264) and an animated WebP."""
-    job = await asyncio.to_thread(queue.submit, body.to_animation(settings.palette_choice))
+    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_animation(settings.palette_choice), registry))
     return accepted(queue, job)
 
 

@@ -27,12 +27,15 @@ async def refuse(error: AleaArtError, scope: Scope, receive: Receive, send: Send
 class RequestLimits:
     """414 for a path and query over 8 KiB, 431 for headers over 32 KiB, 413 for a body over ``max_body``.
 
-    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it.
+    Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it; except on
+    ``uploads`` (path → the largest file in MB), whose bodies stream through to the route, counted, and are cut
+    off past that (plus room for the form around the file).
     """
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +47,27 @@ class RequestLimits:
                                 send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
+        if (megabytes := self.uploads.get(scope["path"])) is not None:
+            return await self._stream_upload(scope, receive, send, megabytes)
         await self._limit_body(scope, receive, send)
+
+    async def _stream_upload(self, scope: Scope, receive: Receive, send: Send, megabytes: int) -> None:
+        limit = (megabytes + 1) * 2**20
+        too_large = BodyTooLarge(f"the upload is over the limit of {megabytes} MB (ALEAART_MAX_UPLOAD_MB)")
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await refuse(too_large, scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:  # raised into the route that reads the body: answered as a 413
+                raise too_large
+            return message
+
+        await self.app(scope, counted, send)
 
     async def _limit_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers", [])).get(b"content-length")

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from aleaart.api.deps import KEYED, PublisherDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
+from aleaart.api.models import RegistryDep
 from aleaart.api.responses import answer_of, job_events, job_snapshot, kept_alive
 from aleaart.api.schemas import GenerateBody
 from aleaart.jobs import BaseQueue, Job
@@ -25,7 +26,7 @@ def accepted(queue: BaseQueue, job: Job) -> JSONResponse:
 
 @router.post("/generate-image", responses=SUBMIT_ERRORS, response_model=None)
 async def generate_image(body: GenerateBody, queue: QueueDep, publisher: PublisherDep,
-                         settings: SettingsDep) -> dict[str, Any] | StreamingResponse:
+                         settings: SettingsDep, registry: RegistryDep) -> dict[str, Any] | StreamingResponse:
     """Generate (or join, or find stored) and answer with the image.
 
     An answer ready within ALEAART_KEEPALIVE_SECONDS, and every refusal, is an ordinary one.
@@ -33,7 +34,7 @@ async def generate_image(body: GenerateBody, queue: QueueDep, publisher: Publish
     ALEAART_KEEPALIVE_SECONDS until the JSON; a failure then comes as ``{"success": false, ...}``
     in that 200 answer (the frontend reads ``success``).
     """
-    job = await asyncio.to_thread(queue.submit, body.to_request(settings.palette_choice))
+    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_request(settings.palette_choice), registry))
     # A task of its own: a client that goes away does not stop the image's pinning and record.
     answer = asyncio.ensure_future(answer_of(queue, job, publisher=publisher, user_id=body.userId))
     if not settings.keepalive_seconds:
@@ -46,8 +47,9 @@ async def generate_image(body: GenerateBody, queue: QueueDep, publisher: Publish
 
 
 @router.post("/jobs", status_code=202, responses=SUBMIT_ERRORS)
-async def create_job(body: GenerateBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
-    job = await asyncio.to_thread(queue.submit, body.to_request(settings.palette_choice))
+async def create_job(body: GenerateBody, queue: QueueDep, settings: SettingsDep,
+                     registry: RegistryDep) -> JSONResponse:
+    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_request(settings.palette_choice), registry))
     return accepted(queue, job)
 
 

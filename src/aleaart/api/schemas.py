@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -17,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from aleaart.custom_models import ModelRegistry
+from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import AnimationRequest, RenderRequest, VariationsRequest
 from aleaart.jobs.transform import (
     DEFAULT_HIRES_STRENGTH,
@@ -32,14 +35,19 @@ from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
     FIELDS,
+    LORA_WEIGHT,
     MAX_JSON_TOKEN_ID,
+    MAX_LORAS,
     SAMPLERS,
     STYLES,
+    LoraWeight,
     PaletteChoice,
     RenderParams,
     RenderSpec,
     check_token_id,
 )
+
+R = TypeVar("R")
 
 SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of names, in params.py
 
@@ -89,7 +97,38 @@ def _side(name: str) -> Any:  # the annotation is JsonInt
     return Field(512, ge=256, le=1024, multiple_of=8, description=f"image {name} in pixels, a multiple of 8")
 
 
-class SeedRequest(BaseModel):
+MODEL_ID = "^[0-9a-f]{16}$|^[0-9a-f]{64}$"
+
+
+class LoraChoice(BaseModel):
+    """An uploaded LoRA and how strongly it applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=MODEL_ID, description="the LoRA's id (GET /models)")
+    weight: JsonNumber = Field(1.0, ge=LORA_WEIGHT[0], le=LORA_WEIGHT[1],
+                               description="0: the model without it; 1: as trained; negative: away from it")
+
+
+class ModelChoice(BaseModel):
+    """Which uploaded checkpoint renders, and which uploaded LoRAs apply (default: the service's own model)."""
+
+    model: str | None = Field(None, pattern=MODEL_ID, description="an uploaded checkpoint's id (GET /models)")
+    loras: list[LoraChoice] = Field(default_factory=list, max_length=MAX_LORAS)
+
+    def chosen(self, request: R, registry: ModelRegistry) -> R:
+        """``request`` rendered with the chosen weights (their sha256 and the LoRA weights go into its key)."""
+        if self.model is None and not self.loras:
+            return request
+        try:
+            model = registry.resolve(self.model, "checkpoint").sha256 if self.model is not None else None
+            loras = tuple(LoraWeight(registry.resolve(lora.id, "lora").sha256, lora.weight) for lora in self.loras)
+        except NotFound as missing:
+            raise InvalidParams(str(missing)) from None
+        return replace(request, spec=replace(request.spec, model=model, loras=loras))  # type: ignore[type-var]
+
+
+class SeedRequest(ModelChoice):
     """The seed's body: the contract's RenderParams and the token id."""
 
     model_config = ConfigDict(extra="ignore")
@@ -120,7 +159,7 @@ class SeedRequest(BaseModel):
         return RenderRequest.of_params(RenderParams.from_json(self.parameters), self.tokenId, palette)
 
 
-class FlatRequest(BaseModel):
+class FlatRequest(ModelChoice):
     """The body the existing AleaArt frontend route sends: Stable Diffusion settings directly."""
 
     model_config = ConfigDict(extra="ignore")
