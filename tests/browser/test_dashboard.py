@@ -312,3 +312,48 @@ def test_a_whole_collection_fills_its_grid_and_offers_the_car(browser, service, 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "collection.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture(scope="module")
+def models_service(tiny_env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dashboard-models")
+    with Server(server_env(tiny_env, workdir, admin_key="s3cret"), workdir) as server:
+        yield server
+
+
+def test_upload_a_lora_and_render_with_it(browser, models_service, tmp_path):
+    from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
+
+    lora = write_tiny_lora(build_tiny_pipeline(), tmp_path / "ink-style.safetensors", seed=5)
+    (tmp_path / "notes.safetensors").write_bytes(b"not weights")
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(models_service.url + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("#models-card:not([hidden])")
+    assert page.locator("#upload-form").is_hidden()  # until the admin key is entered
+    page.get_by_label("Admin key").fill("s3cret")
+    page.get_by_role("button", name="Use key").click()
+
+    page.get_by_label("Weights file").set_input_files(str(tmp_path / "notes.safetensors"))
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('Not uploaded')")
+    assert "not a readable .safetensors" in page.locator("#upload-status").inner_text()
+
+    page.get_by_label("Weights file").set_input_files(str(lora))
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('Uploaded')")
+    picked = page.locator("#lora-pick").input_value()
+    assert len(picked) == 16 and "ink-style.safetensors" in page.locator("#lora-pick").inner_text()
+
+    fill_manual(page, {**FAST, "latentSeed": 4711})
+    page.get_by_role("button", name="🎨 Generate Image").click()
+    wait_for_result(page)
+    with_lora = page.locator("#result-image").get_attribute("src")
+    page.get_by_label("LoRA", exact=True).select_option("")
+    page.get_by_role("button", name="🎨 Generate Image").click()
+    page.wait_for_function(f"document.getElementById('result-image').getAttribute('src') !== {with_lora!r} "
+                           "&& !document.getElementById('result').hidden", timeout=120_000)
+    without = page.locator("#result-image").get_attribute("src")
+    assert httpx.get(models_service.url + with_lora).content != httpx.get(models_service.url + without).content
+    context.close()

@@ -64,6 +64,24 @@ export async function request(method, path, { body } = {}) {
   return data;
 }
 
+// A weights file to POST /models (multipart), with the admin key; its errors are the upload's own, never a
+// reason to ask for the API key.
+export async function uploadModel(file, kind, adminKey) {
+  const form = new FormData();
+  form.append("file", file);
+  if (kind) form.append("kind", kind);
+  let response;
+  try {
+    response = await fetch("/models", { method: "POST", headers: headers({ "X-Admin-Key": adminKey }), body: form });
+  } catch {
+    throw new ApiError("The upload did not reach the backend.", { kind: "unreachable" });
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(data.error || `The backend answered ${response.status}`,
+    { status: response.status, code: data.code });
+  return data;
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the API key header).
 export async function* events(path) {
   let response;

@@ -1,5 +1,5 @@
 // The dashboard: token → parameters → generate (with live progress) → result, plus a gallery.
-import { ApiError, apiKey, events, request, setApiKey } from "./api.js";
+import { ApiError, apiKey, events, request, setApiKey, uploadModel } from "./api.js";
 import { definitionRows } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +12,7 @@ const state = {
   result: null, // the image shown under "Result": upscale and restyle start from it
   galleryOffset: 0,
   keyRequired: false,
+  adminKey: "",
 };
 
 // Errors and status
@@ -181,15 +182,26 @@ async function runJob(submit, done) {
   }
 }
 
+// The weights picked above Generate: nothing for the service's own model without a LoRA.
+function modelChoice() {
+  const choice = {};
+  if ($("model-pick").value) choice.model = $("model-pick").value;
+  if ($("lora-pick").value) choice.loras = [{ id: $("lora-pick").value, weight: Number($("lora-weight").value) }];
+  return choice;
+}
+
 async function generate() {
   const source = state.source;
   if (!source) return;
   $("result").hidden = true;
   $("derived-box").hidden = true;
+  const choice = modelChoice();
+  const tokenId = source.kind === "token" ? { tokenId: source.tokenId } : {};
   await runJob(
-    () => source.kind === "token"
+    // A token's own route renders it as the service does; other weights go through /jobs with its parameters.
+    () => source.kind === "token" && !Object.keys(choice).length
       ? request("POST", `/tokens/${source.tokenId}/jobs`)
-      : request("POST", "/jobs", { body: { parameters: source.params } }),
+      : request("POST", "/jobs", { body: { parameters: source.params, ...tokenId, ...choice } }),
     (job) => {
       state.result = job.result;
       showResult(job.result);
@@ -370,6 +382,39 @@ function openDetails(image) {
   $("details").showModal();
 }
 
+// Models: the picker, and uploads once the admin key is entered
+
+async function loadModels() {
+  const listing = await request("GET", "/models");
+  const pick = (id, models, none) => {
+    const current = $(id).value;
+    $(id).replaceChildren(new Option(none, ""), ...models.map((m) => new Option(`${m.name} (${m.id})`, m.id)));
+    $(id).value = models.some((m) => m.id === current) ? current : "";
+  };
+  const uploads = listing.models.filter((m) => !m.default);
+  pick("model-pick", uploads.filter((m) => m.kind === "checkpoint"), `${listing.models[0].name} (default)`);
+  pick("lora-pick", uploads.filter((m) => m.kind === "lora"), "none");
+  $("models-card").hidden = !listing.uploadsEnabled;
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const file = $("upload-file").files[0];
+  if (!file) return;
+  $("upload").disabled = true;
+  $("upload-status").textContent = `Uploading ${file.name}…`;
+  try {
+    const model = await uploadModel(file, $("upload-kind").value, state.adminKey);
+    $("upload-status").textContent = `Uploaded ${model.name}: a ${model.kind}, id ${model.id}.`;
+    await loadModels();
+    $(model.kind === "lora" ? "lora-pick" : "model-pick").value = model.id;
+  } catch (error) {
+    $("upload-status").textContent = `Not uploaded: ${error.message}`;
+  } finally {
+    $("upload").disabled = false;
+  }
+}
+
 // Wiring
 
 async function main() {
@@ -403,6 +448,13 @@ async function main() {
     $("key-form").hidden = true;
     clearError();
   });
+  $("admin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.adminKey = $("admin-key").value;
+    $("admin-form").hidden = true;
+    $("upload-form").hidden = false;
+  });
+  $("upload-form").addEventListener("submit", upload);
   $("gallery-prev").addEventListener("click", () => {
     state.galleryOffset = Math.max(0, state.galleryOffset - GALLERY_PAGE);
     loadGallery();
@@ -414,6 +466,7 @@ async function main() {
   await refreshHealth();
   setInterval(refreshHealth, 5000);
   loadGallery();
+  loadModels().catch(showError);
   document.body.dataset.ready = "true";
 }
 
