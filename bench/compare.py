@@ -1,15 +1,16 @@
 """Side by side, in one process and one run, on full-size SD 1.5 (random weights, the real FLOPs):
 
     (a) the seed backend's way: attention slicing on, a scheduler built per request, fp32
-    (b) the service's engine as shipped (aleaart's Engine: SDPA, prompt-embedding cache)
-    (c) candidates: the engine with channels_last UNet and VAE
+    (b) the service's engine on PyTorch (aleaart's Engine: SDPA, prompt-embedding cache)
+    (c) candidates: the engine with channels_last UNet and VAE; with torch.compile on the UNet and VAE decoder;
+        with its UNet and VAE decoder on OpenVINO at f32 (ALEAART_BACKEND=openvino, the CPU default)
 
 and the machine's own fp32 GEMM peak, measured in the same run, as the floor: each part's FLOPs
 (counted by torch's FlopCounterMode) over that peak. Per path it prints the UNet step with guidance,
 the VAE decode, the text encoding, a whole N-step 512x512 image, and the ratios to (a) and to the
-floor. Peak RSS is the process's (the paths share one set of weights).
+floor. Peak RSS is the process's: the paths share PyTorch's weights, OpenVINO keeps its own copy.
 
-    python bench/compare.py [--steps 20] [--threads 2] [--repeats 3]
+    python bench/compare.py [--steps 20] [--threads 2] [--repeats 3] [--candidates channels_last,compile,openvino]
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--candidates", default="channels_last,compile,openvino")
     args = parser.parse_args()
+    candidates = set(args.candidates.split(","))
     torch.set_num_threads(args.threads)
     pipeline = sd15_random()
     pipeline.set_progress_bar_config(disable=True)
@@ -143,9 +146,32 @@ def main() -> None:
     engine = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random")
     results["(b) engine"] = measure("(b)", pipeline, lambda: engine.generate(spec), args.repeats)
 
-    pipeline.unet.to(memory_format=torch.channels_last)
-    pipeline.vae.to(memory_format=torch.channels_last)
-    results["(c) channels_last"] = measure("(c)", pipeline, lambda: engine.generate(spec), args.repeats)
+    if "channels_last" in candidates:
+        pipeline.unet.to(memory_format=torch.channels_last)
+        pipeline.vae.to(memory_format=torch.channels_last)
+        results["(c) channels_last"] = measure("(c)", pipeline, lambda: engine.generate(spec), args.repeats)
+        pipeline.unet.to(memory_format=torch.contiguous_format)
+        pipeline.vae.to(memory_format=torch.contiguous_format)
+
+    if "compile" in candidates:  # inductor's C++ kernels, compiled on the first call of each shape
+        compiled = (pipeline.unet, pipeline.vae.decoder)
+        for module in compiled:
+            module.compile()
+        started = time.perf_counter()
+        engine.generate(spec)
+        print(f"  torch.compile and first image {time.perf_counter() - started:.1f} s", flush=True)
+        results["(c) torch.compile"] = measure("(c)", pipeline, lambda: engine.generate(spec), args.repeats)
+        for module in compiled:
+            module._compiled_call_impl = None  # eager again for the next path
+
+    if "openvino" in candidates:  # last: it swaps the UNet's and decoder's forwards for good
+        started = time.perf_counter()
+        openvino = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random", backend="openvino",
+                          threads=args.threads)
+        openvino.generate(spec)  # compiles a 512² image's shapes, as a service's first render does
+        print(f"  OpenVINO conversion and first image {time.perf_counter() - started:.1f} s, peak RSS now "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)
+        results["(c) openvino f32"] = measure("(c)", pipeline, lambda: openvino.generate(spec), args.repeats)
 
     results["floor (FLOPs / GEMM peak)"] = floor
     seed = results["(a) seed way"]
@@ -155,7 +181,7 @@ def main() -> None:
         print(f"{name:28}{f.unet_step:>10.2f}s{f.vae_decode:>8.2f}s{f.text:>7.3f}s{f.image:>12.1f}s"
               f"{seed.image / f.image:>7.2f}x{f.image / floor.image:>8.2f}x")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"peak RSS {rss:.2f} GiB (all paths, one set of weights)")
+    print(f"peak RSS {rss:.2f} GiB (the process's: PyTorch's weights, and OpenVINO's copy when it ran)")
 
 
 if __name__ == "__main__":

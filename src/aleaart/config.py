@@ -13,6 +13,8 @@ from aleaart.params import DEFAULT_PALETTE, PaletteChoice
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
+Backend = Literal["torch", "openvino"]
+
 
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "aleaart"
@@ -32,6 +34,9 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(None, description="cuda, mps or cpu; default: the best available")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; pin it for bit-exact images")
+    backend: Backend | Literal["auto"] = Field(
+        "auto", description="what runs the UNet and VAE decoder: openvino (CPU only, f32) or torch; auto: "
+        "openvino on the CPU, where it is faster (the README's Performance), torch on a GPU")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the tiny model is built")
 
     palette_mode: PaletteMode = Field(

@@ -77,6 +77,7 @@ class ImageInfo:
     key: str | None = None
     pixels: str | None = None
     derivation: Derivation | None = None
+    backend: str | None = None  # the recipe's, where it is not PyTorch
 
     def parameters_text(self) -> str:
         """A1111's layout: the prompt, then one line of ``Key: value`` pairs."""
@@ -90,6 +91,8 @@ class ImageInfo:
             "Model": self.model,
             "Version": f"aleaart {self.version}",
         }
+        if self.backend is not None:
+            pairs["Backend"] = self.backend
         if spec.model is not None:
             pairs["Model hash"] = spec.model[:10]  # A1111's short sha256 of the checkpoint
         if spec.loras:
@@ -113,6 +116,8 @@ class ImageInfo:
         }
         if self.pixels is not None:
             data["pixels"] = self.pixels
+        if self.backend is not None:
+            data["backend"] = self.backend
         if (derived := self.derivation) is not None:  # store._reindex reads kind and source back
             data.update(kind=derived.operation, source=derived.source, operation=derived.settings)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
@@ -30,6 +31,7 @@ class Loaded:
 
     pipeline: StableDiffusionPipeline
     img2img: StableDiffusionImg2ImgPipeline | None = None
+    runtime: Any = None  # its OpenVinoPipeline under ALEAART_BACKEND=openvino (engine/openvino.py)
 
     def image_to_image(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""

@@ -22,7 +22,7 @@ def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None
     (``derivation``) records its source and operation, and has no pixel key (its pixels are not the spec's)."""
     pixels = pixel_key(spec, recipe) if derivation is None else None
     info = ImageInfo(spec=spec, model=model, version=recipe.get("aleaart", ""), token_id=token_id, key=key,
-                     pixels=pixels, derivation=derivation)
+                     pixels=pixels, derivation=derivation, backend=recipe.get("backend"))
     png = encode_png(image, info)
     record = new_record(
         key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,

@@ -1,0 +1,155 @@
+"""ALEAART_BACKEND=openvino: a loaded pipeline's UNet and VAE decoder run on OpenVINO's CPU runtime at f32.
+
+Diffusers keeps everything else (the scheduler loop, guidance, the text encoder, the VAE encoder), so samplers,
+callbacks, cancelling and the prompt cache work as on PyTorch. The two modules are converted once from the loaded
+PyTorch weights with ``openvino.convert_model`` (no export step, no optimum-intel, which pins another torch), then
+compiled once per input shape (an aspect, a batch) with the precision hint at f32: OpenVINO's default on CPUs
+without AMX is bf16, slower there and other pixels. A pipeline with LoRAs on runs on PyTorch for that job
+(``suspended``): the converted graph holds the base weights only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openvino
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+log = logging.getLogger(__name__)
+
+VERSION = openvino.__version__.split("-")[0]
+
+Shape = tuple[tuple[int, ...], ...]
+
+
+class _UNetCall(torch.nn.Module):
+    """The UNet as a function of the three tensors the pipeline's loop gives it."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        return type(self.unet).forward(self.unet, sample, timestep, states, return_dict=False)[0]
+
+
+class _DecoderCall(torch.nn.Module):
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return type(self.decoder).forward(self.decoder, latents)
+
+
+class CompiledByShape:
+    """One converted model, compiled for each set of input shapes it is called with (static shapes run faster
+    than a dynamic graph on CPU), each compilation kept."""
+
+    def __init__(self, model: openvino.Model, config: dict[str, Any], name: str) -> None:
+        self._model = model
+        self._config = config
+        self._name = name
+        self._core = openvino.Core()
+        self._requests: dict[Shape, openvino.InferRequest] = {}
+
+    @property
+    def shapes(self) -> list[Shape]:
+        return list(self._requests)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        arrays = [t.detach().to(torch.float32).contiguous().numpy() for t in inputs]
+        shape = tuple(a.shape for a in arrays)
+        request = self._requests.get(shape) or self._compile(shape)
+        request.infer(arrays, share_inputs=True)
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    def _compile(self, shape: Shape) -> openvino.InferRequest:
+        started = time.perf_counter()
+        model = self._model.clone()
+        model.reshape({i: openvino.PartialShape(list(s)) for i, s in enumerate(shape)})
+        request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        self._requests[shape] = request
+        log.info("OpenVINO compiled the %s for %s in %.1f s", self._name, shape, time.perf_counter() - started)
+        return request
+
+
+class OpenVinoPipeline:
+    """``pipeline``'s UNet and VAE decoder, converted and swapped in place (their ``forward``); ``threads`` CPU
+    threads, fixed, since the pixels depend on them."""
+
+    def __init__(self, pipeline: StableDiffusionPipeline, threads: int) -> None:
+        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        unet, vae = pipeline.unet, pipeline.vae
+        self._unet, self._decoder = unet, vae.decoder
+        self._torch_forwards = (type(unet).forward.__get__(unet), type(vae.decoder).forward.__get__(vae.decoder))
+        self.unet = CompiledByShape(_convert(_UNetCall(unet), _unet_example(unet, pipeline)), config, "UNet")
+        self.decoder = CompiledByShape(_convert(_DecoderCall(vae.decoder), _decoder_example(vae)), config,
+                                       "VAE decoder")
+        self._swap_in()
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """PyTorch's forwards for the block (a job with LoRAs), then OpenVINO's again."""
+        self._unet.forward, self._decoder.forward = self._torch_forwards
+        try:
+            yield
+        finally:
+            self._swap_in()
+
+    def _swap_in(self) -> None:
+        self._unet.forward = _unet_forward(self.unet, self._torch_forwards[0], self._unet.dtype)
+        self._decoder.forward = _decoder_forward(self.decoder, self._torch_forwards[1])
+
+
+def _convert(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> openvino.Model:
+    started = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks frozen by tracing, as meant
+        warnings.filterwarnings("ignore", "`torch.jit.trace", DeprecationWarning)  # OpenVINO's tracer of torch
+        model = openvino.convert_model(module, example_input=example)
+    log.info("OpenVINO converted the %s in %.1f s", type(module).__name__.strip("_"), time.perf_counter() - started)
+    return model
+
+
+def _unet_example(unet: torch.nn.Module, pipeline: StableDiffusionPipeline) -> tuple[torch.Tensor, ...]:
+    # Odd, so the trace takes the UNet's branch that upsamples to the skip connections' sizes: latents of
+    # aspects not divisible by its downsampling (Tall: 86 rows) then fit too. Shapes are set per call.
+    size = 9
+    context = pipeline.text_encoder.config.hidden_size
+    length = pipeline.tokenizer.model_max_length
+    return (torch.randn(2, unet.config.in_channels, size, size), torch.tensor(500.0),
+            torch.randn(2, length, context))
+
+
+def _decoder_example(vae: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(1, vae.config.latent_channels, 8, 8),)
+
+
+def _unet_forward(compiled: CompiledByShape, fallback: Callable[..., Any], dtype: torch.dtype) -> Callable[..., Any]:
+    def forward(sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, *, return_dict: bool = True,
+                **extra: Any) -> Any:
+        if any(value is not None for value in extra.values()):  # conditioning the converted graph has no input for
+            return fallback(sample, timestep, encoder_hidden_states, return_dict=return_dict, **extra)
+        timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(())
+        out = compiled(sample, timestep, encoder_hidden_states).to(dtype)
+        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
+
+    return forward
+
+
+def _decoder_forward(compiled: CompiledByShape, fallback: Callable[..., Any]) -> Callable[..., Any]:
+    def forward(sample: torch.Tensor, latent_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        if latent_embeds is not None:
+            return fallback(sample, latent_embeds)
+        return compiled(sample).to(sample.dtype)
+
+    return forward

@@ -1,0 +1,112 @@
+"""The OpenVINO backend (the default on the CPU) on the tiny model: the UNet and VAE decoder on OpenVINO's CPU
+runtime at f32, beside PyTorch's pixels, the same every time, named in the key, and out of the way of LoRAs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aleaart.engine.openvino import VERSION
+from aleaart.engine.pipeline import Engine, pick_backend
+from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
+from aleaart.errors import ModelUnavailable
+from aleaart.jobs.render import image_artifact
+from aleaart.metadata import render_key
+from aleaart.params import LoraWeight, RenderSpec
+
+SMALL = RenderSpec(prompt="cyberpunk cityscape", sampler="Euler a", width=64, height=64, steps=4,
+                   guidance_scale=7.5, seed=12345)
+# 11 latent rows: not a multiple of the UNet's downsampling, as Tall's 86 rows are not at full size.
+ODD = replace(SMALL, height=88, sampler="DPM++ 2M Karras", seed=7)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = ((pixels(a) - pixels(b)) ** 2).mean()
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A LoRA of the tiny model, stored as uploads are: under its sha256."""
+    folder = tmp_path_factory.mktemp("models")
+    path = write_tiny_lora(build_tiny_pipeline(), folder / "style.safetensors", seed=11)
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.rename(folder / f"{sha256}.safetensors")
+    return folder, sha256
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_settings, models_dir):
+    folder, _ = models_dir
+    torch_engine = Engine.load(tiny_settings.model_copy(update={"models_dir": folder, "backend": "torch"}))
+    openvino_engine = Engine.load(tiny_settings.model_copy(update={"models_dir": folder, "backend": "openvino"}))
+    return torch_engine, openvino_engine
+
+
+def test_openvino_renders_what_pytorch_does_within_rounding_and_the_same_every_time(engines):
+    torch_engine, openvino_engine = engines
+    for spec in (SMALL, ODD):
+        expected = torch_engine.generate(spec).image
+        first = openvino_engine.generate(spec).image
+        again = openvino_engine.generate(spec).image
+        assert first.size == (spec.width, spec.height)
+        assert pixels(first).tobytes() == pixels(again).tobytes()  # reproducible run to run
+        assert psnr(first, expected) > 40  # the same picture, up to float rounding
+    runtime = openvino_engine._current.runtime
+    assert sorted(shape[0] for shape in runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 11, 8)]  # it ran the UNet
+    assert sorted(shape[0] for shape in runtime.decoder.shapes) == [(1, 4, 8, 8), (1, 4, 11, 8)]
+
+
+def test_variations_batch_through_the_compiled_unet(engines):
+    torch_engine, openvino_engine = engines
+    expected = torch_engine.generate_variations(SMALL, [1, 2, 3], 0.3)
+    rendered = openvino_engine.generate_variations(SMALL, [1, 2, 3], 0.3)
+    assert all(psnr(a.image, b.image) > 40 for a, b in zip(rendered, expected, strict=True))
+    assert (6, 4, 8, 8) in [shape[0] for shape in openvino_engine._current.runtime.unet.shapes]
+
+
+def test_the_backend_is_part_of_the_key_and_the_png(engines):
+    torch_engine, openvino_engine = engines
+    assert openvino_engine.recipe["backend"] == f"openvino-{VERSION}"
+    assert "backend" not in torch_engine.recipe  # keys made before backends were a choice still hold
+    assert render_key(SMALL, openvino_engine.recipe, None) != render_key(SMALL, torch_engine.recipe, None)
+    image = openvino_engine.generate(SMALL).image
+    key = render_key(SMALL, openvino_engine.recipe, None)
+    png = image_artifact(image, SMALL, token_id=None, key=key, model="aleaart-tiny", recipe=openvino_engine.recipe,
+                         seconds=1.0).data
+    with Image.open(io.BytesIO(png)) as stored:
+        assert f"Backend: openvino-{VERSION}" in stored.text["parameters"]
+
+
+def test_a_lora_job_renders_on_pytorch_and_the_next_job_on_openvino_again(engines, models_dir):
+    torch_engine, openvino_engine = engines
+    plain = openvino_engine.generate(SMALL).image
+    styled = replace(SMALL, loras=(LoraWeight(models_dir[1], 1.0),))
+    with_lora = openvino_engine.generate(styled).image
+    assert pixels(with_lora).tobytes() == pixels(torch_engine.generate(styled).image).tobytes()
+    assert psnr(with_lora, plain) < 40  # the LoRA was on
+    assert pixels(openvino_engine.generate(SMALL).image).tobytes() == pixels(plain).tobytes()
+    unweighted = replace(SMALL, loras=(LoraWeight(models_dir[1], 0.0),))  # adds nothing: stays on OpenVINO
+    assert pixels(openvino_engine.generate(unweighted).image).tobytes() == pixels(plain).tobytes()
+
+
+def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu(tiny_engine):
+    assert pick_backend("auto", torch.device("cpu")) == "openvino"
+    assert pick_backend("auto", torch.device("cuda")) == "torch"
+    assert pick_backend("torch", torch.device("cpu")) == "torch"
+    assert tiny_engine.recipe["backend"] == f"openvino-{VERSION}"  # the tests' engine renders as a service here does
+
+
+def test_openvino_on_a_gpu_is_refused_saying_what_to_set(tiny_settings):
+    with pytest.raises(ModelUnavailable, match="ALEAART_BACKEND=openvino runs on the CPU, not cuda"):
+        Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "device": "cuda"}))
