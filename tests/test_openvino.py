@@ -110,3 +110,26 @@ def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu(tiny_engine):
 def test_openvino_on_a_gpu_is_refused_saying_what_to_set(tiny_settings):
     with pytest.raises(ModelUnavailable, match="ALEAART_BACKEND=openvino runs on the CPU, not cuda"):
         Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "device": "cuda"}))
+
+
+def test_a_restart_reads_the_saved_models_instead_of_converting(tiny_settings, tmp_path, monkeypatch):
+    from aleaart.engine import openvino as backend
+
+    settings = tiny_settings.model_copy(update={"backend": "openvino", "cache_dir": tmp_path})
+    first = Engine.load(settings)
+    [saved] = (tmp_path / "openvino").iterdir()
+    assert sorted(p.name for p in saved.iterdir()) == ["unet.bin", "unet.xml", "vae_decoder.bin", "vae_decoder.xml"]
+    expected = first.generate(ODD).image
+
+    def no_conversion(*args):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(backend, "_convert", no_conversion)
+    again = Engine.load(settings)
+    assert pixels(again.generate(ODD).image).tobytes() == pixels(expected).tobytes()
+
+    (saved / "unet.xml").write_text("not a model")  # damaged: converted again (not by the stub), and replaced
+    monkeypatch.undo()
+    healed = Engine.load(settings)
+    assert pixels(healed.generate(ODD).image).tobytes() == pixels(expected).tobytes()
+    assert (saved / "unet.xml").read_text().startswith("<?xml")

@@ -5,16 +5,21 @@ callbacks, cancelling and the prompt cache work as on PyTorch. The two modules a
 PyTorch weights with ``openvino.convert_model`` (no export step, no optimum-intel, which pins another torch), then
 compiled once per input shape (an aspect, a batch) with the precision hint at f32: OpenVINO's default on CPUs
 without AMX is bf16, slower there and other pixels. A pipeline with LoRAs on runs on PyTorch for that job
-(``suspended``): the converted graph holds the base weights only.
+(``suspended``): the converted graph holds the base weights only. Converted models are saved as OpenVINO IR in a
+folder named by the weights' identity, so a restart reads them instead of converting again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openvino
@@ -85,15 +90,18 @@ class OpenVinoPipeline:
     """``pipeline``'s UNet and VAE decoder, converted and swapped in place (their ``forward``); ``threads`` CPU
     threads, fixed, since the pixels depend on them."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, threads: int) -> None:
+    def __init__(self, pipeline: StableDiffusionPipeline, threads: int, saved: Path | None = None) -> None:
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
         unet, vae = pipeline.unet, pipeline.vae
         self._unet, self._decoder = unet, vae.decoder
         self._torch_forwards = (type(unet).forward.__get__(unet), type(vae.decoder).forward.__get__(vae.decoder))
-        self.unet = CompiledByShape(_convert(_UNetCall(unet), _unet_example(unet, pipeline)), config, "UNet")
-        self.decoder = CompiledByShape(_convert(_DecoderCall(vae.decoder), _decoder_example(vae)), config,
-                                       "VAE decoder")
+        unet_model = _saved_or_converted(saved, "unet",
+                                         lambda: _convert(_UNetCall(unet), _unet_example(unet, pipeline)))
+        decoder_model = _saved_or_converted(saved, "vae_decoder",
+                                            lambda: _convert(_DecoderCall(vae.decoder), _decoder_example(vae)))
+        self.unet = CompiledByShape(unet_model, config, "UNet")
+        self.decoder = CompiledByShape(decoder_model, config, "VAE decoder")
         self._swap_in()
 
     @contextlib.contextmanager
@@ -108,6 +116,36 @@ class OpenVinoPipeline:
     def _swap_in(self) -> None:
         self._unet.forward = _unet_forward(self.unet, self._torch_forwards[0], self._unet.dtype)
         self._decoder.forward = _decoder_forward(self.decoder, self._torch_forwards[1])
+
+
+def _saved_or_converted(folder: Path | None, name: str, convert: Callable[[], openvino.Model]) -> openvino.Model:
+    """The model saved in ``folder`` as OpenVINO IR by an earlier process with the same weights, or converted now
+    and saved there: conversion traces the whole network (about 30 s for SD 1.5), reading the IR does not."""
+    path = folder / f"{name}.xml" if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            return openvino.Core().read_model(path)
+        except RuntimeError as error:  # a damaged or foreign file: convert again, and replace it
+            log.warning("OpenVINO could not read %s (%s); converting again", path, error)
+    model = convert()
+    if folder is not None:
+        _save(model, folder, name)
+    return model
+
+
+def _save(model: openvino.Model, folder: Path, name: str) -> None:
+    """``name``.xml/.bin in ``folder``, whole or not at all: written aside, the weights moved in before the graph
+    (whose presence says the pair is complete)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder))
+    try:
+        openvino.save_model(model, staging / f"{name}.xml", compress_to_fp16=False)
+        for suffix in (".bin", ".xml"):
+            os.replace(staging / f"{name}{suffix}", folder / f"{name}{suffix}")
+    except OSError as error:  # a full or read-only disk costs the next start a conversion, nothing more
+        log.warning("could not save the converted %s to %s: %s", name, folder, error)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _convert(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> openvino.Model:

@@ -153,10 +153,12 @@ class Engine:
     """The loaded pipeline. ``generate`` is serialised: one render at a time on one pipeline."""
 
     def __init__(self, pipeline: StableDiffusionPipeline, *, model_name: str, model_identity: str,
-                 shelf: ModelShelf | None = None, backend: Backend = "torch", threads: int | None = None) -> None:
+                 shelf: ModelShelf | None = None, backend: Backend = "torch", threads: int | None = None,
+                 converted_dir: Path | None = None) -> None:
         self.pipeline = pipeline  # the one the job under the lock renders with (see _using)
         self.backend = backend
         self._threads = threads or torch.get_num_threads()
+        self._converted_dir = converted_dir  # where OpenVINO models are saved, a folder per weights' identity
         self._shelf = shelf or ModelShelf(pipeline, max_loaded=1, models_dir=None, config_dir=None,
                                           reload_default=None)
         self._current = self._shelf.get(None)
@@ -172,7 +174,7 @@ class Engine:
         # 2048² fits where a 1024² render does; a fixed rule, so a size always gets the same pixels.
         self.tile_above = 2 * int(pipeline.vae.config.sample_size)
         pipeline.set_progress_bar_config(disable=True)
-        self._runtime(self._current)  # converted now: every render of the default model is on one backend
+        self._runtime(self._current, self.model_identity)  # now: every render of the default is on one backend
 
     @classmethod
     def load(cls, settings: Settings) -> Engine:
@@ -200,7 +202,7 @@ class Engine:
         shelf = ModelShelf(pipeline, max_loaded=settings.max_loaded_models, models_dir=settings.models_path,
                            config_dir=configs, reload_default=load_default)
         return cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf, backend=backend,
-                   threads=settings.threads)
+                   threads=settings.threads, converted_dir=settings.cache_dir / "openvino")
 
     @contextlib.contextmanager
     def _using(self, spec: RenderSpec) -> Iterator[None]:
@@ -209,19 +211,24 @@ class Engine:
         self.pipeline = self._current.pipeline
         loras = tuple(lora for lora in spec.loras if lora.weight != 0)  # at weight 0 a LoRA adds nothing
         self._adapted = json.dumps([spec.model, [(lora.sha256, lora.weight) for lora in loras]])
-        runtime = self._runtime(self._current)
+        runtime = self._runtime(self._current, spec.model or self.model_identity)
         with self._shelf.applied(self._current, loras), \
                 (runtime.suspended() if runtime is not None and loras else contextlib.nullcontext()):
             yield
 
-    def _runtime(self, loaded: Loaded) -> OpenVinoPipeline | None:
-        """The loaded pipeline's OpenVINO runtime under ALEAART_BACKEND=openvino, converted on its first job."""
+    def _runtime(self, loaded: Loaded, identity: str) -> OpenVinoPipeline | None:
+        """The loaded pipeline's OpenVINO runtime under the openvino backend, made on its first job from the
+        models saved for these weights (``identity``: the model's, or an upload's sha256), or converted."""
         if self.backend != "openvino":
             return None
         if loaded.runtime is None:
-            from aleaart.engine.openvino import OpenVinoPipeline
+            from aleaart.engine.openvino import VERSION, OpenVinoPipeline
 
-            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self._threads)
+            saved = None
+            if self._converted_dir is not None:
+                versions = f"{identity}|openvino-{VERSION}|torch-{torch.__version__}|diffusers-{diffusers.__version__}"
+                saved = self._converted_dir / hashlib.sha256(versions.encode()).hexdigest()[:16]
+            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self._threads, saved)
         return loaded.runtime
 
     def architecture(self) -> Architecture:
