@@ -26,18 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def one_case(batched: bool, frames: int, steps: int, device: str) -> dict:
     import torch
-    from bench_sd15_random import sd15_random
+    from bench_sd15_random import sd15_engine
 
     from aleaart.engine import pipeline as engine_module
-    from aleaart.engine.pipeline import Engine, frames_per_batch
+    from aleaart.engine.pipeline import frames_per_batch
     from aleaart.motion import noise_walk
     from aleaart.params import RenderParams, spec_from_params
     from aleaart.video import encode_mp4, encode_webp
 
-    model = sd15_random().to(device)
-    if device == "cuda":
-        model = model.to(dtype=torch.float16)
-    engine = Engine(model, model_name="sd15-random", model_identity="sd15-random")
+    engine = sd15_engine(device)
     spec = replace(spec_from_params(RenderParams(0, 0, 0, 0, 18, 75, 12345, 0)), steps=steps)
     batch = frames_per_batch(engine.device, engine.dtype, spec.width, spec.height) if batched else 1
     if not batched:

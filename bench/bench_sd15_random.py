@@ -4,7 +4,7 @@ Builds SD 1.5's exact architecture (UNet 860M, VAE, CLIP ViT-L/14 text encoder) 
 with random weights, wraps it in the same Engine the service uses, and renders one token.
 Pixel values are noise; the time and memory per step are those of the real model.
 
-    python bench/bench_sd15_random.py [--steps 20] [--aspect 0] [--threads 2] [--device cpu]
+    python bench/bench_sd15_random.py [--steps 20] [--aspect 0] [--threads 2] [--device cpu] [--backend torch]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
+from aleaart.config import Backend  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
 from aleaart.engine.tiny import SD15_SCHEDULER, build_tokenizer  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
@@ -52,6 +53,14 @@ def sd15_random() -> StableDiffusionPipeline:
     )
 
 
+def sd15_engine(device: str, backend: Backend = "torch") -> Engine:
+    """The service's Engine around sd15_random() on ``device``, in float16 on CUDA as the service runs there."""
+    pipeline = sd15_random().to(device)
+    if device == "cuda":
+        pipeline = pipeline.to(dtype=torch.float16)
+    return Engine(pipeline, model_name="sd15-random", model_identity="sd15-random", backend=backend)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
@@ -59,18 +68,15 @@ def main() -> None:
     parser.add_argument("--sampler", type=int, default=0, help="samplerIndex 0-5")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backend", choices=["torch", "openvino"], default="torch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
-    dtype = torch.float16 if args.device == "cuda" else torch.float32
-    pipeline = sd15_random().to(args.device)
-    if dtype != torch.float32:
-        pipeline = pipeline.to(dtype=dtype)
-    engine = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random")
-    print(f"built SD 1.5 (random weights) on {args.device} {dtype}: {time.perf_counter() - started:.1f} s, "
-          f"torch threads {torch.get_num_threads()}")
+    engine = sd15_engine(args.device, args.backend)
+    print(f"built SD 1.5 (random weights) on {args.device} {engine.dtype} ({args.backend}): "
+          f"{time.perf_counter() - started:.1f} s, torch threads {torch.get_num_threads()}")
 
     # Steps below 18 are outside RenderParams; build the spec and then set the steps asked for.
     spec = spec_from_params(RenderParams(0, 0, args.sampler, args.aspect, 18, 75, 12345, 0))

@@ -27,18 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def one_case(case: str, aspect: int, steps: int, device: str) -> dict:
     import numpy as np
     import torch
-    from bench_sd15_random import sd15_random
+    from bench_sd15_random import sd15_engine
     from PIL import Image
 
-    from aleaart.engine.pipeline import Engine
     from aleaart.jobs.transform import DEFAULT_HIRES_STRENGTH
     from aleaart.params import ASPECTS, RenderParams, spec_from_params
     from aleaart.resample import lanczos
 
-    pipeline = sd15_random().to(device)
-    if device == "cuda":
-        pipeline = pipeline.to(dtype=torch.float16)
-    engine = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random")
+    engine = sd15_engine(device)
     spec = replace(spec_from_params(RenderParams(0, 0, 0, aspect, 18, 75, 12345, 0)), steps=steps)
     loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     started = time.perf_counter()
