@@ -12,13 +12,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from aleaart.errors import ModelUnavailable, NotFound
 from aleaart.params import LoraWeight
+
+if TYPE_CHECKING:
+    from aleaart.engine.openvino import OpenVinoPipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ class Loaded:
 
     pipeline: StableDiffusionPipeline
     img2img: StableDiffusionImg2ImgPipeline | None = None
-    runtime: Any = None  # its OpenVinoPipeline under ALEAART_BACKEND=openvino (engine/openvino.py)
+    runtime: OpenVinoPipeline | None = None  # under the openvino backend: its UNet and VAE decoder converted
 
     def image_to_image(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""

@@ -142,7 +142,7 @@ def _save(model: openvino.Model, folder: Path, name: str) -> None:
         openvino.save_model(model, staging / f"{name}.xml", compress_to_fp16=False)
         for suffix in (".bin", ".xml"):
             os.replace(staging / f"{name}{suffix}", folder / f"{name}{suffix}")
-    except OSError as error:  # a full or read-only disk costs the next start a conversion, nothing more
+    except (OSError, RuntimeError) as error:  # a full or read-only disk costs the next start a conversion
         log.warning("could not save the converted %s to %s: %s", name, folder, error)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
