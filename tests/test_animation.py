@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fakes import FakeEngine, wait_done
 from PIL import Image
+from pixels import psnr
 
 from aleaart.errors import GenerationCancelled, InvalidParams
 from aleaart.jobs import AnimationRequest, RenderRequest
@@ -23,11 +24,6 @@ SEED_PARAMS = {"promptIndex": 3, "styleIndex": 1, "samplerIndex": 0, "aspectInde
                "latentSeed": 4242, "paletteId": 2}
 TINY = dict(prompt="animation test, oil painting, dramatic lighting", sampler="DPM++ 2M Karras", width=96, height=96,
             steps=4, guidance_scale=7.5, seed=42)
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    error = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
-    return float("inf") if error == 0 else 10 * np.log10(255**2 / error)
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:

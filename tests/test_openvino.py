@@ -7,10 +7,10 @@ import hashlib
 import io
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pixels import psnr
 
 from aleaart.engine.openvino import VERSION
 from aleaart.engine.pipeline import Engine, pick_backend
@@ -24,15 +24,6 @@ SMALL = RenderSpec(prompt="cyberpunk cityscape", sampler="Euler a", width=64, he
                    guidance_scale=7.5, seed=12345)
 # 11 latent rows: not a multiple of the UNet's downsampling, as Tall's 86 rows are not at full size.
 ODD = replace(SMALL, height=88, sampler="DPM++ 2M Karras", seed=7)
-
-
-def pixels(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float64)
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    mse = ((pixels(a) - pixels(b)) ** 2).mean()
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def test_openvino_renders_what_pytorch_does_within_rounding_and_the_same_every_t
         first = openvino_engine.generate(spec).image
         again = openvino_engine.generate(spec).image
         assert first.size == (spec.width, spec.height)
-        assert pixels(first).tobytes() == pixels(again).tobytes()  # reproducible run to run
+        assert first.tobytes() == again.tobytes()  # reproducible run to run
         assert psnr(first, expected) > 40  # the same picture, up to float rounding
     runtime = openvino_engine._current.runtime
     assert sorted(shape[0] for shape in runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 11, 8)]  # it ran the UNet
@@ -93,11 +84,11 @@ def test_a_lora_job_renders_on_pytorch_and_the_next_job_on_openvino_again(engine
     plain = openvino_engine.generate(SMALL).image
     styled = replace(SMALL, loras=(LoraWeight(models_dir[1], 1.0),))
     with_lora = openvino_engine.generate(styled).image
-    assert pixels(with_lora).tobytes() == pixels(torch_engine.generate(styled).image).tobytes()
+    assert with_lora.tobytes() == torch_engine.generate(styled).image.tobytes()
     assert psnr(with_lora, plain) < 40  # the LoRA was on
-    assert pixels(openvino_engine.generate(SMALL).image).tobytes() == pixels(plain).tobytes()
+    assert openvino_engine.generate(SMALL).image.tobytes() == plain.tobytes()
     unweighted = replace(SMALL, loras=(LoraWeight(models_dir[1], 0.0),))  # adds nothing: stays on OpenVINO
-    assert pixels(openvino_engine.generate(unweighted).image).tobytes() == pixels(plain).tobytes()
+    assert openvino_engine.generate(unweighted).image.tobytes() == plain.tobytes()
 
 
 def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu(tiny_engine):
@@ -126,10 +117,10 @@ def test_a_restart_reads_the_saved_models_instead_of_converting(tiny_settings, t
 
     monkeypatch.setattr(backend, "_convert", no_conversion)
     again = Engine.load(settings)
-    assert pixels(again.generate(ODD).image).tobytes() == pixels(expected).tobytes()
+    assert again.generate(ODD).image.tobytes() == expected.tobytes()
 
     (saved / "unet.xml").write_text("not a model")  # damaged: converted again (not by the stub), and replaced
     monkeypatch.undo()
     healed = Engine.load(settings)
-    assert pixels(healed.generate(ODD).image).tobytes() == pixels(expected).tobytes()
+    assert healed.generate(ODD).image.tobytes() == expected.tobytes()
     assert (saved / "unet.xml").read_text().startswith("<?xml")

@@ -10,9 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from pixels import psnr
 
 from aleaart.config import Settings
-from aleaart.engine.pipeline import Engine
+from aleaart.engine.pipeline import Engine, frames_per_batch
 from aleaart.engine.samplers import make_scheduler
 from aleaart.errors import GenerationCancelled, ModelUnavailable, OutOfMemory
 from aleaart.params import ASPECTS, SAMPLERS, RenderParams, RenderSpec, spec_from_params
@@ -32,7 +33,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import numpy as np
 from dataclasses import replace
 from aleaart.config import Settings
-from aleaart.engine.pipeline import Engine
+from aleaart.engine.pipeline import Engine, frames_per_batch
 from aleaart.params import RenderSpec
 spec = RenderSpec(**json.loads(sys.argv[1]))
 engine = Engine.load(Settings())
@@ -219,3 +220,31 @@ def test_prompts_are_encoded_once_and_give_the_pixels_the_pipeline_would(tiny_en
     assert len(encoded) == 2  # neither rendering again nor img2img encodes it again
     assert pixels_hash(first) == pixels_hash(again)
     assert pixels_hash(first) == pixels_hash(direct.images[0])  # what the pipeline gives with the prompt itself
+
+
+# The CUDA path (float16). CI and these machines have no GPU, so these run only where one is: on a GPU host,
+# `./run_tests.sh -k cuda` checks the path the service ships for it.
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+ODD_SIZE = replace(SMALL, sampler="DPM++ 2M Karras", height=88)  # 11 latent rows
+
+
+@pytest.fixture(scope="module")
+def cuda_engine(tiny_settings):
+    return Engine.load(tiny_settings.model_copy(update={"device": "cuda"}))
+
+
+@needs_cuda
+def test_cuda_renders_in_float16_the_same_every_time(cuda_engine, tiny_engine):
+    assert cuda_engine.recipe["device"] == "cuda" and cuda_engine.recipe["dtype"] == "float16"
+    assert "backend" not in cuda_engine.recipe  # auto: PyTorch on a GPU
+    first = cuda_engine.generate(ODD_SIZE).image
+    assert first.size == (64, 88) and np.asarray(first).std() > 1
+    assert first.tobytes() == cuda_engine.generate(ODD_SIZE).image.tobytes()
+    assert psnr(first, tiny_engine.generate(ODD_SIZE).image) > 25  # the seed means the same noise on every device
+
+
+@needs_cuda
+def test_cuda_batches_animation_frames_and_variations(cuda_engine):
+    assert frames_per_batch(cuda_engine.device, cuda_engine.dtype, 512, 512) == 12
+    variations = cuda_engine.generate_variations(SMALL, [1, 2, 3], 0.3)
+    assert len(variations) == 3 and len({v.image.tobytes() for v in variations}) == 3
