@@ -405,9 +405,10 @@ async function upload(event) {
   $("upload-status").textContent = `Uploading ${file.name}…`;
   try {
     const model = await uploadModel(file, $("upload-kind").value, state.adminKey);
-    $("upload-status").textContent = `Uploaded ${model.name}: a ${model.kind}, id ${model.id}.`;
     await loadModels();
     $(model.kind === "lora" ? "lora-pick" : "model-pick").value = model.id;
+    // Said last: once it shows, the pickers list the upload and have it chosen.
+    $("upload-status").textContent = `Uploaded ${model.name}: a ${model.kind}, id ${model.id}.`;
   } catch (error) {
     $("upload-status").textContent = `Not uploaded: ${error.message}`;
   } finally {
