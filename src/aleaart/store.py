@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ class StoredImage:
         data["params"] = json.loads(data["params"]) if data["params"] else None
         data["spec"] = json.loads(data["spec"])
         return cls(**data)
+
+
+FindImage = Callable[[str], StoredImage | None]  # a stored image by its key: ImageStore.get
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from aleaart.motion import (
     style_morph,
 )
 from aleaart.params import STYLES, RenderSpec, check_int, check_token_id, restyle_prompt
-from aleaart.store import ImageStore, StoredImage, new_record
+from aleaart.store import FindImage, StoredImage, new_record
 from aleaart.video import encode_mp4, encode_webp, even_size
 
 OPERATION = "animation"
@@ -105,8 +105,8 @@ class AnimationRequest(JobRequest):
             return style_morph(self.spec.seed, self.frames)
         return noise_walk(self.spec.seed, self.frames, self.neighbours)
 
-    def stored(self, key: str, store: ImageStore) -> tuple[StoredImage, ...] | None:
-        files = [store.get(file_key(key, extension)) for extension in FORMATS]
+    def stored(self, key: str, find: FindImage) -> tuple[StoredImage, ...] | None:
+        files = [find(file_key(key, extension)) for extension in FORMATS]
         return tuple(files) if all(f is not None for f in files) else None  # type: ignore[arg-type]
 
     def render(self, context: RunContext) -> tuple[list[Image.Image], float]:

@@ -20,7 +20,7 @@ from aleaart.errors import InvalidParams
 from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
-from aleaart.store import ImageStore, StoredImage
+from aleaart.store import FindImage, ImageStore, StoredImage
 
 Recipe = dict[str, str]
 """Everything besides the request that shapes the pixels (model identity, dtype, versions)."""
@@ -143,9 +143,10 @@ class JobRequest:
         """A coordinating kind's work; returns its summary."""
         raise NotImplementedError
 
-    def stored(self, key: str, store: ImageStore) -> tuple[StoredImage, ...] | None:
-        """The result already in the store, if there is one; kinds with several images override it."""
-        image = store.get(key)
+    def stored(self, key: str, find: FindImage) -> tuple[StoredImage, ...] | None:
+        """The result already stored, if ``find`` (the store's ``get``) finds it; kinds with several images
+        override it."""
+        image = find(key)
         return (image,) if image is not None else None
 
 

@@ -195,7 +195,7 @@ class BaseQueue:
     def lookup(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
         """The stored result of ``request`` under any recipe results can have now, if there is one."""
         for recipe in self.recipes():
-            if (stored := request.stored(request.key(recipe), self.store)) is not None:
+            if (stored := request.stored(request.key(recipe), self.store.get)) is not None:
                 return stored
         return None
 
@@ -437,7 +437,7 @@ class JobQueue(BaseQueue):
         key = job.request.key(engine.recipe)
         job.move(JobState.RUNNING, key=key)
         self.book.save(job)
-        if (stored := job.request.stored(key, self.store)) is not None:
+        if (stored := job.request.stored(key, self.store.get)) is not None:
             self.metrics.cache_hits.labels(job.kind).inc()
             return {"images": stored, "cached": True, "step": job.status.total_steps}
         self.store.require_free_space()

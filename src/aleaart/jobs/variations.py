@@ -12,7 +12,7 @@ from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext, register
 from aleaart.jobs.render import Pixels, RenderRequest, graded, image_artifact
 from aleaart.metadata import Derivation, derived_key, render_key
 from aleaart.params import RenderSpec, check_token_id
-from aleaart.store import ImageStore, StoredImage
+from aleaart.store import FindImage, StoredImage
 
 MAX_COUNT = 8
 OPERATION = "variation"
@@ -82,8 +82,8 @@ class VariationsRequest(JobRequest):
                            settings={"seed": seed, "strength": self.strength, "index": i})
                 for i, seed in enumerate(variation_seeds(self.spec.seed, self.count))]
 
-    def stored(self, key: str, store: ImageStore) -> tuple[StoredImage, ...] | None:
-        images = [store.get(image_key(key, i)) for i in range(self.count)]
+    def stored(self, key: str, find: FindImage) -> tuple[StoredImage, ...] | None:
+        images = [find(image_key(key, i)) for i in range(self.count)]
         return tuple(images) if all(image is not None for image in images) else None  # type: ignore[arg-type]
 
     def render(self, context: RunContext) -> list[Pixels]:
