@@ -18,6 +18,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from aleaart.errors import ModelUnavailable, NotFound
+from aleaart.heap import freeze_loaded, thaw
 from aleaart.params import LoraWeight
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class ModelShelf:
             return self._loaded[key]
         self._make_room()
         pipeline = self._load(key)
+        freeze_loaded()
         pipeline.set_progress_bar_config(disable=True)
         self._loaded[key] = Loaded(pipeline)
         return self._loaded[key]
@@ -127,6 +129,7 @@ class ModelShelf:
             victim = next((k for k in self._loaded if k != DEFAULT or self._reload_default is not None), None)
             if victim is None:
                 return  # only the pinned default is loaded: keep it, and go one over
+            thaw()
             del self._loaded[victim]
             log.info("unloaded model %s to make room (ALEAART_MAX_LOADED_MODELS=%d)", victim[:16] or "default",
                      self.max_loaded)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from aleaart.errors import AleaArtError, ModelUnavailable
+from aleaart.heap import freeze_loaded
 from aleaart.jobs.kind import EngineLike
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class ModelHolder:
         try:
             self.engine = self._loader()
             self.load_seconds = time.perf_counter() - started
+            freeze_loaded()
         except AleaArtError as error:
             self.error = str(error)
         except Exception as error:  # the loader's failure must reach /health, not kill a thread silently
