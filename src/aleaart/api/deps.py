@@ -1,4 +1,8 @@
-"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, the key check."""
+"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, the key check.
+
+All are ``async def``: none blocks, and FastAPI would run a plain ``def`` on its thread pool, a thread hop per
+dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -17,23 +21,23 @@ from aleaart.params import TOKEN_ID, parse_token_id
 from aleaart.store import ImageStore
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_queue(request: Request) -> BaseQueue:
+async def get_queue(request: Request) -> BaseQueue:
     return request.app.state.queue
 
 
-def get_store(request: Request) -> ImageStore:
+async def get_store(request: Request) -> ImageStore:
     return request.app.state.store
 
 
-def get_chain(request: Request) -> ChainReader:
+async def get_chain(request: Request) -> ChainReader:
     return request.app.state.chain
 
 
-def get_publisher(request: Request) -> Publisher:
+async def get_publisher(request: Request) -> Publisher:
     return request.app.state.publisher
 
 
@@ -57,7 +61,7 @@ def key_is_valid(request: Request) -> bool:
     return not expected or secrets.compare_digest(given_key(request).encode(), expected.encode())
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     if not key_is_valid(request):
         raise Unauthorized("this endpoint needs the API key: send it in the X-API-Key header")
 
@@ -68,7 +72,7 @@ KEYED = [Depends(require_api_key)]
 TOKEN_PATH_SCHEMA = {"type": "string", "pattern": f"^{TOKEN_ID.pattern}$"}
 
 
-def token_id_path(
+async def token_id_path(
     token_id: Annotated[str, WithJsonSchema(TOKEN_PATH_SCHEMA), Path(description="the token id (uint256, decimal)")],
 ) -> int:
     return parse_token_id(token_id)
