@@ -72,6 +72,16 @@ def test_job_runs_to_a_stored_image(make_queue):
     assert queue.generations == 1
 
 
+def test_a_result_looked_up_once_is_remembered_without_the_database(make_queue):
+    queue = make_queue(FakeEngine())
+    assert queue.submit(render(token="3")).wait_done(5)
+    assert queue.remembered(render(token="3")) is None  # stored, not yet looked up
+    found = queue.lookup(render(token="3"))
+    queue.store.db.close()  # from here on, a database read would raise
+    assert found is not None and queue.remembered(render(token="3")) == found
+    assert queue.remembered(render(token="4")) is None
+
+
 def test_the_engine_renders_the_next_job_while_the_last_is_encoded(make_queue, monkeypatch):
     encode, encoding, may_finish = RenderRequest.encode, threading.Event(), threading.Event()
 

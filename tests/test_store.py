@@ -188,6 +188,21 @@ def test_served_pngs_and_their_base64_come_from_memory_after_the_first_time(tmp_
         store.close()
 
 
+def test_images_found_once_are_known_from_memory_until_stored_anew_or_damaged(store):
+    record, png = make_image()
+    assert store.known(record.key) is None
+    store.put(record, png)
+    assert store.known(record.key) is None  # only what get() found: put() alone does not fill it
+    found = store.get(record.key)
+    assert store.known(record.key) == found
+    again = store.put(dataclasses.replace(record, seconds=9.0), png)
+    assert store.known(record.key) is None and store.get(record.key) == again == store.known(record.key)
+    (store.folder / record.file).write_bytes(png[:10])  # damaged: serving finds it and unindexes it
+    with pytest.raises(NotFound, match="damaged"):
+        store.served_file(record.file)
+    assert store.known(record.key) is None and store.get(record.key) is None
+
+
 def test_damaged_files_are_found_at_start(tmp_path):
     folder = tmp_path / "images"
     store = ImageStore.open(folder, folder / "index.db")

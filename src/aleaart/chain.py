@@ -113,9 +113,13 @@ class ChainReader:
         return cls(rpc_url=settings.rpc_url, chain_id=settings.chain_id, address=settings.params_contract,
                    timeout=settings.chain_timeout)
 
+    def known(self, token_id: int) -> TokenInfo | None:
+        """The token if it was read before (memory only: safe on the event loop)."""
+        return self._cache.get(token_id)
+
     def token(self, token_id: int) -> TokenInfo:
         """The token's parameters and seed; NotFound if not minted, TokenNotReady before its seed."""
-        if (cached := self._cache.get(token_id)) is not None:
+        if (cached := self.known(token_id)) is not None:
             return cached
         next_id = self.next_token_id()
         if not 1 <= token_id < next_id:

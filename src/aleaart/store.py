@@ -68,7 +68,7 @@ class StoredImage:
         return cls(**data)
 
 
-FindImage = Callable[[str], StoredImage | None]  # a stored image by its key: ImageStore.get
+FindImage = Callable[[str], StoredImage | None]  # a stored image by its key: ImageStore.get, or .known
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,7 @@ class ImageStore:
         self.db = db
         self.min_free_mb = min_free_mb
         self._served: dict[str, ServedFile] = {}
+        self._found: dict[str, StoredImage] = {}  # what get() found, by key: known() answers from it
         # file bytes and a PNG's base64 text (ASCII: its length is its size), by (form, sha256)
         self._cache: LRUCache[tuple[str, str], bytes | str] = LRUCache(maxsize=max(cache_mb, 0) * 2**20,
                                                                       getsizeof=len)
@@ -167,6 +168,7 @@ class ImageStore:
             raise
         self._insert(image, "INSERT OR REPLACE")
         self._served.pop(image.file, None)
+        self._found.pop(image.key, None)
         return image
 
     def get(self, key: str) -> StoredImage | None:
@@ -179,7 +181,12 @@ class ImageStore:
             log.warning("image %s is indexed but its file is gone; it will be generated again", image.file)
             self._delete_rows([image.key])
             return None
+        self._found[key] = image
         return image
+
+    def known(self, key: str) -> StoredImage | None:
+        """The stored image for ``key`` if get() found it before (memory only: safe on the event loop)."""
+        return self._found.get(key)
 
     def read_png(self, key: str, sha256: str) -> bytes:
         """The PNG stored under ``key``, checked to be the bytes ``sha256`` names (an image a job starts from)."""
@@ -282,6 +289,8 @@ class ImageStore:
 
     def _forget_served(self, keys: list[str]) -> None:
         gone = set(keys)
+        for key in gone:
+            self._found.pop(key, None)
         for served in [s for s in list(self._served.values()) if s.key in gone]:
             self._served.pop(served.file, None)
 

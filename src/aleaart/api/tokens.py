@@ -29,7 +29,7 @@ router = APIRouter(tags=["tokens"])
 
 async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
     # web3 blocks: a thread keeps the event loop free, and the generation worker never waits on the chain.
-    return await asyncio.to_thread(chain.token, token_id)
+    return chain.known(token_id) or await asyncio.to_thread(chain.token, token_id)
 
 
 def token_request(info: TokenInfo, settings: Settings) -> RenderRequest:
@@ -104,7 +104,7 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
                       settings: SettingsDep) -> Response:
     info = await read_token(chain, token_id)
     wanted = token_request(info, settings)
-    stored = await asyncio.to_thread(queue.lookup, wanted)
+    stored = queue.remembered(wanted) or await asyncio.to_thread(queue.lookup, wanted)
     if stored:
         image = stored[0]
     else:

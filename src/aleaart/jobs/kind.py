@@ -144,8 +144,8 @@ class JobRequest:
         raise NotImplementedError
 
     def stored(self, key: str, find: FindImage) -> tuple[StoredImage, ...] | None:
-        """The result already stored, if ``find`` (the store's ``get``) finds it; kinds with several images
-        override it."""
+        """The result already stored, if ``find`` (the store's ``get``, or its memory-only ``known``) finds it;
+        kinds with several images override it."""
         image = find(key)
         return (image,) if image is not None else None
 

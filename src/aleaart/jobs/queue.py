@@ -30,7 +30,7 @@ from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.logs import current_job
 from aleaart.metrics import Metrics
-from aleaart.store import ImageStore, StoredImage
+from aleaart.store import FindImage, ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,15 @@ class BaseQueue:
 
     def lookup(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
         """The stored result of ``request`` under any recipe results can have now, if there is one."""
+        return self._find(request, self.store.get)
+
+    def remembered(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
+        """``lookup`` from memory only, for results looked up before (safe on the event loop); None otherwise."""
+        return self._find(request, self.store.known)
+
+    def _find(self, request: JobRequest, find: FindImage) -> tuple[StoredImage, ...] | None:
         for recipe in self.recipes():
-            if (stored := request.stored(request.key(recipe), self.store.get)) is not None:
+            if (stored := request.stored(request.key(recipe), find)) is not None:
                 return stored
         return None
 
