@@ -1,8 +1,10 @@
 """Repeat requests for a stored image, measured with wrk (apt-get install wrk) against a real `aleaart serve`.
 
-Starts the service on the tiny model, stores one 512x512 image, then runs wrk for each path with 1
-and 32 connections and prints requests/s and latency p50/p99. The client shares the machine's cores
-with the service, as the issue's figures did.
+Starts anvil with the test contract and one minted token, and the service on the tiny model reading that
+chain; stores one 512x512 image and the token's image, then runs wrk for each path with 1 and 32
+connections and prints requests/s and latency p50/p99. The client shares the machine's cores with the
+service, as the issue's figures did. Uses the test suite's anvil and contract helpers (chain/node_modules
+must be installed: ./run_tests.sh does it).
 
     python bench/bench_serving.py [--seconds 10] [--threads 2]
 """
@@ -24,6 +26,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from evm import deploy, mint_cheap  # noqa: E402
+from integration.anvil import Anvil  # noqa: E402
+
 BODY = {"prompt": "serving benchmark", "width": 512, "height": 512, "steps": 4, "seed": 7}
 POST_SCRIPT = """wrk.method = "POST"
 wrk.body = '{body}'
@@ -37,11 +44,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_service(workdir: Path, threads: int) -> tuple[subprocess.Popen, str]:
+def start_service(workdir: Path, threads: int, rpc_url: str, contract: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "ALEAART_MODEL": "tiny", "ALEAART_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-           "ALEAART_IMAGES_DIR": str(workdir / "images"),
-           "ALEAART_LOG_FORMAT": "json"}
+           "ALEAART_IMAGES_DIR": str(workdir / "images"), "ALEAART_RPC_URL": rpc_url,
+           "ALEAART_PARAMS_CONTRACT": contract, "ALEAART_CHAIN_ID": "31337", "ALEAART_LOG_FORMAT": "json"}
     process = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "serve", "--host", "127.0.0.1", "--port",
                                 str(port)], env=env, cwd=workdir, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
@@ -80,28 +87,42 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        process, url = start_service(workdir, args.threads)
-        try:
-            made = httpx.post(url + "/generate-image", json=BODY, timeout=300).json()
-            png = httpx.get(url + made["imageUrl"]).content
-            print(f"one stored image: {made['imageUrl']} ({len(png) / 1024:.0f} KiB)")
-            script = workdir / "post.lua"
-            script.write_text(POST_SCRIPT.format(body=json.dumps(BODY)))
-            cases = [("GET /generated_images/<file>", url + made["imageUrl"], None),
-                     ("POST /generate-image (stored, imageBase64)", url + "/generate-image", script),
-                     ("POST /jobs (stored, no base64)", url + "/jobs", script)]
-            print(f"{'path':45} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-            for name, target, body in cases:
-                for connections in (1, 32):
-                    figures = wrk(target, connections, args.seconds, body)
-                    print(f"{name:45} {connections:>7} {figures['rps']:>8.0f} {figures['p50_ms']:>8.1f} "
-                          f"{figures['p99_ms']:>8.1f}{'  (errors!)' if figures['errors'] else ''}", flush=True)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(30)
+    node = Anvil().start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            measure(node, Path(folder), args.seconds, args.threads)
+    finally:
+        node.stop()
 
+
+def measure(node: Anvil, workdir: Path, seconds: int, threads: int) -> None:
+    w3 = node.web3()
+    contract = deploy(w3)
+    token_id = mint_cheap(contract, w3)
+    process, url = start_service(workdir, threads, node.url, contract.address)
+    try:
+        made = httpx.post(url + "/generate-image", json=BODY, timeout=300).json()
+        png = httpx.get(url + made["imageUrl"]).content
+        print(f"one stored image: {made['imageUrl']} ({len(png) / 1024:.0f} KiB)")
+        token_png = httpx.get(f"{url}/tokens/{token_id}/image.png", timeout=600)
+        if token_png.status_code != 200:
+            raise RuntimeError(f"the token's image: {token_png.status_code} {token_png.text}")
+        print(f"token {token_id}'s image: {len(token_png.content) / 1024:.0f} KiB")
+        script = workdir / "post.lua"
+        script.write_text(POST_SCRIPT.format(body=json.dumps(BODY)))
+        cases = [("GET /generated_images/<file>", url + made["imageUrl"], None),
+                 ("GET /tokens/<id>/image.png", f"{url}/tokens/{token_id}/image.png", None),
+                 ("POST /generate-image (stored, imageBase64)", url + "/generate-image", script),
+                 ("POST /jobs (stored, no base64)", url + "/jobs", script)]
+        print(f"{'path':45} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        for name, target, body in cases:
+            for connections in (1, 32):
+                figures = wrk(target, connections, seconds, body)
+                print(f"{name:45} {connections:>7} {figures['rps']:>8.0f} {figures['p50_ms']:>8.1f} "
+                      f"{figures['p99_ms']:>8.1f}{'  (errors!)' if figures['errors'] else ''}", flush=True)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
 
 if __name__ == "__main__":
     main()
