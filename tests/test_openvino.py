@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -124,3 +128,35 @@ def test_a_restart_reads_the_saved_models_instead_of_converting(tiny_settings, t
     healed = Engine.load(settings)
     assert healed.generate(ODD).image.tobytes() == expected.tobytes()
     assert (saved / "unet.xml").read_text().startswith("<?xml")
+
+
+RENDER_ONCE = """
+import hashlib, sys
+from aleaart.config import Settings
+from aleaart.engine.pipeline import Engine
+from aleaart.params import RenderSpec
+spec = RenderSpec(prompt="two workers", sampler="Euler a", width=64, height=64, steps=2, guidance_scale=7.5, seed=3)
+engine = Engine.load(Settings(backend="openvino"))
+print(hashlib.sha256(engine.generate(spec).image.tobytes()).hexdigest())
+"""
+
+
+def test_workers_starting_together_on_one_cache_folder_all_render_and_leave_whole_files(tiny_env, tmp_path):
+    """Celery workers on one host share ALEAART_CACHE_DIR: they build the tiny model and convert it at once."""
+    env = {**tiny_env, "ALEAART_CACHE_DIR": str(tmp_path)}
+    workers = [subprocess.Popen([sys.executable, "-c", RENDER_ONCE], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True) for _ in range(2)]
+    try:
+        answers = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+    assert [worker.returncode for worker in workers] == [0, 0], [err[-2000:] for _, err in answers]
+    assert answers[0][0] == answers[1][0]  # the same pixels
+    [saved] = (tmp_path / "openvino").iterdir()
+    assert sorted(p.name for p in saved.iterdir()) == ["unet.bin", "unet.xml", "vae_decoder.bin", "vae_decoder.xml"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left
+    third = subprocess.run([sys.executable, "-c", RENDER_ONCE], env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and third.stdout == answers[0][0]  # and the saved files read back whole

@@ -169,16 +169,21 @@ def write_tiny_lora(pipeline: StableDiffusionPipeline, path: Path, seed: int, ra
 
 
 def make_tiny_model(folder: Path) -> Path:
-    """Write the tiny model to ``folder`` (a diffusers folder), atomically; return the folder."""
+    """Write the tiny model to ``folder`` (a diffusers folder), atomically; return the folder. Processes that
+    build it at once (workers started together) keep the first whole copy: one may be loading it already."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
     try:
         pipeline = build_tiny_pipeline()
         pipeline.save_pretrained(staging / "model", safe_serialization=True)
-        if folder.exists():
-            shutil.rmtree(folder)
-        (staging / "model").rename(folder)
+        if folder.exists() and not (folder / "model_index.json").exists():
+            shutil.rmtree(folder)  # not a whole model: replaced
+        try:
+            (staging / "model").rename(folder)
+        except OSError:  # another process's whole copy got there first
+            if not (folder / "model_index.json").exists():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
