@@ -3,14 +3,16 @@
     (a) the seed backend's way: attention slicing on, a scheduler built per request, fp32
     (b) the service's engine on PyTorch (aleaart's Engine: SDPA, prompt-embedding cache)
     (c) candidates: the engine with channels_last UNet and VAE; with torch.compile on the UNet and VAE decoder;
-        with its UNet and VAE decoder on OpenVINO at f32 (ALEAART_BACKEND=openvino, the CPU default)
+        with its UNet and VAE decoder on OpenVINO at f32 (ALEAART_BACKEND=openvino, the CPU default), and at bf16
+        (ALEAART_OPENVINO_PRECISION=bf16, on CPUs with native bf16; its image's PSNR against f32's is printed)
 
 and the machine's own fp32 GEMM peak, measured in the same run, as the floor: each part's FLOPs
 (counted by torch's FlopCounterMode) over that peak. Per path it prints the UNet step with guidance,
 the VAE decode, the text encoding, a whole N-step 512x512 image, and the ratios to (a) and to the
 floor. Peak RSS is the process's: the paths share PyTorch's weights, OpenVINO keeps its own copy.
 
-    python bench/compare.py [--steps 20] [--threads 2] [--repeats 3] [--candidates channels_last,compile,openvino]
+    python bench/compare.py [--steps 20] [--threads 2] [--repeats 3]
+                            [--candidates channels_last,compile,openvino,openvino-bf16]
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_sd15_random import sd15_random  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
+from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
 from aleaart.engine.samplers import make_scheduler  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
@@ -122,7 +128,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--candidates", default="channels_last,compile,openvino")
+    parser.add_argument("--candidates", default="channels_last,compile,openvino,openvino-bf16")
     args = parser.parse_args()
     candidates = set(args.candidates.split(","))
     torch.set_num_threads(args.threads)
@@ -164,14 +170,24 @@ def main() -> None:
         for module in compiled:
             module._compiled_call_impl = None  # eager again for the next path
 
-    if "openvino" in candidates:  # last: it swaps the UNet's and decoder's forwards for good
+    images = {}
+    for precision in ("f32", "bf16"):  # last: they swap the UNet's and decoder's forwards for good
+        if ("openvino" if precision == "f32" else "openvino-bf16") not in candidates:
+            continue
+        if precision == "bf16" and not has_native_bf16():
+            print("  OpenVINO bf16: skipped, this CPU has no native bf16", flush=True)
+            continue
         started = time.perf_counter()
         openvino = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random", backend="openvino",
-                          threads=args.threads)
-        openvino.generate(spec)  # compiles a 512² image's shapes, as a service's first render does
-        print(f"  OpenVINO conversion and first image {time.perf_counter() - started:.1f} s, peak RSS now "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)
-        results["(c) openvino f32"] = measure("(c)", pipeline, lambda: openvino.generate(spec), args.repeats)
+                          threads=args.threads, precision=precision)
+        images[precision] = openvino.generate(spec).image  # compiles a 512² image's shapes, as a first render does
+        print(f"  OpenVINO {precision}: conversion and first image {time.perf_counter() - started:.1f} s, peak RSS "
+              f"now {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)
+        results[f"(c) openvino {precision}"] = measure("(c)", pipeline, partial(openvino.generate, spec),
+                                                       args.repeats)
+    if len(images) == 2:
+        same = peak_signal_noise_ratio(np.asarray(images["f32"]), np.asarray(images["bf16"]), data_range=255)
+        print(f"  OpenVINO bf16's image against f32's: PSNR {same:.1f} dB", flush=True)
 
     results["floor (FLOPs / GEMM peak)"] = floor
     seed = results["(a) seed way"]

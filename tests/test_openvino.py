@@ -1,5 +1,6 @@
 """The OpenVINO backend (the default on the CPU) on the tiny model: the UNet and VAE decoder on OpenVINO's CPU
-runtime at f32, beside PyTorch's pixels, the same every time, named in the key, and out of the way of LoRAs."""
+runtime at f32, beside PyTorch's pixels, the same every time, named in the key, and out of the way of LoRAs; and
+at bf16 where the CPU has it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 from pixels import psnr
 
-from aleaart.engine.openvino import VERSION
+from aleaart.engine.openvino import VERSION, has_native_bf16, pick_precision
 from aleaart.engine.pipeline import Engine, pick_backend
 from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
 from aleaart.errors import ModelUnavailable
@@ -44,7 +45,8 @@ def models_dir(tmp_path_factory):
 def engines(tiny_settings, models_dir):
     folder, _ = models_dir
     torch_engine = Engine.load(tiny_settings.model_copy(update={"models_dir": folder, "backend": "torch"}))
-    openvino_engine = Engine.load(tiny_settings.model_copy(update={"models_dir": folder, "backend": "openvino"}))
+    openvino_engine = Engine.load(tiny_settings.model_copy(update={"models_dir": folder, "backend": "openvino",
+                                                                    "openvino_precision": "f32"}))
     return torch_engine, openvino_engine
 
 
@@ -95,11 +97,36 @@ def test_a_lora_job_renders_on_pytorch_and_the_next_job_on_openvino_again(engine
     assert openvino_engine.generate(unweighted).image.tobytes() == plain.tobytes()
 
 
-def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu(tiny_engine):
+@pytest.mark.skipif(not has_native_bf16(), reason="this CPU has no native bf16 (AVX512_BF16 or AMX)")
+def test_bf16_is_its_own_backend_the_same_every_time_and_near_f32(engines, tiny_settings):
+    _, f32_engine = engines
+    bf16_engine = Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "openvino_precision": "bf16"}))
+    assert bf16_engine.recipe["backend"] == f"openvino-{VERSION}-bf16"
+    assert f32_engine.recipe["backend"] == f"openvino-{VERSION}"  # f32 keys are those from before bf16
+    first, again = bf16_engine.generate(ODD).image, bf16_engine.generate(ODD).image
+    assert first.tobytes() == again.tobytes()  # reproducible run to run
+    in_f32 = f32_engine.generate(ODD).image
+    assert first.tobytes() != in_f32.tobytes()  # it did compute in bf16
+    assert psnr(first, in_f32) > 35  # and it is still the same picture (44-46 dB here)
+
+
+def test_bf16_without_native_bf16_is_refused_saying_what_to_set(tiny_settings, monkeypatch):
+    from aleaart.engine import openvino as backend
+
+    monkeypatch.setattr(backend, "has_native_bf16", lambda: False)
+    with pytest.raises(ModelUnavailable, match="ALEAART_OPENVINO_PRECISION=bf16 needs a CPU with native bf16"):
+        Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "openvino_precision": "bf16"}))
+
+
+def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu_and_bf16_where_the_cpu_has_it(tiny_engine):
     assert pick_backend("auto", torch.device("cpu")) == "openvino"
     assert pick_backend("auto", torch.device("cuda")) == "torch"
     assert pick_backend("torch", torch.device("cpu")) == "torch"
-    assert tiny_engine.recipe["backend"] == f"openvino-{VERSION}"  # the tests' engine renders as a service here does
+    native = has_native_bf16()
+    assert pick_precision("auto") == ("bf16" if native else "f32")
+    assert pick_precision("f32") == "f32" and pick_precision("bf16") == "bf16"
+    # the tests' engine renders as a service here does
+    assert tiny_engine.recipe["backend"] == f"openvino-{VERSION}" + ("-bf16" if native else "")
 
 
 def test_openvino_on_a_gpu_is_refused_saying_what_to_set(tiny_settings):

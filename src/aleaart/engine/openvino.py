@@ -1,10 +1,12 @@
-"""ALEAART_BACKEND=openvino: a loaded pipeline's UNet and VAE decoder run on OpenVINO's CPU runtime at f32.
+"""ALEAART_BACKEND=openvino: a loaded pipeline's UNet and VAE decoder run on OpenVINO's CPU runtime.
 
 Diffusers keeps everything else (the scheduler loop, guidance, the text encoder, the VAE encoder), so samplers,
 callbacks, cancelling and the prompt cache work as on PyTorch. The two modules are converted once from the loaded
 PyTorch weights with ``openvino.convert_model`` (no export step, no optimum-intel, which pins another torch), then
-compiled once per input shape (an aspect, a batch) with the precision hint at f32: OpenVINO's default on CPUs
-without AMX is bf16, slower there and other pixels. A pipeline with LoRAs on runs on PyTorch for that job
+compiled once per input shape (an aspect, a batch) with the precision hint set, never left to OpenVINO's
+per-CPU default. ALEAART_OPENVINO_PRECISION=auto is bf16 where the CPU computes it natively (bench/compare.py:
+twice f32's speed, the image 48 dB from f32's), else f32; bf16 asked for on a CPU without it is refused, since
+OpenVINO would quietly run f32 under a key that says bf16. A pipeline with LoRAs on runs on PyTorch for that job
 (``suspended``): the converted graph holds the base weights only. Converted models are saved as OpenVINO IR in a
 folder named by the weights' identity, so a restart reads them instead of converting again.
 """
@@ -20,12 +22,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import openvino
 import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+from aleaart.config import Precision
+from aleaart.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +91,28 @@ class CompiledByShape:
         return request
 
 
+def has_native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bf16 in hardware here (AVX512_BF16 or AMX)."""
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def pick_precision(requested: Precision | Literal["auto"]) -> Precision:
+    """``auto``: bf16 where the CPU has it natively, f32 elsewhere (where bf16 would be emulated, and slower)."""
+    if requested == "auto":
+        return "bf16" if has_native_bf16() else "f32"
+    return requested
+
+
 class OpenVinoPipeline:
     """``pipeline``'s UNet and VAE decoder, converted and swapped in place (their ``forward``); ``threads`` CPU
-    threads, fixed, since the pixels depend on them."""
+    threads, fixed, since the pixels depend on them, and ``precision``."""
 
-    def __init__(self, pipeline: StableDiffusionPipeline, threads: int, saved: Path | None = None) -> None:
-        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+    def __init__(self, pipeline: StableDiffusionPipeline, threads: int, saved: Path | None = None,
+                 precision: Precision = "f32") -> None:
+        if precision == "bf16" and not has_native_bf16():
+            raise ModelUnavailable("ALEAART_OPENVINO_PRECISION=bf16 needs a CPU with native bf16 (AVX512_BF16 or "
+                                   "AMX), and this one has none: set ALEAART_OPENVINO_PRECISION=f32")
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
         unet, vae = pipeline.unet, pipeline.vae
         self._unet, self._decoder = unet, vae.decoder

@@ -22,7 +22,7 @@ from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableD
 from PIL import Image
 
 from aleaart import __version__
-from aleaart.config import Backend, Settings
+from aleaart.config import Backend, Precision, Settings
 from aleaart.engine.checkpoint import architecture
 from aleaart.engine.models import Loaded, ModelShelf
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
@@ -95,6 +95,14 @@ def pick_backend(requested: Backend | Literal["auto"], device: torch.device) -> 
     return "torch"
 
 
+def _openvino_precision(backend: Backend, settings: Settings) -> Precision:
+    if backend != "openvino":
+        return "f32"  # unused: PyTorch's precision is its dtype
+    from aleaart.engine.openvino import pick_precision
+
+    return pick_precision(settings.openvino_precision)
+
+
 def model_fingerprint(source: ModelSource) -> str:
     """A cheap identity of a local model's files (names, sizes, mtimes): new weights, new images."""
     root = Path(source.location)
@@ -154,9 +162,10 @@ class Engine:
 
     def __init__(self, pipeline: StableDiffusionPipeline, *, model_name: str, model_identity: str,
                  shelf: ModelShelf | None = None, backend: Backend = "torch", threads: int | None = None,
-                 converted_dir: Path | None = None) -> None:
+                 converted_dir: Path | None = None, precision: Precision = "f32") -> None:
         self.pipeline = pipeline  # the one the job under the lock renders with (see _using)
         self.backend = backend
+        self.precision = precision  # OpenVINO's; PyTorch's is its dtype
         self._threads = threads or torch.get_num_threads()
         self._converted_dir = converted_dir  # where OpenVINO models are saved, a folder per weights' identity
         self._shelf = shelf or ModelShelf(pipeline, max_loaded=1, models_dir=None, config_dir=None,
@@ -202,7 +211,8 @@ class Engine:
         shelf = ModelShelf(pipeline, max_loaded=settings.max_loaded_models, models_dir=settings.models_path,
                            config_dir=configs, reload_default=load_default)
         return cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf, backend=backend,
-                   threads=settings.threads, converted_dir=settings.cache_dir / "openvino")
+                   threads=settings.threads, converted_dir=settings.cache_dir / "openvino",
+                   precision=_openvino_precision(backend, settings))
 
     @contextlib.contextmanager
     def _using(self, spec: RenderSpec) -> Iterator[None]:
@@ -228,7 +238,7 @@ class Engine:
             if self._converted_dir is not None:
                 versions = f"{identity}|openvino-{VERSION}|torch-{torch.__version__}|diffusers-{diffusers.__version__}"
                 saved = self._converted_dir / hashlib.sha256(versions.encode()).hexdigest()[:16]
-            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self._threads, saved)
+            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self._threads, saved, self.precision)
         return loaded.runtime
 
     def architecture(self) -> Architecture:
@@ -250,7 +260,8 @@ class Engine:
         if self.backend == "openvino":  # absent on PyTorch, so keys from before backends were a choice still hold
             from aleaart.engine.openvino import VERSION
 
-            recipe["backend"] = f"openvino-{VERSION}"
+            # f32 keys stay as they were before bf16 was a choice
+            recipe["backend"] = f"openvino-{VERSION}" + ("-bf16" if self.precision == "bf16" else "")
         return recipe
 
     def generate(
