@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="cuda, mps or cpu; default: the best available")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; pin it for bit-exact images")
     backend: Backend | Literal["auto"] = Field(
-        "auto", description="what runs the UNet and VAE decoder: openvino (CPU only, f32) or torch; auto: "
+        "auto", description="what runs the UNet and VAE decoder: openvino (CPU only) or torch; auto: "
         "openvino on the CPU, where it is faster (the README's Performance), torch on a GPU")
     openvino_precision: Precision | Literal["auto"] = Field(
         "auto", description="what the openvino backend computes in: f32, or bf16 on a CPU with native bf16 "
