@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import importlib.util
@@ -246,9 +247,10 @@ class Engine:
         with self._lock:
             return architecture(self._shelf.get(None).pipeline, self.model_name)
 
-    @property
+    @functools.cached_property
     def recipe(self) -> dict[str, str]:
-        """Everything besides the spec that shapes the pixels; part of every image's key."""
+        """Everything besides the spec that shapes the pixels; part of every image's key. Fixed for the engine's
+        life, so built once: every job and every lookup of a stored result asks for it."""
         recipe = {
             "model": self.model_identity,
             "device": self.device.type,
