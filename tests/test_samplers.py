@@ -7,7 +7,7 @@ from diffusers import (
     PNDMScheduler,
 )
 
-from aleaart.engine.samplers import make_scheduler
+from aleaart.engine.samplers import TABLE, make_scheduler
 from aleaart.engine.tiny import SD15_SCHEDULER
 from aleaart.errors import InvalidParams
 from aleaart.params import SAMPLERS
@@ -46,3 +46,12 @@ def test_each_call_builds_a_new_scheduler():
 def test_unknown_sampler():
     with pytest.raises(InvalidParams, match="sampler must be one of DPM\\+\\+ 2M Karras, .*got 'DDIM'"):
         make_scheduler("DDIM", CONFIG, seed=1)
+
+
+def test_the_table_names_exactly_the_contracts_samplers():
+    assert sorted(TABLE) == sorted(SAMPLERS)
+
+
+def test_only_sde_samplers_have_batch_shaped_noise():
+    assert {name for name, s in TABLE.items() if s.batch_shaped_noise} == {"DPM++ SDE Karras", "DPM++ SDE"}
+    assert TABLE["Euler a"].noise == "ancestral"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from aleaart.params import SAMPLERS
+from aleaart.engine.samplers import TABLE
 
 # These samplers draw their step noise for the whole batch at once (a Brownian tree per call), so an
 # image in a batch would get other step noise than alone: they render variations one at a time.
-BATCH_SHAPED_NOISE = frozenset(s for s in SAMPLERS if "SDE" in s)
+BATCH_SHAPED_NOISE = frozenset(name for name, s in TABLE.items() if s.batch_shaped_noise)
 
 
 def seeded_noise(shape: tuple[int, ...], seed: int, *, device: torch.device,
