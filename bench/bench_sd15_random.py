@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
-from aleaart.config import Backend  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
+from aleaart.engine.runtime import RUNTIMES, bench_runtime  # noqa: E402
 from aleaart.engine.tiny import SD15_SCHEDULER, build_tokenizer  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
 
@@ -53,12 +53,13 @@ def sd15_random() -> StableDiffusionPipeline:
     )
 
 
-def sd15_engine(device: str, backend: Backend = "torch") -> Engine:
+def sd15_engine(device: str, backend: str = "torch") -> Engine:
     """The service's Engine around sd15_random() on ``device``, in float16 on CUDA as the service runs there."""
     pipeline = sd15_random().to(device)
     if device == "cuda":
         pipeline = pipeline.to(dtype=torch.float16)
-    return Engine(pipeline, model_name="sd15-random", model_identity="sd15-random", backend=backend)
+    return Engine(pipeline, model_name="sd15-random", model_identity="sd15-random",
+                  runtime=bench_runtime(backend, threads=torch.get_num_threads()))
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--sampler", type=int, default=0, help="samplerIndex 0-5")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--backend", choices=["torch", "openvino"], default="torch")
+    parser.add_argument("--backend", choices=list(RUNTIMES), default="torch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
+from aleaart.engine.runtime import bench_runtime  # noqa: E402
 from aleaart.engine.samplers import make_scheduler  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
 
@@ -178,8 +179,8 @@ def main() -> None:
             print("  OpenVINO bf16: skipped, this CPU has no native bf16", flush=True)
             continue
         started = time.perf_counter()
-        openvino = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random", backend="openvino",
-                          threads=args.threads, precision=precision)
+        openvino = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random",
+                          runtime=bench_runtime("openvino", threads=args.threads, openvino_precision=precision))
         images[precision] = openvino.generate(spec).image  # compiles a 512² image's shapes, as a first render does
         print(f"  OpenVINO {precision}: conversion and first image {time.perf_counter() - started:.1f} s, peak RSS "
               f"now {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB", flush=True)

@@ -18,7 +18,8 @@ from PIL import Image
 from pixels import psnr
 
 from aleaart.engine.openvino import VERSION, has_native_bf16, pick_precision
-from aleaart.engine.pipeline import Engine, pick_backend
+from aleaart.engine.pipeline import Engine
+from aleaart.engine.runtime import pick_backend
 from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.render import image_artifact
@@ -59,7 +60,7 @@ def test_openvino_renders_what_pytorch_does_within_rounding_and_the_same_every_t
         assert first.size == (spec.width, spec.height)
         assert first.tobytes() == again.tobytes()  # reproducible run to run
         assert psnr(first, expected) > 40  # the same picture, up to float rounding
-    runtime = openvino_engine._current.runtime
+    runtime = openvino_engine.core.current.runtime
     assert sorted(shape[0] for shape in runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 11, 8)]  # it ran the UNet
     assert sorted(shape[0] for shape in runtime.decoder.shapes) == [(1, 4, 8, 8), (1, 4, 11, 8)]
 
@@ -69,7 +70,7 @@ def test_variations_batch_through_the_compiled_unet(engines):
     expected = torch_engine.generate_variations(SMALL, [1, 2, 3], 0.3)
     rendered = openvino_engine.generate_variations(SMALL, [1, 2, 3], 0.3)
     assert all(psnr(a.image, b.image) > 40 for a, b in zip(rendered, expected, strict=True))
-    assert (6, 4, 8, 8) in [shape[0] for shape in openvino_engine._current.runtime.unet.shapes]
+    assert (6, 4, 8, 8) in [shape[0] for shape in openvino_engine.core.current.runtime.unet.shapes]
 
 
 def test_the_backend_is_part_of_the_key_and_the_png(engines):

@@ -181,7 +181,7 @@ def test_out_of_memory_is_retried_once_with_tiling_and_slicing_then_all_is_as_be
     normal = pixels_hash(tiny_engine.generate(SMALL).image)
     processors = {name: type(p) for name, p in tiny_engine.pipeline.unet.attn_processors.items()}
     freed: list[int] = []
-    monkeypatch.setattr(tiny_engine, "free_memory", lambda: freed.append(1))
+    monkeypatch.setattr(tiny_engine.core, "free_memory", lambda: freed.append(1))
     calls = unet_out_of_memory(monkeypatch, tiny_engine, failures=1)
     retried = tiny_engine.generate(SMALL).image
     assert retried.size == (64, 64) and np.asarray(retried).std() > 1
@@ -194,7 +194,7 @@ def test_out_of_memory_is_retried_once_with_tiling_and_slicing_then_all_is_as_be
 
 def test_out_of_memory_twice_is_out_of_memory_with_the_size(tiny_engine, monkeypatch):
     freed: list[int] = []
-    monkeypatch.setattr(tiny_engine, "free_memory", lambda: freed.append(1))
+    monkeypatch.setattr(tiny_engine.core, "free_memory", lambda: freed.append(1))
     unet_out_of_memory(monkeypatch, tiny_engine, failures=2)
     with pytest.raises(OutOfMemory, match="out of cpu memory for a 64x64 image") as caught:
         tiny_engine.generate(SMALL)
@@ -206,7 +206,7 @@ def test_out_of_memory_twice_is_out_of_memory_with_the_size(tiny_engine, monkeyp
 
 def test_prompts_are_encoded_once_and_give_the_pixels_the_pipeline_would(tiny_engine, monkeypatch):
     spec = replace(SMALL, prompt="a prompt seen for the first time here", seed=99)
-    tiny_engine.pipeline.scheduler = make_scheduler(spec.sampler, tiny_engine._scheduler_config, seed=spec.seed)
+    tiny_engine.pipeline.scheduler = make_scheduler(spec.sampler, tiny_engine.core.scheduler_config, seed=spec.seed)
     direct = tiny_engine.pipeline(prompt=spec.prompt, width=64, height=64, num_inference_steps=spec.steps,
                                   guidance_scale=spec.guidance_scale, output_type="pil",
                                   generator=torch.Generator("cpu").manual_seed(spec.seed))

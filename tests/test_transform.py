@@ -117,7 +117,7 @@ def test_large_images_go_through_the_vae_in_tiles(tiny_engine, monkeypatch):
     spec = replace(SPEC, width=200, height=120)
     whole = tiny_engine.transform(spec, source, 0.35).image
     assert tiled == []
-    monkeypatch.setattr(tiny_engine, "tile_above", 128)
+    monkeypatch.setattr(tiny_engine.core, "tile_above", 128)
     in_tiles = tiny_engine.transform(spec, source, 0.35).image
     assert set(tiled) == {"_tiled_encode", "tiled_decode"} and not vae.use_tiling  # switched off again
     assert in_tiles.size == whole.size == (200, 120)

@@ -13,7 +13,6 @@ from aleaart.params import DEFAULT_PALETTE, PaletteChoice
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-Backend = Literal["torch", "openvino"]
 Precision = Literal["f32", "bf16"]  # what OpenVINO computes in
 
 
@@ -35,9 +34,10 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(None, description="cuda, mps or cpu; default: the best available")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; pin it for bit-exact images")
-    backend: Backend | Literal["auto"] = Field(
-        "auto", description="what runs the UNet and VAE decoder: openvino (CPU only) or torch; auto: "
-        "openvino on the CPU, where it is faster (the README's Performance), torch on a GPU")
+    backend: str = Field(
+        "auto", min_length=1, description="what runs the UNet and VAE decoder, a runtime named in "
+        "engine/runtime.py: openvino (CPU only) or torch; auto: openvino on the CPU, where it is faster (the "
+        "README's Performance), torch on a GPU")
     openvino_precision: Precision | Literal["auto"] = Field(
         "auto", description="what the openvino backend computes in: f32, or bf16 on a CPU with native bf16 "
         "(AVX512_BF16 or AMX; refused elsewhere), about twice as fast; auto: bf16 where the CPU has it, else f32")

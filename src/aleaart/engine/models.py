@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
@@ -20,9 +20,6 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from aleaart.errors import ModelUnavailable, NotFound
 from aleaart.heap import freeze_loaded, thaw
 from aleaart.params import LoraWeight
-
-if TYPE_CHECKING:
-    from aleaart.engine.openvino import OpenVinoPipeline
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +32,7 @@ class Loaded:
 
     pipeline: StableDiffusionPipeline
     img2img: StableDiffusionImg2ImgPipeline | None = None
-    runtime: OpenVinoPipeline | None = None  # under the openvino backend: its UNet and VAE decoder converted
+    runtime: Any = None  # what the engine's runtime prepared for it (OpenVINO: its UNet and VAE decoder converted)
 
     def image_to_image(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""

@@ -14,6 +14,7 @@ folder named by the weights' identity, so a restart reads them instead of conver
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -24,12 +25,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import diffusers
 import openvino
 import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from aleaart.config import Precision
+from aleaart.engine.models import Loaded
+from aleaart.engine.runtime import RuntimeSetup
 from aleaart.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -137,6 +141,38 @@ class OpenVinoPipeline:
     def _swap_in(self) -> None:
         self._unet.forward = _unet_forward(self.unet, self._torch_forwards[0], self._unet.dtype)
         self._decoder.forward = _decoder_forward(self.decoder, self._torch_forwards[1])
+
+
+class OpenVinoRuntime:
+    """The runtime: each loaded pipeline converted on its first job (or read from the IR saved for its weights),
+    and on PyTorch for a job with LoRAs."""
+
+    def __init__(self, setup: RuntimeSetup) -> None:
+        self.precision = pick_precision(setup.settings.openvino_precision)
+        self.threads = setup.threads
+        self.folder = setup.folder
+
+    @property
+    def key(self) -> str:
+        return f"openvino-{VERSION}" + ("-bf16" if self.precision == "bf16" else "")  # f32 keys predate bf16
+
+    def prepare(self, loaded: Loaded, identity: str) -> None:
+        if loaded.runtime is None:
+            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self.threads, self._saved(identity), self.precision)
+
+    def job(self, loaded: Loaded, *, adapted: bool) -> contextlib.AbstractContextManager[None]:
+        return loaded.runtime.suspended() if adapted else contextlib.nullcontext()
+
+    def _saved(self, identity: str) -> Path | None:
+        """Where the IR of these weights (the model's identity, or an upload's sha256) is saved, by versions."""
+        if self.folder is None:
+            return None
+        versions = f"{identity}|openvino-{VERSION}|torch-{torch.__version__}|diffusers-{diffusers.__version__}"
+        return self.folder / hashlib.sha256(versions.encode()).hexdigest()[:16]
+
+
+def open_runtime(setup: RuntimeSetup) -> OpenVinoRuntime:
+    return OpenVinoRuntime(setup)
 
 
 def _saved_or_converted(folder: Path | None, name: str, convert: Callable[[], openvino.Model]) -> openvino.Model:

@@ -1,0 +1,24 @@
+"""ALEAART_BACKEND=torch: PyTorch eager runs the loaded pipeline as diffusers built it (SDPA attention)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from aleaart.engine.models import Loaded
+from aleaart.engine.runtime import RuntimeSetup
+
+
+class EagerRuntime:
+    key = None  # absent from the recipe, so keys from before runtimes were a choice still hold
+
+    def prepare(self, loaded: Loaded, identity: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def job(self, loaded: Loaded, *, adapted: bool) -> Iterator[None]:
+        yield
+
+
+def open_runtime(setup: RuntimeSetup) -> EagerRuntime:
+    return EagerRuntime()
