@@ -16,7 +16,7 @@ from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import BaseQueue
+from aleaart.jobs import Queue
 from aleaart.params import TOKEN_ID, parse_token_id
 from aleaart.store import ImageStore
 
@@ -25,7 +25,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_queue(request: Request) -> BaseQueue:
+async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
@@ -42,7 +42,7 @@ async def get_publisher(request: Request) -> Publisher:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-QueueDep = Annotated[BaseQueue, Depends(get_queue)]
+QueueDep = Annotated[Queue, Depends(get_queue)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -13,14 +13,14 @@ from aleaart.api.errors import error_responses
 from aleaart.api.models import RegistryDep
 from aleaart.api.responses import answer_of, job_events, job_snapshot, kept_alive
 from aleaart.api.schemas import GenerateBody
-from aleaart.jobs import BaseQueue, Job
+from aleaart.jobs import Job, Queue
 
 router = APIRouter(tags=["generate"], dependencies=KEYED)
 SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503, 507)
 JOB_ERRORS = error_responses(401, 404, 422)
 
 
-def accepted(queue: BaseQueue, job: Job) -> JSONResponse:
+def accepted(queue: Queue, job: Job) -> JSONResponse:
     return JSONResponse(job_snapshot(queue, job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 

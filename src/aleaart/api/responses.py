@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, RangeNotSatisfiable, ShuttingDown, error_for
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import BaseQueue, Job, JobRequest, JobState, JobStatus
+from aleaart.jobs import Job, JobRequest, JobState, JobStatus, Queue
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
     return result
 
 
-def job_snapshot(queue: BaseQueue, job: Job, status: JobStatus | None = None) -> dict[str, Any]:
+def job_snapshot(queue: Queue, job: Job, status: JobStatus | None = None) -> dict[str, Any]:
     """A job as clients see it, from one status snapshot (never half of a change)."""
     status = status or job.status
     progress = queue.progress(job)
@@ -140,7 +140,7 @@ def shutting_down(job: Job) -> ShuttingDown:
                         f"follow it at /jobs/{job.id}")
 
 
-async def wait_for(queue: BaseQueue, job: Job) -> JobStatus:
+async def wait_for(queue: Queue, job: Job) -> JobStatus:
     """The job's final status; ShuttingDown when the service drains and the job will not run before it stops."""
     # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
     while not (status := job.status).state.is_terminal():
@@ -154,7 +154,7 @@ def event(kind: str, data: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def job_events(queue: BaseQueue, job: Job) -> AsyncIterator[str]:
+async def job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
     """Server-Sent Events: one ``progress`` per change, then the terminal state's event."""
     seen, quiet = -1, 0.0
     while True:
@@ -185,7 +185,7 @@ def failure_of(job: Job, status: JobStatus) -> AleaArtError:
     return error_for(status.code, status.error or "generation failed")
 
 
-async def succeeded(queue: BaseQueue, job: Job) -> JobStatus:
+async def succeeded(queue: Queue, job: Job) -> JobStatus:
     """Wait for ``job``; its final status if it succeeded, else the error a waiting client gets."""
     # The job is the worker's: a client that goes away does not cancel it, and the result is stored.
     status = await asyncio.shield(wait_for(queue, job))
@@ -194,14 +194,14 @@ async def succeeded(queue: BaseQueue, job: Job) -> JobStatus:
     return status
 
 
-async def generate_and_wait(queue: BaseQueue, request: JobRequest, *, publisher: Publisher | None = None,
+async def generate_and_wait(queue: Queue, request: JobRequest, *, publisher: Publisher | None = None,
                             user_id: str | None = None) -> dict[str, Any]:
     """The seed's synchronous answer, with the image inline and the original backend's side effects."""
     job = await asyncio.to_thread(queue.submit, request)
     return await answer_of(queue, job, publisher=publisher, user_id=user_id)
 
 
-async def answer_of(queue: BaseQueue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:
+async def answer_of(queue: Queue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:
     status = await succeeded(queue, job)
     image = status.images[0]
     result = await asyncio.to_thread(image_result, queue.store, image, cached=status.cached, with_base64=True)

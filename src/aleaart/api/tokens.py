@@ -16,7 +16,7 @@ from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
 from aleaart.errors import Unauthorized
-from aleaart.jobs import BaseQueue, RenderRequest
+from aleaart.jobs import Queue, RenderRequest
 from aleaart.jobs.animation import OPERATION as ANIMATION
 from aleaart.metadata import FileIds, token_metadata
 from aleaart.store import StoredImage
@@ -72,7 +72,7 @@ async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: Ch
     return await asyncio.to_thread(metadata_of, request, info, queue, settings)
 
 
-def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: Settings) -> dict[str, Any]:
+def metadata_of(request: Request, info: TokenInfo, queue: Queue, settings: Settings) -> dict[str, Any]:
     wanted = token_request(info, settings)
     stored = queue.lookup(wanted)
     image = stored[0] if stored else None
@@ -89,7 +89,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: BaseQueue, settings: S
     )
 
 
-def stored_animation(queue: BaseQueue, still: RenderRequest) -> StoredImage | None:
+def stored_animation(queue: Queue, still: RenderRequest) -> StoredImage | None:
     """The newest MP4 animated from the token's image (as rendered under a recipe results can have now)."""
     for recipe in queue.recipes():
         made, _ = queue.store.list(source=still.key(recipe), kind=ANIMATION, limit=10)

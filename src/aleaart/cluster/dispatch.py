@@ -38,7 +38,8 @@ from aleaart.cluster.wire import (
 )
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, NotFound, error_for
-from aleaart.jobs import BaseQueue, Job, JobBook, JobState
+from aleaart.jobs import Job, JobBook, Queue
+from aleaart.jobs.backend import QueueCore
 from aleaart.jobs.kind import Recipe
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore, StoredImage
@@ -49,12 +50,21 @@ POLL_SECONDS = 0.5  # how often finished jobs are looked for when no "done" even
 BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
-class CeleryQueue(BaseQueue):
-    """Hands worker jobs to `aleaart worker` processes (Celery on ALEAART_BROKER_URL) and stores their results."""
+class CeleryQueue(Queue):
+    """The queue on the Celery backend: jobs run on `aleaart worker` processes (Celery on ALEAART_BROKER_URL)."""
 
     def __init__(self, *, store: ImageStore, book: JobBook, settings: Settings, metrics: Metrics | None = None,
                  chain: Any = None) -> None:
-        super().__init__(store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+        super().__init__(backend=CeleryBackend(settings), store=store, book=book, settings=settings,
+                         metrics=metrics, chain=chain)
+
+
+class CeleryBackend:
+    """Hands worker jobs to `aleaart worker` processes and stores their results (a queue backend)."""
+
+    detached = True  # worker jobs go on without this process
+
+    def __init__(self, settings: Settings) -> None:
         self.model = settings.model
         self.queue_name = queue_for_model(settings.model)
         self.broker_url = redact(str(settings.broker_url))
@@ -67,12 +77,16 @@ class CeleryQueue(BaseQueue):
         self._recipes: dict[str, Recipe] = {}  # kept when workers go: stored results stay findable
         self._model_name: str | None = None
         self._unsent: set[str] = set()  # resumed after a restart: sent by the watcher unless already sent
+        self._unsent_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._halt = threading.Event()
         self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True),
                          threading.Thread(target=self._listen, name="aleaart-cluster-events", daemon=True)]
 
-    # What BaseQueue asks of a backend
+    def attach(self, core: QueueCore) -> None:
+        self.core = core
+
+    # What the queue asks of a backend (jobs/backend.py)
 
     def recipes(self) -> list[Recipe]:
         return list(self._recipes.values())
@@ -96,45 +110,40 @@ class CeleryQueue(BaseQueue):
         }
 
     def require_ready(self) -> None:
-        self._refuse_if_unavailable()
+        self.refuse_if_unavailable()
 
-    def _refuse_if_unavailable(self) -> None:
+    def refuse_if_unavailable(self) -> None:
         if self.broker_error:
             raise BrokerUnavailable(f"the job broker (Redis at {self.broker_url}) cannot be reached: "
                                     f"{self.broker_error}; try again in a few seconds")
 
-    def _dispatch(self, job: Job) -> None:
+    def dispatch(self, job: Job) -> None:
         try:
             self._send(job)
         except BROKER_ERRORS as error:
             self._broker_down(error)
-            self._refuse_if_unavailable()
+            self.refuse_if_unavailable()
 
-    def _withdraw(self, job: Job) -> None:
+    def withdraw(self, job: Job) -> None:
         try:
             self._tell_cancelled(job)
         except BROKER_ERRORS as error:  # it is cancelled here; a worker that runs it anyway is not listened to
             log.warning("job %s: could not tell the workers it is cancelled: %s", job.id, error)
 
-    def _stop_running(self, job: Job) -> None:
+    def stop_running(self, job: Job) -> None:
         try:
             self._tell_cancelled(job)
         except BROKER_ERRORS as error:
             self._broker_down(error)
-            self._refuse_if_unavailable()
+            self.refuse_if_unavailable()
 
-    def _resume(self, job: Job) -> None:
-        if job.request.coordinates:
-            super()._resume(job)
-            return
-        self._jobs[job.id] = job  # queued or running on a worker still: only its outcome is awaited
-        self._by_identity[job.identity] = job
-        self._unsent.add(job.id)
+    def adopt(self, job: Job) -> bool:
+        """Queued or running on a worker still: only its outcome is awaited (sent again if it never was)."""
+        with self._unsent_lock:
+            self._unsent.add(job.id)
+        return True
 
-    def _interrupt_running(self, *, coordinators_only: bool = False) -> None:
-        super()._interrupt_running(coordinators_only=True)  # worker jobs go on without this process
-
-    def _start_backend(self) -> None:
+    def start(self) -> None:
         try:
             self.redis.ping()
         except BROKER_ERRORS as error:
@@ -142,14 +151,14 @@ class CeleryQueue(BaseQueue):
         for thread in self._threads:
             thread.start()
 
-    def _stop_backend(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> None:
         self._halt.set()
         self._wakeup.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
 
-    def _drain_backend(self, seconds: float, interrupt_wait: float) -> None:
+    def drain(self, seconds: float, interrupt_wait: float) -> None:
         """Nothing to wait for: jobs run on the workers, and their results are collected after the restart."""
 
     # Sending
@@ -168,21 +177,21 @@ class CeleryQueue(BaseQueue):
         """The stored images the job starts from, into Redis for the worker (which has no store)."""
         for key, sha256 in job.request.sources():
             try:
-                data = self.store.read_png(key, sha256)
+                data = self.core.store.read_png(key, sha256)
             except NotFound:
                 continue  # gone since it was asked for: the worker fails the job, saying so
             self.redis.set(png_key(sha256), data, ex=self.result_seconds)
 
     def _send_unsent(self) -> None:
-        with self._lock:
-            unsent = [self._jobs[i] for i in self._unsent if i in self._jobs]
-            self._unsent.clear()
+        with self._unsent_lock:
+            ids, self._unsent = self._unsent, set()
+        unsent = [job for job in self.core.waiting_jobs() if job.id in ids]
         for index, job in enumerate(unsent):
             try:
                 if not self.redis.exists(sent_key(job.id)):
                     self._send(job)
             except BROKER_ERRORS:
-                with self._lock:  # this one and those after it are tried again next round
+                with self._unsent_lock:  # this one and those after it are tried again next round
                     self._unsent.update(j.id for j in unsent[index:])
                 raise
 
@@ -223,8 +232,7 @@ class CeleryQueue(BaseQueue):
         self.workers = tuple(alive)
 
     def _collect_outcomes(self) -> None:
-        with self._lock:
-            waiting = [job for job in self._jobs.values() if not job.request.coordinates]
+        waiting = self.core.waiting_jobs()
         if not waiting:
             return
         raws = self.redis.mget([outcome_key(job.id) for job in waiting])
@@ -235,7 +243,7 @@ class CeleryQueue(BaseQueue):
     def _collect(self, job: Job, outcome: Outcome) -> None:
         """Store the result (PNG bytes from Redis, checked against the worker's sha256) and end the job."""
         pngs = {image.sha256: self.redis.get(png_key(image.sha256)) for image in outcome.images}
-        self._settle(job, lambda: self._result_of(job, outcome, pngs))
+        self.core.settle(job, lambda: self._result_of(job, outcome, pngs))
         self.redis.delete(outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs))
 
     def _result_of(self, job: Job, outcome: Outcome, pngs: dict[str, bytes | None]) -> dict[str, Any]:
@@ -248,21 +256,22 @@ class CeleryQueue(BaseQueue):
                 self.redis.delete(done_key(outcome.key))
             raise
         if outcome.cached:
-            self.metrics.cache_hits.labels(job.kind).inc()
+            self.core.metrics.cache_hits.labels(job.kind).inc()
         else:
-            self._count_generation(job.kind, outcome.seconds)
+            self.core.count_generation(job.kind, outcome.seconds)
         log.info("job %s: result from worker %s%s", job.id, outcome.worker, " (already done)" if outcome.cached else "")
         return {"images": images, "cached": outcome.cached, "key": outcome.key, "step": job.status.total_steps}
 
     def _ingest(self, image: StoredImage, png: bytes | None) -> StoredImage:
         """One file and one index row per key: a key already stored is kept as it is."""
-        if (stored := self.store.get(image.key)) is not None:
+        store = self.core.store
+        if (stored := store.get(image.key)) is not None:
             return stored
         if png is None:
             raise GenerationFailed(f"the image of key {image.key[:16]} left Redis before it was stored; ask again")
         if hashlib.sha256(png).hexdigest() != image.sha256:
             raise GenerationFailed(f"the image of key {image.key[:16]} was damaged on its way from the worker")
-        return self.store.put(image, png)
+        return store.put(image, png)
 
     # Progress events
 
@@ -291,14 +300,8 @@ class CeleryQueue(BaseQueue):
         if event.kind == "done":
             self._wakeup.set()
             return
-        with self._lock:
-            job = self._jobs.get(event.job)
-            if job is None or job.state.is_terminal():
-                return
-            if job.state is JobState.QUEUED:
-                job.move(JobState.RUNNING, started_at=time.time(), step=0, key=event.key)
-                self.book.save(job)
-        if event.kind == "step":
+        job = self.core.started(event.job, key=event.key)
+        if job is not None and event.kind == "step":
             job.progress(event.step, event.total)
 
     # The broker's state
@@ -313,8 +316,9 @@ class CeleryQueue(BaseQueue):
             return
         log.warning("the job broker (Redis at %s) is back", self.broker_url)
         self.broker_error = None
-        with self._lock:  # a Redis that restarted empty lost their messages: those are sent again
-            self._unsent.update(job.id for job in self._jobs.values() if not job.request.coordinates)
+        waiting = self.core.waiting_jobs()
+        with self._unsent_lock:  # a Redis that restarted empty lost their messages: those are sent again
+            self._unsent.update(job.id for job in waiting)
         self._wakeup.set()
 
 

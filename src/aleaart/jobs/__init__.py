@@ -9,7 +9,9 @@
     animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
     book.py    job records in SQLite
     model.py   the model, loaded in the background
-    queue.py   BaseQueue (dedup, records, coordinators) and JobQueue, the in-process backend (one worker)
+    queue.py   the queue's core (dedup, records, priorities, cancel, coordinators); JobQueue: on the in-process backend
+    backend.py the protocol a queue backend implements (where worker jobs run)
+    inprocess.py  the in-process backend: one worker thread owns the model
 """
 
 from aleaart.jobs import animation, collection, render, transform, variations  # noqa: F401  (register the kinds)
@@ -18,15 +20,15 @@ from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
-from aleaart.jobs.queue import BaseQueue, JobQueue, Progress
+from aleaart.jobs.queue import JobQueue, Progress, Queue
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 from aleaart.jobs.transform import RestyleRequest, SourceImage, UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
 
 __all__ = [
-    "KINDS", "AnimationRequest", "Artifact", "BaseQueue", "CollectionRequest", "EngineLike", "Job", "JobBook",
-    "JobQueue", "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "RenderRequest",
+    "KINDS", "AnimationRequest", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook",
+    "JobQueue", "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "Queue", "RenderRequest",
     "RestyleRequest", "RunContext", "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image",
     "request_from_json",
 ]

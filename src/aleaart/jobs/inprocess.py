@@ -1,0 +1,164 @@
+"""The in-process backend (the embedded default): a priority heap in front of the one worker thread that owns the
+model, and an encoder pool so the next job renders while this one's PNG is encoded and stored."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from aleaart.errors import ModelUnavailable
+from aleaart.jobs.backend import QueueCore
+from aleaart.jobs.kind import EngineLike, Recipe, RunContext
+from aleaart.jobs.model import ModelHolder
+from aleaart.jobs.state import Job, JobState
+
+ENCODING_AHEAD = 2  # rendered images waiting to be encoded and stored while the engine renders the next
+
+
+class InProcessBackend:
+    detached = False
+
+    def __init__(self, model: ModelHolder) -> None:
+        self.model = model
+        self._heap: list[tuple[int, int, Job]] = []
+        self._order = itertools.count()
+        self._ready = threading.Condition()
+        self._halted = False
+        self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
+        self._encoder = ThreadPoolExecutor(ENCODING_AHEAD, thread_name_prefix="aleaart-encode")
+        self._encoding = threading.BoundedSemaphore(ENCODING_AHEAD)
+
+    def attach(self, core: QueueCore) -> None:
+        self.core = core
+
+    def recipes(self) -> list[Recipe]:
+        engine = self.model.engine
+        return [engine.recipe] if engine is not None else []
+
+    @property
+    def model_name(self) -> str | None:
+        return getattr(self.model.engine, "model_name", None)
+
+    def health(self) -> dict[str, Any]:
+        model, engine = self.model, self.model.engine
+        return {
+            "backend": "in-process",
+            "model_loaded": engine is not None,
+            "model_loading": model.loading,
+            "model_error": model.error,
+            "device": str(getattr(engine, "device", "")) or None,
+            "cuda_available": model.cuda_available,
+        }
+
+    def require_ready(self) -> None:
+        self.model.require()
+
+    def refuse_if_unavailable(self) -> None:
+        self.model.refuse_if_failed()
+
+    def dispatch(self, job: Job) -> None:
+        with self._ready:
+            heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
+            self._ready.notify()
+
+    def adopt(self, job: Job) -> bool:
+        return False
+
+    def withdraw(self, job: Job) -> None:
+        pass  # the heap skips it: it is no longer queued
+
+    def stop_running(self, job: Job) -> None:
+        job.cancel_event.set()
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self, timeout: float) -> None:
+        self._halt()
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+        self._encoder.shutdown(wait=True)  # rendered images are stored, not lost
+
+    def drain(self, seconds: float, interrupt_wait: float) -> None:
+        self._halt()
+        if self._worker.is_alive():
+            self._worker.join(seconds)
+        if self._worker.is_alive():
+            self.core.interrupt_running()
+            self._worker.join(interrupt_wait)
+        self._encoder.shutdown(wait=True)
+
+    def _halt(self) -> None:
+        with self._ready:
+            self._halted = True
+            self._ready.notify_all()
+
+    # The worker
+
+    def _work(self) -> None:
+        while not self.model.wait(0.5):
+            if self._halted:
+                return
+        while (job := self._next()) is not None:
+            self.core.settle(job, lambda job=job: self._render(job))
+
+    def _next(self) -> Job | None:
+        """The most urgent job still queued, claimed (running); None once halted."""
+        with self._ready:
+            while not self._halted:
+                while self._heap:
+                    job = heapq.heappop(self._heap)[2]
+                    if self.core.claim(job):
+                        return job  # else: cancelled while queued
+                self._ready.wait()
+        return None
+
+    def _render(self, job: Job) -> dict[str, Any] | Future:
+        """A worker job's work: how its status ends (a stored result is not rendered again), or the
+        encoding still running for it."""
+        core, engine = self.core, self.model.engine
+        if engine is None:  # jobs accepted while the model loaded, and it failed to load
+            raise ModelUnavailable(self.model.error or "the model is not available")
+        key = job.request.key(engine.recipe)
+        job.move(JobState.RUNNING, key=key)
+        core.book.save(job)
+        if (stored := job.request.stored(key, core.store.get)) is not None:
+            core.metrics.cache_hits.labels(job.kind).inc()
+            return {"images": stored, "cached": True, "step": job.status.total_steps}
+        core.store.require_free_space()
+        return self._execute(job, engine, key)
+
+    def _execute(self, job: Job, engine: EngineLike, key: str) -> Future | dict[str, Any]:
+        """Render on this thread (the engine's), then encode and store on the encoder's, so the engine
+        starts the next job meanwhile; at most ENCODING_AHEAD images wait for it."""
+        started = last_step = time.perf_counter()
+
+        def on_step(step: int, total: int) -> None:
+            nonlocal last_step
+            now = time.perf_counter()
+            self.core.metrics.step_seconds.observe(now - last_step)
+            last_step = now
+            job.progress(step, total)
+
+        store = self.core.store
+        context = RunContext(engine=engine, key=key, store=store, on_step=on_step, cancel=job.cancel_event,
+                             read_png=store.read_png)
+        rendered = job.request.render(context)
+        self._encoding.acquire()
+        try:
+            future = self._encoder.submit(self._store_result, job, rendered, context, started)
+        except RuntimeError:  # the encoder was shut down by a stop that this render outlived: store it here
+            self._encoding.release()
+            return self._store_result(job, rendered, context, started)
+        future.add_done_callback(lambda _: self._encoding.release())
+        return future
+
+    def _store_result(self, job: Job, rendered: Any, context: RunContext, started: float) -> dict[str, Any]:
+        artifacts = job.request.encode(rendered, context)
+        images = tuple(self.core.store.put(a.record, a.data) for a in artifacts)
+        self.core.count_generation(job.kind, time.perf_counter() - started)
+        return {"images": images, "step": job.status.total_steps}
