@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,33 +26,14 @@ from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
-from aleaart.custom_models import ModelRegistry
-from aleaart.database import Database
-from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import BaseQueue, EngineLike, JobBook, JobQueue, ModelHolder
 from aleaart.metrics import Metrics
-from aleaart.store import ImageStore
-
-
-def default_loader(settings: Settings) -> Callable[[], EngineLike]:
-    def load() -> EngineLike:
-        from aleaart.engine.pipeline import Engine  # torch is imported here, off the request path
-
-        return Engine.load(settings)
-
-    return load
-
-
-def probe_cuda() -> bool:
-    from aleaart.engine.pipeline import cuda_available
-
-    return cuda_available()
+from aleaart.services import Loader, Services
 
 
 def create_app(
     settings: Settings,
     *,
-    loader: Callable[[], EngineLike] | None = None,
+    loader: Loader | None = None,
     chain: ChainReader | None = None,
 ) -> FastAPI:
     """The service; ``loader`` and ``chain`` replace the real engine and chain reader (seams for tests).
@@ -60,34 +41,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.db_path)
-        store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb,
-                           cache_mb=settings.serve_cache_mb)
-        app.state.chain = chain or ChainReader.from_settings(settings)
-        queue: BaseQueue
-        if settings.broker_url:  # many GPUs: the workers load the model, this process hands them jobs
-            from aleaart.cluster.dispatch import CeleryQueue
-
-            model = None
-            queue = CeleryQueue(store=store, book=JobBook(db, store), settings=settings, metrics=metrics,
-                                chain=app.state.chain)
-        else:
-            probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
-            model = ModelHolder(loader or default_loader(settings), probe_cuda=probe)
-            queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings,
-                             metrics=metrics, chain=app.state.chain)
-            metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
-            model.start()
-        metrics.watch_queue(lambda: queue.depth)
-        app.state.store, app.state.model, app.state.queue = store, model, queue
-        app.state.registry = ModelRegistry(settings.models_path, db)
-        app.state.publisher = publisher = Publisher.from_settings(settings, store, db)
-        queue.start()
-        publisher.start()
+        services = Services.open(settings, loader=loader, chain=chain, metrics=metrics)
+        app.state.chain, app.state.store, app.state.model = services.chain, services.store, services.model
+        app.state.queue, app.state.registry, app.state.publisher = services.queue, services.registry, \
+            services.publisher
+        services.start()
         yield
-        queue.stop()
-        publisher.stop()
-        db.close()
+        services.close()
 
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
     app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]

@@ -1,0 +1,87 @@
+"""The composition root: the one place the service's parts are built and wired, for the API, the CLI and the
+benches alike. ``Services.open(settings)`` gives the database, store, chain reader, queue (on the in-process
+backend, or on Celery's with ALEAART_BROKER_URL), the model, uploads and publishing; ``close`` ends them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aleaart.chain import ChainReader
+from aleaart.config import Settings
+from aleaart.custom_models import ModelRegistry
+from aleaart.database import Database
+from aleaart.integrations.publisher import Publisher
+from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
+from aleaart.metrics import Metrics
+from aleaart.store import ImageStore
+
+Loader = Callable[[], EngineLike]
+
+
+def engine_loader(settings: Settings) -> Loader:
+    def load() -> EngineLike:
+        from aleaart.engine.pipeline import Engine  # torch is imported here, off the request path
+
+        return Engine.load(settings)
+
+    return load
+
+
+def probe_cuda() -> bool:
+    from aleaart.engine.loading import cuda_available
+
+    return cuda_available()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: ImageStore
+    chain: ChainReader
+    queue: Queue
+    model: ModelHolder | None  # None where GPU workers load it (ALEAART_BROKER_URL)
+    registry: ModelRegistry
+    publisher: Publisher
+    metrics: Metrics
+
+    @classmethod
+    def open(cls, settings: Settings, *, loader: Loader | None = None, chain: ChainReader | None = None,
+             metrics: Metrics | None = None) -> Services:
+        """Everything built, nothing started; ``loader`` and ``chain`` replace the real engine and chain reader
+        (the seams for tests)."""
+        metrics = metrics or Metrics()
+        db = Database(settings.db_path)
+        store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb, cache_mb=settings.serve_cache_mb)
+        chain = chain or ChainReader.from_settings(settings)
+        book = JobBook(db, store)
+        model: ModelHolder | None = None
+        queue: Queue
+        if settings.broker_url:  # many GPUs: the workers load the model, this process hands them jobs
+            from aleaart.cluster.dispatch import CeleryQueue
+
+            queue = CeleryQueue(store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+        else:
+            probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
+            model = ModelHolder(loader or engine_loader(settings), probe_cuda=probe)
+            queue = JobQueue(model=model, store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+            metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
+        metrics.watch_queue(lambda: queue.depth)
+        return cls(settings=settings, db=db, store=store, chain=chain, queue=queue, model=model,
+                   registry=ModelRegistry(settings.models_path, db),
+                   publisher=Publisher.from_settings(settings, store, db), metrics=metrics)
+
+    def start(self, *, resume: bool = True, publish: bool = True) -> None:
+        """Load the model in the background, take back unfinished jobs (``resume``: off for a one-off command
+        sharing the service's database) and start the queue and, with ``publish``, pinning and records."""
+        if self.model is not None:
+            self.model.start()
+        self.queue.start(resume=resume)
+        if publish:
+            self.publisher.start()
+
+    def close(self) -> None:
+        self.queue.stop()
+        self.publisher.stop()
+        self.db.close()
