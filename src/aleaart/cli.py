@@ -104,7 +104,8 @@ def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
     image = RenderRequest.of_params(parse_params_argument(args.params), check_token_id(args.token_id),
                                     settings.palette_choice)
-    request = VariationsRequest.of(image, args.count, args.strength)  # bad input is answered before torch loads
+    # bad input is answered before torch loads
+    request = VariationsRequest.of(image, count=args.count, strength=args.strength)
     from aleaart.engine.pipeline import Engine
 
     engine = Engine.load(settings)
@@ -164,29 +165,20 @@ def read_input_png(path: str) -> bytes:
 
 def cmd_collection_render(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Render tokens first..last through an in-process queue and export them; progress on stderr."""
-    from aleaart.chain import ChainReader
-    from aleaart.database import Database
-    from aleaart.engine.pipeline import Engine
     from aleaart.errors import error_for
-    from aleaart.jobs import CollectionRequest, JobBook, JobQueue, JobState, ModelHolder
-    from aleaart.store import ImageStore
+    from aleaart.jobs import CollectionRequest, JobState
+    from aleaart.services import Services
 
     last = args.to
     out = Path(args.out or f"collection-{args.first}-{last if last is not None else 'latest'}").resolve()
-    db = Database(settings.db_path)
-    store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb)
-    model = ModelHolder(lambda: Engine.load(settings))
-    queue = JobQueue(model=model, store=store, book=JobBook(db, store), settings=settings,
-                     chain=ChainReader.from_settings(settings))
-    model.start()
-    queue.start(resume=False)  # the service's own queued jobs are the service's
+    services = Services.open(settings.model_copy(update={"broker_url": None}))  # this process renders
+    services.start(resume=False, publish=False)  # the service's own queued jobs and pins are the service's
     try:
-        job = queue.submit(CollectionRequest(out=str(out), first=args.first, last=last,
-                                             palette=settings.palette_choice))
+        job = services.queue.submit(CollectionRequest(out=str(out), first=args.first, last=last,
+                                                      palette=settings.palette_choice))
         follow_collection(job)
     finally:
-        queue.stop()
-        db.close()
+        services.close()
     status = job.status
     if status.state is not JobState.SUCCEEDED:
         raise error_for(status.code, status.error or f"the collection {status.state.value}")

@@ -1,7 +1,9 @@
-"""Images made from others: variations and animations of an image's parameters, and upscales and restyles of
-stored images."""
+"""Images made from others: every spec-based kind's routes (variations, animations, ...), derived from its
+declaration (jobs/spec_kind.py), and upscales and restyles of stored images.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the routes' body types are built at import, and FastAPI reads
+them from the annotations as objects.
+"""
 
 import asyncio
 
@@ -12,60 +14,45 @@ from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDe
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
 from aleaart.api.models import RegistryDep
-from aleaart.api.schemas import (
-    AnimationBody,
-    RestyleBody,
-    TokenAnimation,
-    TokenVariations,
-    UpscaleBody,
-    VariationsBody,
-)
+from aleaart.api.schemas import RestyleBody, UpscaleBody, kind_bodies
 from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
-from aleaart.jobs import AnimationRequest, RestyleRequest, SourceImage, UpscaleRequest, VariationsRequest
+from aleaart.jobs import KINDS, RestyleRequest, SourceImage, UpscaleRequest
+from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.store import ImageStore, clip
 
 router = APIRouter(tags=["derived images"], dependencies=KEYED)
 SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
+TOKEN_ERRORS = error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS)
 
 
-@router.post("/variations", status_code=202, responses=SUBMIT_ERRORS)
-async def create_variations(body: VariationsBody, queue: QueueDep, settings: SettingsDep,
-                            registry: RegistryDep) -> JSONResponse:
-    """``count`` images from the body's parameters, their starting noise blended (``strength``) with the noise
-    of seed + 1 … seed + count; a job whose ``results`` are the images, each stored under its source's key."""
-    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_variations(settings.palette_choice), registry))
-    return accepted(queue, job)
+def add_kind_routes(cls: type[SpecRequest]) -> None:
+    """POST <path> with a seed or flat body, and POST /tokens/{token_id}/<token_path>, for the kind ``cls``."""
+    bodies = kind_bodies(cls)
+    summary = cls.__doc__.split(";")[0].split(".")[0].strip() if cls.__doc__ else cls.kind
+
+    async def create(body: bodies.body, queue: QueueDep, settings: SettingsDep,  # type: ignore[name-defined]
+                     registry: RegistryDep) -> JSONResponse:
+        job = await asyncio.to_thread(queue.submit, body.chosen(body.to_job(settings.palette_choice), registry))
+        return accepted(queue, job)
+
+    async def create_for_token(token_id: TokenIdPath, body: bodies.token, chain: ChainDep,  # type: ignore[name-defined]
+                               queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+        info = await read_token(chain, token_id)
+        options = {field: getattr(body, option.name) for field, option in cls.options()}
+        job = await asyncio.to_thread(queue.submit, cls.of(token_request(info, settings), **options))
+        return accepted(queue, job)
+
+    create.__name__, create_for_token.__name__ = f"create_{cls.kind}", f"create_token_{cls.kind}"
+    router.add_api_route(cls.routes.path, create, methods=["POST"], status_code=202, responses=SUBMIT_ERRORS,
+                         summary=summary, description=cls.__doc__)
+    router.add_api_route(f"/tokens/{{token_id}}/{cls.routes.token_path}", create_for_token, methods=["POST"],
+                         status_code=202, responses=TOKEN_ERRORS, summary=f"{summary}, of a token's image")
 
 
-@router.post("/tokens/{token_id}/variations", status_code=202,
-             responses=error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS))
-async def create_token_variations(token_id: TokenIdPath, body: TokenVariations, chain: ChainDep, queue: QueueDep,
-                                  settings: SettingsDep) -> JSONResponse:
-    info = await read_token(chain, token_id)
-    request = VariationsRequest.of(token_request(info, settings), body.count, body.strength)
-    job = await asyncio.to_thread(queue.submit, request)
-    return accepted(queue, job)
-
-
-@router.post("/animations", status_code=202, responses=SUBMIT_ERRORS)
-async def create_animation(body: AnimationBody, queue: QueueDep, settings: SettingsDep,
-                           registry: RegistryDep) -> JSONResponse:
-    """A looping video of the body's image: frame 0 is the image, and the starting noise walks through
-    ``neighbours`` neighbour seeds and back (or the prompt morphs to ``morphStyle`` and back). A job whose
-    ``results`` are the MP4 (H.264) and an animated WebP."""
-    job = await asyncio.to_thread(queue.submit, body.chosen(body.to_animation(settings.palette_choice), registry))
-    return accepted(queue, job)
-
-
-@router.post("/tokens/{token_id}/animation", status_code=202,
-             responses=error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS))
-async def create_token_animation(token_id: TokenIdPath, body: TokenAnimation, chain: ChainDep, queue: QueueDep,
-                                 settings: SettingsDep) -> JSONResponse:
-    info = await read_token(chain, token_id)
-    request = AnimationRequest.of(token_request(info, settings), **body.options())
-    job = await asyncio.to_thread(queue.submit, request)
-    return accepted(queue, job)
+for kind in KINDS.values():
+    if issubclass(kind, SpecRequest):
+        add_kind_routes(kind)
 
 
 def stored_source(store: ImageStore, key: str) -> SourceImage:

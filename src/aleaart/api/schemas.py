@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -14,13 +15,15 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from aleaart.custom_models import ModelRegistry
 from aleaart.errors import InvalidParams, NotFound
-from aleaart.jobs import AnimationRequest, RenderRequest, VariationsRequest
+from aleaart.jobs import RenderRequest
+from aleaart.jobs.spec_kind import Option, SpecRequest
 from aleaart.jobs.transform import (
     DEFAULT_HIRES_STRENGTH,
     DEFAULT_RESTYLE_STRENGTH,
@@ -29,17 +32,18 @@ from aleaart.jobs.transform import (
     RESTYLE_STRENGTH,
     UpscaleMode,
 )
-from aleaart.jobs.variations import MAX_COUNT as MAX_VARIATIONS
-from aleaart.motion import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_NEIGHBOURS, FPS, FRAMES, NEIGHBOURS
 from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
     FIELDS,
+    LABEL_NOT_NUMBER,
     LORA_WEIGHT,
     MAX_JSON_TOKEN_ID,
     MAX_LORAS,
     SAMPLERS,
     STYLES,
+    TOKEN_ID,
+    TOKEN_LABEL_LENGTH,
     LoraWeight,
     PaletteChoice,
     RenderParams,
@@ -54,8 +58,8 @@ SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]  # the one list of n
 MAX_PROMPT = 1000
 TOKEN_ID_SCHEMA = {"anyOf": [
     {"type": "integer", "minimum": 0, "maximum": MAX_JSON_TOKEN_ID},
-    {"type": "string", "pattern": "^[0-9]{1,77}$"},
-    {"type": "string", "pattern": "^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$", "maxLength": 64},
+    {"type": "string", "pattern": f"^{TOKEN_ID.pattern}$"},
+    {"type": "string", "pattern": f"^{LABEL_NOT_NUMBER}$", "maxLength": TOKEN_LABEL_LENGTH},
     {"type": "null"},
 ]}
 TokenId = Annotated[str | int | None, WithJsonSchema(TOKEN_ID_SCHEMA), Field(
@@ -204,81 +208,46 @@ GenerateBody = Annotated[
 ]
 
 
-class VariationsOptions(BaseModel):
-    """How many variations, and how far from the image (A1111's variation strength)."""
-
-    count: JsonInt = Field(4, ge=1, le=MAX_VARIATIONS, description=f"how many images, 1..{MAX_VARIATIONS}")
-    strength: JsonNumber = Field(0.3, ge=0, le=1, description="0: the image itself; 1: another seed's image. "
-                                 "Variation i blends in the noise of seed + i")
-
-
-class ImageVariations(VariationsOptions):
-    """Variations of the image a generate body asks for (mixed with one of the two bodies)."""
-
-    def to_variations(self, default_palette: PaletteChoice) -> VariationsRequest:
-        return VariationsRequest.of(self.to_request(default_palette), self.count, self.strength)  # type: ignore[attr-defined]
-
-
-class SeedVariations(ImageVariations, SeedRequest):
-    pass
-
-
-class FlatVariations(ImageVariations, FlatRequest):
-    pass
-
-
-VariationsBody = Annotated[
-    Annotated[SeedVariations, Tag("seed")] | Annotated[FlatVariations, Tag("flat")],
-    Discriminator(_body_kind),
-]
-
-
-class TokenVariations(VariationsOptions):
-    """Variations of a token's image: its parameters come from the chain."""
-
+class ForbidExtra(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AnimationOptions(BaseModel):
-    """How long and how fast the loop is, and what moves in it."""
-
-    frames: JsonInt = Field(DEFAULT_FRAMES, ge=FRAMES[0], le=FRAMES[1], description="frames in the loop")
-    fps: JsonInt = Field(DEFAULT_FPS, ge=FPS[0], le=FPS[1], description="frames per second")
-    neighbours: JsonInt = Field(DEFAULT_NEIGHBOURS, ge=NEIGHBOURS[0], le=NEIGHBOURS[1],
-                                description="the starting noise walks through seed + 1 … seed + neighbours and back")
-    morphStyle: JsonInt | None = Field(None, ge=0, le=len(STYLES) - 1,
-                                       description="instead of walking the noise, morph the prompt to this style "
-                                       "and back: " + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)))
-
-    def options(self) -> dict[str, Any]:
-        return {"frames": self.frames, "fps": self.fps, "neighbours": self.neighbours, "morph_style": self.morphStyle}
+def option_field(option: Option, default: Any) -> tuple[Any, Any]:
+    """A pydantic field for a kind's declared option (spec_kind.option)."""
+    annotation: Any = JsonInt if option.integer else JsonNumber
+    if default is None:
+        annotation = annotation | None
+    return annotation, Field(default, ge=option.low, le=option.high, description=option.description)
 
 
-class ImageAnimation(AnimationOptions):
-    """An animation of the image a generate body asks for (mixed with one of the two bodies)."""
+@dataclass(frozen=True)
+class KindBodies:
+    """The request bodies of a spec-based kind: ``body`` (a seed or flat body with the options) and ``token``
+    (the options alone, for /tokens/{id}/...)."""
 
-    def to_animation(self, default_palette: PaletteChoice) -> AnimationRequest:
-        return AnimationRequest.of(self.to_request(default_palette), **self.options())  # type: ignore[attr-defined]
-
-
-class SeedAnimation(ImageAnimation, SeedRequest):
-    pass
+    body: Any
+    token: type[BaseModel]
 
 
-class FlatAnimation(ImageAnimation, FlatRequest):
-    pass
+def kind_bodies(cls: type[SpecRequest]) -> KindBodies:
+    """The bodies of ``cls``, from its declaration (its options, their ranges and descriptions)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    fields = {opt.name: option_field(opt, defaults[field]) for field, opt in cls.options()}
+    title = cls.routes.title
+    options = create_model(f"{title}Options", __doc__=cls.__doc__, **fields)  # type: ignore[call-overload]
 
+    def to_job(self: Any, default_palette: PaletteChoice) -> SpecRequest:
+        chosen = {field: getattr(self, opt.name) for field, opt in cls.options()}
+        return cls.of(self.to_request(default_palette), **chosen)
 
-AnimationBody = Annotated[
-    Annotated[SeedAnimation, Tag("seed")] | Annotated[FlatAnimation, Tag("flat")],
-    Discriminator(_body_kind),
-]
-
-
-class TokenAnimation(AnimationOptions):
-    """An animation of a token's image: its parameters come from the chain."""
-
-    model_config = ConfigDict(extra="forbid")
+    seed = create_model(f"Seed{title}", __base__=(options, SeedRequest), __doc__=cls.__doc__)
+    flat = create_model(f"Flat{title}", __base__=(options, FlatRequest), __doc__=cls.__doc__)
+    for model in (seed, flat):
+        model.to_job = to_job  # type: ignore[attr-defined]
+    token = create_model(f"Token{title}", __base__=ForbidExtra, __doc__=f"{title} of a token's image: its "
+                         "parameters come from the chain.", **fields)  # type: ignore[call-overload]
+    body = Annotated[Annotated[seed, Tag("seed")] | Annotated[flat, Tag("flat")], Discriminator(_body_kind)]
+    return KindBodies(body=body, token=token)
 
 
 class UpscaleBody(BaseModel):

@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
+from aleaart.grading import grade
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
-from aleaart.palettes import grade, palette
+from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, check_token_id, spec_from_params
 from aleaart.store import ImageStore, new_record
 
@@ -23,15 +24,23 @@ def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None
     pixels = pixel_key(spec, recipe) if derivation is None else None
     info = ImageInfo(spec=spec, model=model, version=recipe.get("aleaart", ""), token_id=token_id, key=key,
                      pixels=pixels, derivation=derivation, backend=recipe.get("backend"))
-    png = encode_png(image, info)
+    return stored_artifact(encode_png(image, info), "png", spec, token_id=token_id, key=key, model=model,
+                           seconds=seconds, size=image.size, pixels=pixels,
+                           kind=derivation.operation if derivation else "render",
+                           source=derivation.source if derivation else None)
+
+
+def stored_artifact(data: bytes, extension: str, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
+                    seconds: float, size: tuple[int, int], kind: str, source: str | None,
+                    pixels: str | None = None) -> Artifact:
+    """Any file a job stores (a PNG, a video) and the index record that describes it."""
     record = new_record(
-        key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
+        key=key, token_id=token_id, file=image_filename(token_id, key, extension), prompt=spec.prompt,
         params=spec.params.to_json() if spec.params else None, spec=spec.canonical(), sampler=spec.sampler,
-        width=image.width, height=image.height, model=model, seconds=round(seconds, 3),
-        sha256=hashlib.sha256(png).hexdigest(), pixels=pixels,
-        kind=derivation.operation if derivation else "render", source=derivation.source if derivation else None,
+        width=size[0], height=size[1], model=model, seconds=round(seconds, 3),
+        sha256=hashlib.sha256(data).hexdigest(), pixels=pixels, kind=kind, source=source,
     )
-    return Artifact(record=record, data=png)
+    return Artifact(record=record, data=data)
 
 
 def graded(image: Image.Image, spec: RenderSpec) -> Image.Image:
