@@ -16,6 +16,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 from skimage.color import rgb2lab  # noqa: E402
@@ -24,7 +25,8 @@ from test_palettes import lightness, nearest_palette_distance  # noqa: E402
 
 from aleaart.config import Settings  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
-from aleaart.palettes import PALETTES, grade  # noqa: E402
+from aleaart.grading import grade  # noqa: E402
+from aleaart.palettes import PALETTES  # noqa: E402
 from aleaart.params import RenderSpec  # noqa: E402
 
 
@@ -45,7 +47,7 @@ def main() -> None:
     print(f"{'palette':<16} {'ΔE00 before':>11} {'after':>7} {'drop':>6} {'min L-SSIM':>10}")
     drops, ssims = [], []
     for chosen in PALETTES:
-        colours = rgb2lab(chosen.rgb()[None])[0]
+        colours = rgb2lab(np.array(chosen.rgb())[None])[0]
         graded = [grade(image, chosen, args.strength) for image in images]
         before = sum(nearest_palette_distance(i, colours) for i in images) / len(images)
         after = sum(nearest_palette_distance(g, colours) for g in graded) / len(images)

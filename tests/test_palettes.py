@@ -12,8 +12,9 @@ from skimage import data
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
+from aleaart.grading import grade, swatches
 from aleaart.metadata import render_key
-from aleaart.palettes import PALETTES, grade, palette, swatches
+from aleaart.palettes import PALETTES, palette
 from aleaart.params import PaletteChoice, RenderParams, RenderSpec, build_prompt, spec_from_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def lightness(image: Image.Image) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("chosen", PALETTES, ids=lambda p: p.name)
 def test_the_grade_moves_colours_toward_the_palette_and_keeps_the_lightness_structure(chosen, test_images):
-    colours = rgb2lab(chosen.rgb()[None])[0]
+    colours = rgb2lab(np.array(chosen.rgb())[None])[0]
     before = after = 0.0
     for image in test_images:
         graded = grade(image, chosen)

@@ -218,3 +218,16 @@ def test_restyle_adds_the_style_to_a_prompt_without_one_and_checks_the_index():
     assert restyle_prompt("a red fox", 2) == "a red fox, minimalist, clean, simple"
     with pytest.raises(InvalidParams, match="styleIndex must be 0..9, got 10"):
         restyle_prompt("a red fox", 10)
+
+
+def test_the_pure_modules_import_without_numpy_pil_or_torch():
+    """params and palettes are pure, and importing the job kinds loads neither torch nor PyAV."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aleaart.params, aleaart.palettes, aleaart.motion\n"
+            "heavy = {'numpy', 'PIL', 'skimage', 'torch'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "import aleaart.jobs\n"
+            "assert not {'av', 'torch'} & set(sys.modules), {'av', 'torch'} & set(sys.modules)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

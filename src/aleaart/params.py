@@ -183,7 +183,10 @@ def parse_token_id(value: Any) -> int:
     raise InvalidParams(f"tokenId must be a non-negative integer of up to 77 decimal digits, got {value!r}")
 
 
-TOKEN_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what the deployed clients send besides numbers ("test")
+# What the deployed clients send besides numbers ("test").
+TOKEN_LABEL_LENGTH = 64
+TOKEN_LABEL = re.compile(rf"[A-Za-z0-9_-]{{1,{TOKEN_LABEL_LENGTH}}}")
+LABEL_NOT_NUMBER = r"[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*"  # a label is not all digits (that is a token id)
 
 
 def check_token_id(value: Any) -> str | None:

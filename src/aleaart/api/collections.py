@@ -14,7 +14,7 @@ from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.errors import InvalidParams, NotFound
-from aleaart.jobs import BaseQueue, CollectionRequest, JobState
+from aleaart.jobs import CollectionRequest, JobState, Queue
 from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 
 router = APIRouter(tags=["collections"])
@@ -23,13 +23,13 @@ router = APIRouter(tags=["collections"])
 class CollectionBody(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    first: int = Field(1, alias="from", ge=1, le=MAX_JSON_TOKEN_ID, strict=True,
+    first: int = Field(1, alias="from", ge=0, le=MAX_JSON_TOKEN_ID, strict=True,
                        description="the first token id (default 1)")
-    last: int | None = Field(None, alias="to", ge=1, le=MAX_JSON_TOKEN_ID, strict=True,
+    last: int | None = Field(None, alias="to", ge=0, le=MAX_JSON_TOKEN_ID, strict=True,
                              description="the last token id (default: the newest minted)")
 
 
-def collection_job(queue: BaseQueue, job_id: str) -> CollectionRequest:
+def collection_job(queue: Queue, job_id: str) -> CollectionRequest:
     request = queue.get(job_id).request
     if not isinstance(request, CollectionRequest):
         raise NotFound(f"job {job_id!r} is not a collection")
