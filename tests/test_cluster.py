@@ -135,12 +135,25 @@ def test_a_rendered_key_is_not_rendered_again(worker, client, engine):
 
 
 @needs_redis
-def test_a_key_claimed_elsewhere_is_waited_for_not_rendered(worker, client, engine):
+def test_a_key_claimed_elsewhere_is_waited_for_not_rendered(worker, client, engine, monkeypatch):
     key = RenderRequest(SPEC, "7").key(engine.recipe)
     client.set(claim_key(key), "w0|job-0", ex=30)
+    refused = threading.Event()  # the worker asked for the claim and was told another worker holds it
+    plain_set = client.set
+
+    def watched_set(name, value, *args, nx=False, **kwargs):
+        answer = plain_set(name, value, *args, nx=nx, **kwargs)
+        if nx and name == claim_key(key) and not answer:
+            refused.set()
+        return answer
+
+    monkeypatch.setattr(client, "set", watched_set)
     runner = threading.Thread(target=worker.run, args=("job-3", "render", request_json()))
     runner.start()
-    time.sleep(0.8)
+    assert refused.wait(10)
+    refused.clear()
+    assert refused.wait(10)  # and asked again: it waits, polling, rather than rendering
+    monkeypatch.undo()
     assert runner.is_alive() and engine.calls == []  # waiting on the other worker
     record = {"key": key, "token_id": "7", "file": "art_token_7_0000000000000000.png", "prompt": "p", "params": None,
               "spec": {}, "sampler": "Euler a", "width": 64, "height": 64, "model": "fake", "seconds": 1.0,
