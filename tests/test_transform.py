@@ -17,7 +17,7 @@ from aleaart.config import Settings
 from aleaart.errors import InvalidParams
 from aleaart.jobs import RestyleRequest, SourceImage, UpscaleRequest
 from aleaart.jobs.transform import img2img_steps
-from aleaart.metadata import JSON_KEY, PARAMETERS_KEY, ImageInfo, encode_png, read_png_text
+from aleaart.metadata import JSON_KEY, PARAMETERS_KEY, read_png_text
 from aleaart.params import RenderSpec
 from aleaart.resample import lanczos
 
@@ -75,19 +75,6 @@ def test_keys_follow_the_source_the_settings_and_the_recipe_and_requests_round_t
     for request in (UpscaleRequest(SOURCE), UpscaleRequest(SOURCE, 3, "lanczos"), RestyleRequest(SOURCE, 4, 0.6)):
         assert type(request).from_json(json.loads(json.dumps(request.to_json()))) == request
         assert request.sources() == ((SOURCE.key, SOURCE.sha256),) and request.token_id == "3"
-
-
-def test_a_source_is_read_from_the_metadata_of_a_png_aleaart_wrote():
-    png = encode_png(Image.new("RGB", (100, 60)), ImageInfo(spec=SPEC, model="m", version="1", token_id="3",
-                                                            key="d" * 64))
-    source = SourceImage.from_png(png)
-    assert source.key == "d" * 64 and source.spec == SPEC and source.token == "3"
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
-    with pytest.raises(InvalidParams, match="not a PNG made by aleaart"):
-        SourceImage.from_png(buffer.getvalue())
-    with pytest.raises(InvalidParams, match="not a PNG image"):
-        SourceImage.from_png(b"GIF89a")
 
 
 # img2img on the tiny model

@@ -6,6 +6,7 @@ them from the annotations as objects.
 """
 
 import asyncio
+import inspect
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -14,10 +15,11 @@ from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDe
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
 from aleaart.api.models import RegistryDep
-from aleaart.api.schemas import RestyleBody, UpscaleBody, kind_bodies
+from aleaart.api.schemas import image_kind_body, kind_bodies
 from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
-from aleaart.jobs import KINDS, RestyleRequest, SourceImage, UpscaleRequest
+from aleaart.jobs import KINDS
+from aleaart.jobs.image_kind import FromStoredImage, SourceImage
 from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.store import ImageStore, clip
 
@@ -29,7 +31,6 @@ TOKEN_ERRORS = error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS)
 def add_kind_routes(cls: type[SpecRequest]) -> None:
     """POST <path> with a seed or flat body, and POST /tokens/{token_id}/<token_path>, for the kind ``cls``."""
     bodies = kind_bodies(cls)
-    summary = cls.__doc__.split(";")[0].split(".")[0].strip() if cls.__doc__ else cls.kind
 
     async def create(body: bodies.body, queue: QueueDep, settings: SettingsDep,  # type: ignore[name-defined]
                      registry: RegistryDep) -> JSONResponse:
@@ -43,16 +44,12 @@ def add_kind_routes(cls: type[SpecRequest]) -> None:
         job = await asyncio.to_thread(queue.submit, cls.of(token_request(info, settings), **options))
         return accepted(queue, job)
 
+    # Their names are their OpenAPI summaries and operation ids, as for every route.
     create.__name__, create_for_token.__name__ = f"create_{cls.kind}", f"create_token_{cls.kind}"
     router.add_api_route(cls.routes.path, create, methods=["POST"], status_code=202, responses=SUBMIT_ERRORS,
-                         summary=summary, description=cls.__doc__)
+                         description=inspect.cleandoc(cls.__doc__ or ""))
     router.add_api_route(f"/tokens/{{token_id}}/{cls.routes.token_path}", create_for_token, methods=["POST"],
-                         status_code=202, responses=TOKEN_ERRORS, summary=f"{summary}, of a token's image")
-
-
-for kind in KINDS.values():
-    if issubclass(kind, SpecRequest):
-        add_kind_routes(kind)
+                         status_code=202, responses=TOKEN_ERRORS)
 
 
 def stored_source(store: ImageStore, key: str) -> SourceImage:
@@ -61,15 +58,23 @@ def stored_source(store: ImageStore, key: str) -> SourceImage:
     return SourceImage.of(image)
 
 
-@router.post("/images/{key}/upscale", status_code=202, responses=SOURCE_ERRORS)
-async def upscale_image(key: ImageKeyPath, body: UpscaleBody, store: StoreDep, queue: QueueDep) -> JSONResponse:
-    """The stored image ``key``, ``scale`` times larger; a job whose result is stored under its source."""
-    request = UpscaleRequest(stored_source(store, key), body.scale, body.mode, body.strength)
-    return accepted(queue, await asyncio.to_thread(queue.submit, request))
+def add_image_kind_route(cls: type[FromStoredImage]) -> None:
+    """POST /images/{key}/<path> for the stored-image kind ``cls``: a job whose result is stored under its source."""
+    body_model = image_kind_body(cls)
+
+    async def create(key: ImageKeyPath, body: body_model, store: StoreDep,  # type: ignore[valid-type]
+                     queue: QueueDep) -> JSONResponse:
+        options = {field: getattr(body, option.name) for field, option in cls.options()}
+        request = cls(stored_source(store, key), **options)  # type: ignore[call-arg]
+        return accepted(queue, await asyncio.to_thread(queue.submit, request))
+
+    create.__name__ = f"{cls.kind}_image"  # its OpenAPI summary, as for every route
+    router.add_api_route(f"/images/{{key}}/{cls.routes.path}", create, methods=["POST"], status_code=202,
+                         responses=SOURCE_ERRORS, description=inspect.cleandoc(cls.__doc__ or ""))
 
 
-@router.post("/images/{key}/restyle", status_code=202, responses=SOURCE_ERRORS)
-async def restyle_image(key: ImageKeyPath, body: RestyleBody, store: StoreDep, queue: QueueDep) -> JSONResponse:
-    """The stored image ``key`` redrawn in style ``styleIndex``; a job whose result is stored under its source."""
-    request = RestyleRequest(stored_source(store, key), body.styleIndex, body.strength)
-    return accepted(queue, await asyncio.to_thread(queue.submit, request))
+for kind in KINDS.values():
+    if issubclass(kind, SpecRequest):
+        add_kind_routes(kind)
+    elif issubclass(kind, FromStoredImage):
+        add_image_kind_route(kind)

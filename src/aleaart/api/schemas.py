@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import secrets
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,34 +23,23 @@ from pydantic import (
 
 from aleaart.custom_models import ModelRegistry
 from aleaart.errors import InvalidParams, NotFound
-from aleaart.jobs import RenderRequest
-from aleaart.jobs.spec_kind import Option, SpecRequest
-from aleaart.jobs.transform import (
-    DEFAULT_HIRES_STRENGTH,
-    DEFAULT_RESTYLE_STRENGTH,
-    HIRES_STRENGTH,
-    MAX_SCALE,
-    RESTYLE_STRENGTH,
-    UpscaleMode,
-)
+from aleaart.jobs import JobRequest, RenderRequest
+from aleaart.jobs.image_kind import FromStoredImage
+from aleaart.jobs.kind import Option
+from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.palettes import PaletteMode
 from aleaart.params import (
     FIELD_LABELS,
     FIELDS,
-    LABEL_NOT_NUMBER,
     LORA_WEIGHT,
-    MAX_JSON_TOKEN_ID,
     MAX_LORAS,
     SAMPLERS,
-    STYLES,
-    TOKEN_ID,
-    TOKEN_LABEL_LENGTH,
     LoraWeight,
     PaletteChoice,
     RenderParams,
     RenderSpec,
-    check_token_id,
 )
+from aleaart.token_ids import LABEL_NOT_NUMBER, MAX_JSON_TOKEN_ID, TOKEN_ID, TOKEN_LABEL_LENGTH, check_token_id
 
 R = TypeVar("R")
 
@@ -213,11 +203,28 @@ class ForbidExtra(BaseModel):
 
 
 def option_field(option: Option, default: Any) -> tuple[Any, Any]:
-    """A pydantic field for a kind's declared option (spec_kind.option)."""
-    annotation: Any = JsonInt if option.integer else JsonNumber
+    """A pydantic field for a kind's declared option (kind.option); required where it has no default."""
+    if option.choices is not None:
+        annotation: Any = Literal[option.choices]  # type: ignore[valid-type]
+    else:
+        annotation = JsonInt if option.integer else JsonNumber
     if default is None:
         annotation = annotation | None
-    return annotation, Field(default, ge=option.low, le=option.high, description=option.description)
+    required = default is dataclasses.MISSING
+    low, high = ((int(option.low), int(option.high)) if option.integer and option.low is not None
+                 and option.high is not None else (option.low, option.high))
+    return annotation, Field(... if required else default, ge=low, le=high, description=option.description)
+
+
+def option_fields(cls: type[JobRequest]) -> dict[str, tuple[Any, Any]]:
+    defaults = cls.option_defaults()
+    return {opt.name: option_field(opt, defaults[field]) for field, opt in cls.options()}
+
+
+def image_kind_body(cls: type[FromStoredImage]) -> type[BaseModel]:
+    """The body of POST /images/{key}/<path> for a stored-image kind: its declared options."""
+    return create_model(f"{cls.routes.title}Body", __base__=ForbidExtra, __doc__=inspect.cleandoc(cls.__doc__ or ""),
+                        **option_fields(cls))  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -231,45 +238,19 @@ class KindBodies:
 
 def kind_bodies(cls: type[SpecRequest]) -> KindBodies:
     """The bodies of ``cls``, from its declaration (its options, their ranges and descriptions)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    fields = {opt.name: option_field(opt, defaults[field]) for field, opt in cls.options()}
+    fields = option_fields(cls)
     title = cls.routes.title
-    options = create_model(f"{title}Options", __doc__=cls.__doc__, **fields)  # type: ignore[call-overload]
+    options = create_model(f"{title}Options", **fields)  # type: ignore[call-overload]
 
     def to_job(self: Any, default_palette: PaletteChoice) -> SpecRequest:
         chosen = {field: getattr(self, opt.name) for field, opt in cls.options()}
         return cls.of(self.to_request(default_palette), **chosen)
 
-    seed = create_model(f"Seed{title}", __base__=(options, SeedRequest), __doc__=cls.__doc__)
-    flat = create_model(f"Flat{title}", __base__=(options, FlatRequest), __doc__=cls.__doc__)
+    seed = create_model(f"Seed{title}", __base__=(options, SeedRequest))
+    flat = create_model(f"Flat{title}", __base__=(options, FlatRequest))
     for model in (seed, flat):
         model.to_job = to_job  # type: ignore[attr-defined]
     token = create_model(f"Token{title}", __base__=ForbidExtra, __doc__=f"{title} of a token's image: its "
                          "parameters come from the chain.", **fields)  # type: ignore[call-overload]
     body = Annotated[Annotated[seed, Tag("seed")] | Annotated[flat, Tag("flat")], Discriminator(_body_kind)]
     return KindBodies(body=body, token=token)
-
-
-class UpscaleBody(BaseModel):
-    """How to enlarge a stored image."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    scale: JsonInt = Field(2, ge=2, le=MAX_SCALE["lanczos"],
-                           description=f"2 with hires; up to {MAX_SCALE['lanczos']} with lanczos")
-    mode: UpscaleMode = Field("hires", description="hires: Lanczos, then img2img with the same model, prompt, seed "
-                              "and sampler (redraws detail); lanczos: pixels only, fast")
-    strength: JsonNumber | None = Field(None, ge=HIRES_STRENGTH[0], le=HIRES_STRENGTH[1],
-                                        description=f"hires' denoising strength (default {DEFAULT_HIRES_STRENGTH}); "
-                                        "not for lanczos")
-
-
-class RestyleBody(BaseModel):
-    """Which of the seed's styles to redraw a stored image in, and how strongly."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    styleIndex: JsonInt = Field(ge=0, le=len(STYLES) - 1, description="one of the 10 style modifiers: "
-                                + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)))
-    strength: JsonNumber = Field(DEFAULT_RESTYLE_STRENGTH, ge=RESTYLE_STRENGTH[0], le=RESTYLE_STRENGTH[1],
-                                 description="img2img denoising strength: how much is redrawn")

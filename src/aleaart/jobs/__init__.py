@@ -1,34 +1,46 @@
 """Jobs: typed, serialisable requests of several kinds, their durable records, and the queue that runs them.
 
-    state.py   JobState, Priority, JobStatus (an immutable snapshot) and the live Job
-    kind.py    JobRequest (the base of every kind), the kind registry, Artifact, RunContext
-    render.py  the ``render`` kind and the one render path (spec → PNG → record)
+    state.py       JobState, Priority, JobStatus (an immutable snapshot) and the live Job
+    kind.py        JobRequest (the base of every kind), option(), the kind registry, Artifact, RunContext
+    spec_kind.py   SpecRequest: the base of kinds made from an image's spec (their bodies and routes derive from it)
+    image_kind.py  FromStoredImage and SourceImage: the base of kinds that start from a stored image
+    render.py      the ``render`` kind and the one render path (spec → pixels → file → record)
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     variations.py  the ``variations`` kind: images from the same parameters with blended starting noise
     transform.py   the ``upscale`` and ``restyle`` kinds: img2img (or Lanczos) of a stored image
     animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
-    book.py    job records in SQLite
-    model.py   the model, loaded in the background
-    queue.py   the queue's core (dedup, records, priorities, cancel, coordinators); JobQueue: on the in-process backend
-    backend.py the protocol a queue backend implements (where worker jobs run)
-    inprocess.py  the in-process backend: one worker thread owns the model
+    book.py        job records in SQLite
+    model.py       the model, loaded in the background
+    queue.py       the queue's core (dedup, records, priorities, cancel, coordinators); JobQueue on the in-process
+                   backend
+    backend.py     the protocol a queue backend implements (where worker jobs run)
+    inprocess.py   the in-process backend: one worker thread owns the model
+
+Every module of this package is imported here, so a kind registers itself by being a module: there is no list to
+add it to.
 """
 
-from aleaart.jobs import animation, collection, render, transform, variations  # noqa: F401  (register the kinds)
+import importlib
+import pkgutil
+
 from aleaart.jobs.animation import AnimationRequest
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
+from aleaart.jobs.image_kind import SourceImage
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import JobQueue, Progress, Queue
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
-from aleaart.jobs.transform import RestyleRequest, SourceImage, UpscaleRequest
+from aleaart.jobs.transform import RestyleRequest, UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
-    "KINDS", "AnimationRequest", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook",
-    "JobQueue", "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "Queue", "RenderRequest",
+    "KINDS", "AnimationRequest", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue",
+    "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "Queue", "RenderRequest",
     "RestyleRequest", "RunContext", "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image",
     "request_from_json",
 ]

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
-from aleaart.jobs.kind import Artifact, RunContext, register
+from aleaart.jobs.kind import Artifact, RunContext, option, register
 from aleaart.jobs.render import graded, stored_artifact
-from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes, option
+from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.motion import (
     DEFAULT_FPS,
     DEFAULT_FRAMES,
@@ -37,13 +37,13 @@ class AnimationRequest(SpecRequest):
     neighbour seeds and back (or the prompt morphs to ``morphStyle`` and back). A job whose ``results`` are the
     MP4 (H.264) and an animated WebP."""
 
-    frames: int = option(DEFAULT_FRAMES, *FRAMES, "frames in the loop")
-    fps: int = option(DEFAULT_FPS, *FPS, "frames per second")
-    neighbours: int = option(DEFAULT_NEIGHBOURS, *NEIGHBOURS,
-                             "the starting noise walks through seed + 1 … seed + neighbours and back")
-    morph_style: int | None = option(None, 0, len(STYLES) - 1, "instead of walking the noise, morph the prompt to "
-                                     "this style and back: " + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)),
-                                     name="morphStyle")
+    frames: int = option(DEFAULT_FRAMES, "frames in the loop", low=FRAMES[0], high=FRAMES[1])
+    fps: int = option(DEFAULT_FPS, "frames per second", low=FPS[0], high=FPS[1])
+    neighbours: int = option(DEFAULT_NEIGHBOURS, "the starting noise walks through seed + 1 … seed + neighbours and "
+                             "back", low=NEIGHBOURS[0], high=NEIGHBOURS[1])
+    morph_style: int | None = option(None, "instead of walking the noise, morph the prompt to this style and back: "
+                                     + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)),
+                                     low=0, high=len(STYLES) - 1, name="morphStyle")
 
     kind: ClassVar[str] = "animation"
     operation: ClassVar[str] = OPERATION

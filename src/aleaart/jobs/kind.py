@@ -1,12 +1,15 @@
 """What a kind of job is: a typed, serialisable request that knows its key and how to run.
 
-A new kind is one module with a frozen dataclass subclassing ``JobRequest``, decorated with
-``@register``, and an import line in ``jobs/__init__.py``. The queue, the job record, dedup,
-progress, cancel, SSE and the store treat every kind the same way.
+A new kind is one module in ``jobs/`` with a frozen dataclass subclassing ``JobRequest`` (most often through
+``spec_kind.SpecRequest`` or ``image_kind.FromStoredImage``), decorated with ``@register``; ``jobs/__init__.py``
+imports every module of the package, so there is no list to add it to. Its HTTP options are fields declared with
+``option(...)``. The queue, the job record, dedup, progress, cancel, SSE and the store treat every kind the same
+way; the README's "Adding a job kind" walks through one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -60,6 +63,28 @@ class EngineLike(Protocol):
 
 
 @dataclass(frozen=True)
+class Option:
+    """One option of a kind, as a request body states it: its JSON name, what it means, and its range (numbers)
+    or its choices (words)."""
+
+    name: str
+    description: str
+    low: float | None = None
+    high: float | None = None
+    integer: bool = True
+    choices: tuple[str, ...] | None = None
+
+
+def option(default: Any, description: str, *, low: float | None = None, high: float | None = None,
+           name: str | None = None, integer: bool = True, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field that is an option of its kind (``dataclasses.MISSING``: a required one); ``name`` is its
+    JSON name (default: the field's)."""
+    declared = {"name": name, "description": description, "low": low, "high": high, "integer": integer,
+                "choices": choices}
+    return dataclasses.field(default=default, metadata={"option": declared})
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One result file of a job, with the index row that describes it."""
 
@@ -103,6 +128,20 @@ class JobRequest:
 
     kind: ClassVar[str]
     coordinates: ClassVar[bool] = False
+
+    @classmethod
+    def options(cls) -> list[tuple[str, Option]]:
+        """(field name, Option) of each field declared with ``option``, in declaration order."""
+        found = []
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if (declared := field.metadata.get("option")) is not None:
+                found.append((field.name, Option(**{**declared, "name": declared["name"] or field.name})))
+        return found
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Each option's default by field name (``dataclasses.MISSING`` where it is required)."""
+        return {field.name: field.default for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @property
     def token_id(self) -> str | None:

@@ -1,6 +1,6 @@
 """The base of job kinds made from an image's spec (variations, animations): one declaration per kind.
 
-A kind subclasses ``SpecRequest`` as a frozen dataclass, declares its options with ``option(...)`` and its HTTP
+A kind subclasses ``SpecRequest`` as a frozen dataclass, declares its options with ``kind.option(...)`` and its HTTP
 paths with ``SpecRoutes``, and says how it renders. Everything else follows from that declaration: its JSON form
 and identity, its key (derived from the image's key), its stored files, and at the HTTP edge (``api/derived.py``)
 its request bodies in the seed's and the flat shape, its token route and their OpenAPI.
@@ -8,33 +8,27 @@ its request bodies in the seed's and the flat shape, its token route and their O
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from aleaart.errors import InvalidParams
-from aleaart.jobs.kind import JobRequest, Recipe
+from aleaart.jobs.kind import JobRequest, Option, Recipe
 from aleaart.metadata import derived_key, render_key
-from aleaart.params import RenderSpec, check_int, check_token_id
+from aleaart.params import RenderSpec, check_int
 from aleaart.store import FindImage, StoredImage
+from aleaart.token_ids import check_token_id
 
 
-@dataclass(frozen=True)
-class Option:
-    """One option of a kind: its JSON name, range and description (what a body's field says in OpenAPI)."""
-
-    name: str
-    low: float
-    high: float
-    description: str
-    integer: bool = True
-
-
-def option(default: Any, low: float, high: float, description: str, *, name: str | None = None,
-           integer: bool = True) -> Any:
-    """A dataclass field that is an option of its kind; ``name`` is its JSON name (default: the field's)."""
-    return dataclasses.field(default=default, metadata={"option": (name, low, high, description, integer)})
+def check_option(opt: Option, value: Any) -> None:
+    """``value`` within ``opt``'s range or choices, else InvalidParams naming it."""
+    if opt.choices is not None:
+        if value not in opt.choices:
+            raise InvalidParams(f"{opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
+    elif opt.integer:
+        check_int(opt.name, value, int(opt.low or 0), int(opt.high or 0))
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not opt.low <= value <= opt.high:  # type: ignore[operator]
+        raise InvalidParams(f"{opt.name} must be {opt.low:g}..{opt.high:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -59,25 +53,12 @@ class SpecRequest(JobRequest):
 
     def __post_init__(self) -> None:
         """Every option in its declared range (None where its default is None)."""
-        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        defaults = self.option_defaults()
         for field, opt in self.options():
             value = getattr(self, field)
             if value is None and defaults[field] is None:
                 continue
-            if opt.integer:
-                check_int(opt.name, value, int(opt.low), int(opt.high))
-            elif isinstance(value, bool) or not isinstance(value, int | float) or not opt.low <= value <= opt.high:
-                raise InvalidParams(f"{opt.name} must be {opt.low:g}..{opt.high:g}, got {value!r}")
-
-    @classmethod
-    def options(cls) -> list[tuple[str, Option]]:
-        """(field name, Option) of each declared option, in declaration order."""
-        found = []
-        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if (declared := field.metadata.get("option")) is not None:
-                name, low, high, description, integer = declared
-                found.append((field.name, Option(name or field.name, low, high, description, integer)))
-        return found
+            check_option(opt, value)
 
     @classmethod
     def of(cls, image: Any, **options: Any) -> Self:

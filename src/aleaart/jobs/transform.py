@@ -3,21 +3,16 @@ loaded model's own components) and ``restyle`` (img2img with the prompt's style 
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
+import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, get_args
 
-from PIL import Image
-
 from aleaart.errors import InvalidParams
-from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext, register
-from aleaart.jobs.render import Pixels, graded, image_artifact
-from aleaart.metadata import JSON_KEY, Derivation, derived_key, read_png_text
-from aleaart.params import RenderSpec, check_token_id, restyle_prompt
+from aleaart.jobs.image_kind import FromStoredImage, ImageRoutes, SourceImage
+from aleaart.jobs.kind import Artifact, RunContext, option, register
+from aleaart.jobs.render import Pixels
+from aleaart.params import STYLES, RenderSpec, restyle_prompt
 from aleaart.resample import lanczos, scaled_size
-from aleaart.store import StoredImage
 
 UpscaleMode = Literal["hires", "lanczos"]
 MAX_SCALE: dict[str, int] = {"hires": 2, "lanczos": 4}
@@ -50,89 +45,6 @@ def check_side(width: int, height: int, limit: int, what: str) -> None:
         raise InvalidParams(f"{what} would be {width}x{height}, over {limit} pixels on a side")
 
 
-@dataclass(frozen=True)
-class SourceImage:
-    """The stored image a job starts from: its key, the sha256 of its PNG, and the spec it was made from."""
-
-    key: str
-    sha256: str
-    spec: RenderSpec
-    token: str | None
-
-    @classmethod
-    def of(cls, image: StoredImage) -> SourceImage:
-        return cls(image.key, image.sha256, RenderSpec.from_canonical(image.spec), image.token_id)
-
-    @classmethod
-    def from_png(cls, data: bytes) -> SourceImage:
-        """A PNG this service wrote (the CLI's input), from the metadata chunk every one of them carries."""
-        try:
-            meta = json.loads(read_png_text(data)[JSON_KEY])
-            return cls(meta["key"], hashlib.sha256(data).hexdigest(), RenderSpec.from_canonical(meta["spec"]),
-                       check_token_id(meta.get("tokenId")))
-        except OSError:
-            raise InvalidParams("not a PNG image") from None
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidParams(f"not a PNG made by aleaart (no readable '{JSON_KEY}' metadata chunk: {error})") \
-                from None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "sha256": self.sha256, "spec": self.spec.canonical(), "tokenId": self.token}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SourceImage:
-        return cls(data["key"], data["sha256"], RenderSpec.from_canonical(data["spec"]),
-                   check_token_id(data.get("tokenId")))
-
-    def pixels(self, context: RunContext) -> Image.Image:
-        if context.read_png is None:
-            raise RuntimeError("this job starts from a stored image, but it was run with no way to read one")
-        with Image.open(io.BytesIO(context.read_png(self.key, self.sha256))) as image:
-            return image.convert("RGB")
-
-
-class FromStoredImage(JobRequest):
-    """What ``upscale`` and ``restyle`` share: a source, a key derived from it, and a derived stored image."""
-
-    source: SourceImage
-    operation: ClassVar[str]
-
-    @property
-    def token_id(self) -> str | None:
-        return self.source.token
-
-    def settings(self) -> dict[str, Any]:
-        """The operation's settings: in the key, the PNG's chunks and the index row."""
-        raise NotImplementedError
-
-    def result_spec(self) -> RenderSpec:
-        """The spec the result is described by (its size, and the prompt img2img ran with)."""
-        raise NotImplementedError
-
-    def sources(self) -> tuple[tuple[str, str], ...]:
-        return ((self.source.key, self.source.sha256),)
-
-    def key(self, recipe: Recipe) -> str:
-        return derived_key(self.source.key, self.operation, self.settings(), recipe)
-
-    def artifact(self, image: Image.Image, seconds: float, context: RunContext) -> Artifact:
-        engine = context.engine
-        derivation = Derivation(key=context.key, source=self.source.key, operation=self.operation,
-                                settings=self.settings())
-        return image_artifact(image, self.result_spec(), token_id=self.token_id, key=context.key,
-                              model=engine.model_name, recipe=engine.recipe, seconds=seconds, derivation=derivation)
-
-    def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
-        """img2img's pixels with the token's palette grade again (img2img drifts from it), as a stored image."""
-        return [self.artifact(graded(rendered.image, self.result_spec()), rendered.seconds, context)]
-
-    def transformed(self, image: Image.Image, strength: float, context: RunContext) -> Pixels:
-        """img2img of ``image`` with the result's spec (its prompt, seed, sampler and steps)."""
-        rendered = context.engine.transform(self.result_spec(), image, strength, on_step=context.on_step,
-                                            cancel=context.cancel)
-        return Pixels(rendered.image, rendered.seconds)
-
-
 @register
 @dataclass(frozen=True)
 class UpscaleRequest(FromStoredImage):
@@ -140,12 +52,15 @@ class UpscaleRequest(FromStoredImage):
     ``strength`` with the same prompt, seed and sampler, which redraws detail at the new size)."""
 
     source: SourceImage
-    scale: int = 2
-    mode: UpscaleMode = "hires"
-    strength: float | None = None  # hires only; None there means DEFAULT_HIRES_STRENGTH
+    scale: int = option(2, f"2 with hires; up to {MAX_SCALE['lanczos']} with lanczos", low=2, high=MAX_SCALE["lanczos"])
+    mode: UpscaleMode = option("hires", "hires: Lanczos, then img2img with the same model, prompt, seed and sampler "
+                               "(redraws detail); lanczos: pixels only, fast", choices=get_args(UpscaleMode))
+    strength: float | None = option(None, f"hires' denoising strength (default {DEFAULT_HIRES_STRENGTH}); not for "
+                                    "lanczos", low=HIRES_STRENGTH[0], high=HIRES_STRENGTH[1], integer=False)
 
     kind: ClassVar[str] = "upscale"
     operation: ClassVar[str] = "upscale"
+    routes: ClassVar[ImageRoutes] = ImageRoutes("upscale", "Upscale")
 
     def __post_init__(self) -> None:
         if self.mode not in MAX_SCALE:
@@ -171,13 +86,6 @@ class UpscaleRequest(FromStoredImage):
             settings["strength"] = self.strength
         return settings
 
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source.to_json(), "scale": self.scale, "mode": self.mode, "strength": self.strength}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UpscaleRequest:
-        return cls(SourceImage.from_json(data["source"]), data["scale"], data["mode"], data.get("strength"))
-
     def result_spec(self) -> RenderSpec:
         width, height = scaled_size(self.source.spec.width, self.source.spec.height, self.scale)
         return replace(self.source.spec, width=width, height=height)
@@ -202,14 +110,18 @@ class UpscaleRequest(FromStoredImage):
 @dataclass(frozen=True)
 class RestyleRequest(FromStoredImage):
     """The image redrawn (img2img at ``strength``) with its prompt's style modifier replaced by style
-    ``style_index``'s; same seed, sampler and steps."""
+    ``styleIndex``'s; same seed, sampler and steps."""
 
     source: SourceImage
-    style_index: int
-    strength: float = DEFAULT_RESTYLE_STRENGTH
+    style_index: int = option(dataclasses.MISSING, f"one of the {len(STYLES)} style modifiers: "
+                              + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)),
+                              low=0, high=len(STYLES) - 1, name="styleIndex")
+    strength: float = option(DEFAULT_RESTYLE_STRENGTH, "img2img denoising strength: how much is redrawn",
+                             low=RESTYLE_STRENGTH[0], high=RESTYLE_STRENGTH[1], integer=False)
 
     kind: ClassVar[str] = "restyle"
     operation: ClassVar[str] = "restyle"
+    routes: ClassVar[ImageRoutes] = ImageRoutes("restyle", "Restyle")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", check_strength(self.strength, *RESTYLE_STRENGTH))
@@ -219,13 +131,6 @@ class RestyleRequest(FromStoredImage):
 
     def settings(self) -> dict[str, Any]:
         return {"styleIndex": self.style_index, "strength": self.strength}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source.to_json(), "styleIndex": self.style_index, "strength": self.strength}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RestyleRequest:
-        return cls(SourceImage.from_json(data["source"]), data["styleIndex"], data["strength"])
 
     def result_spec(self) -> RenderSpec:
         return replace(self.source.spec, prompt=restyle_prompt(self.source.spec.prompt, self.style_index))

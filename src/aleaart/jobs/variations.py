@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from aleaart.jobs.kind import Artifact, Recipe, RunContext, register
+from aleaart.jobs.kind import Artifact, Recipe, RunContext, option, register
 from aleaart.jobs.render import Pixels, graded, image_artifact
-from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes, option
+from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.metadata import Derivation
 
 MAX_COUNT = 8
@@ -25,9 +25,9 @@ class VariationsRequest(SpecRequest):
     """``count`` images from the image's parameters, their starting noise blended (``strength``) with the noise
     of seed + 1 … seed + count; a job whose ``results`` are the images, each stored under its source's key."""
 
-    count: int = option(4, 1, MAX_COUNT, f"how many images, 1..{MAX_COUNT}")
-    strength: float = option(0.3, 0, 1, "0: the image itself; 1: another seed's image. Variation i blends in "
-                             "the noise of seed + i", integer=False)
+    count: int = option(4, f"how many images, 1..{MAX_COUNT}", low=1, high=MAX_COUNT)
+    strength: float = option(0.3, "0: the image itself; 1: another seed's image. Variation i blends in the noise "
+                             "of seed + i", low=0, high=1, integer=False)
 
     kind: ClassVar[str] = "variations"
     operation: ClassVar[str] = "variation"
