@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 import threading
-import time
 
 import pytest
 from celery.exceptions import Reject
 from fakes import FakeEngine
 from integration.cluster import RedisServer
+from waiting import eventually
 
 from aleaart.cluster.dispatch import CeleryQueue, redact
 from aleaart.cluster.wire import (
@@ -104,15 +104,6 @@ def worker(redis_server, client, engine):
 
 def request_json() -> dict:
     return RenderRequest(SPEC, "7").to_json()
-
-
-def eventually(condition, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def outcome_of(client, job_id: str) -> Outcome:

@@ -1,8 +1,11 @@
 """GET /metrics after real traffic, in-process against the fake engine."""
 
+import threading
+
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import eventually
 
 from aleaart.api import create_app
 from aleaart.config import Settings
@@ -34,3 +37,20 @@ def test_metrics_count_jobs_hits_steps_and_errors(tmp_path):
     assert found[("aleaart_errors_total", (("code", "not_found"),))] == 1
     assert found[("aleaart_queue_depth", ())] == 0 and found[("aleaart_model_load_seconds", ())] >= 0
     assert any(name == "aleaart_build_info" for name, _ in found)
+
+
+def test_clients_waiting_on_a_job_are_counted_while_they_wait(fake_client):
+    engine = fake_client.app.state.model.engine
+    engine.release.clear()  # the job waits at its first step until released
+    body = {"prompt": "waiting clients", "steps": 2, "seed": 5, "width": 256, "height": 256}
+    answers: list = []
+    waiter = threading.Thread(target=lambda: answers.append(fake_client.post("/generate-image", json=body)))
+    waiter.start()
+    try:
+        assert engine.started.wait(10)
+        assert eventually(lambda: 'aleaart_waiting_clients{how="answer"} 1.0' in fake_client.get("/metrics").text)
+    finally:
+        engine.release.set()
+        waiter.join(10)
+    assert answers[0].status_code == 200
+    assert 'aleaart_waiting_clients{how="answer"} 0.0' in fake_client.get("/metrics").text

@@ -25,6 +25,8 @@ class Metrics:
         self.errors = Counter("aleaart_errors", "error answers, by code", ["code"], registry=r)
         self.queue_depth = Gauge("aleaart_queue_depth", "jobs waiting to run", registry=r)
         self.model_load_seconds = Gauge("aleaart_model_load_seconds", "seconds the model took to load", registry=r)
+        self.waiting_clients = Gauge("aleaart_waiting_clients", "requests holding their connection open until a job "
+                                     "ends: answer (/generate-image) or events (SSE)", ["how"], registry=r)
         Info("aleaart_build", "the running version", registry=r).info({"version": __version__})
 
     def watch_queue(self, depth: Callable[[], int]) -> None:

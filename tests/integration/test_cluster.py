@@ -18,7 +18,9 @@ import httpx
 import pytest
 from evm import mint_cheap
 from sse import sse_events
+from waiting import eventually
 
+from aleaart.cluster.wire import Outcome, outcome_key
 from integration.cluster import RedisServer, Worker, health, jobs_by_worker
 from integration.server import Server, server_env
 
@@ -257,7 +259,10 @@ def test_cancel_a_running_and_a_queued_job(cluster):
         status = cluster.wait(job_id, finished, timeout=60)
         assert status["status"] == "cancelled" and status["code"] == "cancelled"
         assert status["step"] < 100
-    time.sleep(1.5)  # the workers now get the cancelled job: they must skip it, not render it
+    # The workers now get the cancelled job: they must skip it (concluding it cancelled), not render it.
+    redis = cluster.redis.client()
+    assert eventually(lambda: redis.exists(outcome_key(queued)), timeout=60)
+    assert Outcome.from_json(redis.get(outcome_key(queued))).state == "cancelled"
     assert cluster.job(queued)["status"] == "cancelled"
     assert len(cluster.images()) == files_before  # none of the three was stored
     assert all(w["state"] == "idle" for w in health(cluster.url)["workers"])

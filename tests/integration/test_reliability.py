@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 from sse import sse_events
+from waiting import eventually
 
 from integration.server import Server, server_env
 
@@ -131,6 +133,13 @@ def sse_final_event(url: str, seen: list) -> None:
         seen.extend(sse_events(stream.iter_lines()))
 
 
+def waiting_clients(url: str) -> dict[str, float]:
+    """aleaart_waiting_clients from /metrics, by how they wait."""
+    text = httpx.get(url + "/metrics").text
+    return {how: float(value) for how, value in re.findall(r'^aleaart_waiting_clients\{how="(\w+)"\} (\S+)$', text,
+                                                            re.MULTILINE)}
+
+
 def wait_running(url: str, job: dict) -> None:
     deadline = time.monotonic() + 60
     while httpx.get(url + job["statusUrl"]).json()["step"] < 1:
@@ -150,7 +159,7 @@ def test_sigterm_drains_answers_everyone_and_exits_0_then_the_jobs_run(tiny_env,
             waiting = pool.submit(httpx.post, server.url + "/generate-image", json=long_body, timeout=120)
             events: list = []
             streaming = pool.submit(sse_final_event, server.url + running["eventsUrl"], events)
-            time.sleep(0.3)  # both are connected and waiting
+            assert eventually(lambda: waiting_clients(server.url) == {"answer": 1.0, "events": 1.0})
             server.process.send_signal(signal.SIGTERM)
             ready = httpx.get(server.url + "/ready")
             assert ready.status_code == 503 and ready.json()["code"] == "shutting_down"

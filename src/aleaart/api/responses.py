@@ -143,11 +143,12 @@ def shutting_down(job: Job) -> ShuttingDown:
 async def wait_for(queue: Queue, job: Job) -> JobStatus:
     """The job's final status; ShuttingDown when the service drains and the job will not run before it stops."""
     # Polling keeps waiting off the thread pool: hundreds of waiters cost nothing but a timer each.
-    while not (status := job.status).state.is_terminal():
-        if queue.draining and status.state is JobState.QUEUED:
-            raise shutting_down(job)
-        await asyncio.sleep(POLL_SECONDS)
-    return status
+    with queue.metrics.waiting_clients.labels("answer").track_inprogress():
+        while not (status := job.status).state.is_terminal():
+            if queue.draining and status.state is JobState.QUEUED:
+                raise shutting_down(job)
+            await asyncio.sleep(POLL_SECONDS)
+        return status
 
 
 def event(kind: str, data: dict[str, Any]) -> str:
@@ -156,6 +157,12 @@ def event(kind: str, data: dict[str, Any]) -> str:
 
 async def job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
     """Server-Sent Events: one ``progress`` per change, then the terminal state's event."""
+    with queue.metrics.waiting_clients.labels("events").track_inprogress():
+        async for message in _job_events(queue, job):
+            yield message
+
+
+async def _job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
     seen, quiet = -1, 0.0
     while True:
         status = job.status
