@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
-from aleaart.params import RenderParams, RenderSpec, check_token_id, parse_token_id, spec_from_params
+from aleaart.params import RenderParams, RenderSpec, spec_from_params
+from aleaart.token_ids import check_token_id, parse_token_id
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1

@@ -15,7 +15,7 @@ from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
 from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import CollectionRequest, JobState, Queue
-from aleaart.params import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
+from aleaart.token_ids import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 
 router = APIRouter(tags=["collections"])
 

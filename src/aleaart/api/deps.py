@@ -17,8 +17,8 @@ from aleaart.config import Settings
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Queue
-from aleaart.params import TOKEN_ID, parse_token_id
 from aleaart.store import ImageStore
+from aleaart.token_ids import TOKEN_ID, parse_token_id
 
 
 async def get_settings(request: Request) -> Settings:

@@ -12,7 +12,7 @@ from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import FILE_RESPONSES, file_response, image_result
 from aleaart.api.schemas import TOKEN_ID_SCHEMA
-from aleaart.params import check_token_id
+from aleaart.token_ids import check_token_id
 
 router = APIRouter(tags=["images"])
 TOKEN_QUERY_SCHEMA = {"anyOf": [s for s in TOKEN_ID_SCHEMA["anyOf"] if s["type"] == "string"]}

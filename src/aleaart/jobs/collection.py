@@ -21,8 +21,9 @@ from aleaart.export import ExportedToken, export_collection
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, register
 from aleaart.jobs.render import RenderRequest
 from aleaart.jobs.state import Job, JobState, Priority
-from aleaart.params import DEFAULT_PALETTE, MAX_TOKEN_ID, PaletteChoice
+from aleaart.params import DEFAULT_PALETTE, PaletteChoice
 from aleaart.store import StoredImage
+from aleaart.token_ids import MAX_TOKEN_ID
 
 if TYPE_CHECKING:
     from aleaart.chain import TokenInfo

@@ -13,8 +13,9 @@ from aleaart.grading import grade
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
-from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, check_token_id, spec_from_params
+from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
 from aleaart.store import ImageStore, new_record
+from aleaart.token_ids import check_token_id
 
 
 def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
