@@ -1,4 +1,5 @@
-"""Animations: the loop's path (pure), the encoders, frames on the tiny model, and the job, its files and routes."""
+"""Animations: the request, frames on the tiny model, and the job, its files and routes (the loop's path is
+test_motion.py, the encoders test_video.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from aleaart.errors import GenerationCancelled, InvalidParams
 from aleaart.jobs import AnimationRequest, RenderRequest
 from aleaart.jobs.kind import RunContext
 from aleaart.jobs.render import graded
-from aleaart.motion import Frame, loop_seeds, noise_walk, style_morph
+from aleaart.motion import noise_walk, style_morph
 from aleaart.params import STYLES, RenderParams, RenderSpec, spec_from_params
-from aleaart.video import decode_mp4, encode_mp4, encode_webp, even_size
+from aleaart.video import decode_mp4
 
 SEED_PARAMS = {"promptIndex": 3, "styleIndex": 1, "samplerIndex": 0, "aspectIndex": 0, "steps": 18, "cfg": 70,
                "latentSeed": 4242, "paletteId": 2}
@@ -30,25 +31,7 @@ def difference(a: Image.Image, b: Image.Image) -> float:
     return float(np.mean(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
-# The path (pure)
-
-def test_the_noise_walk_starts_at_the_seed_visits_each_neighbour_and_closes_the_loop():
-    walk = noise_walk(4294967295, 12, 2)
-    assert loop_seeds(4294967295, 2) == [4294967295, 0, 1]  # uint32 wraps
-    assert walk[0] == Frame(4294967295, 0, 0.0)
-    assert [(f.start_seed, f.end_seed) for f in walk] == [(4294967295, 0)] * 4 + [(0, 1)] * 4 + [(1, 4294967295)] * 4
-    assert [f.t for f in walk[:4]] == [0.0, 0.25, 0.5, 0.75]  # evenly spaced; the last leg leads back to frame 0
-    assert all(f.mix == 0 for f in walk)
-    assert noise_walk(7, 10, 3) == noise_walk(7, 10, 3)
-
-
-def test_the_style_morph_keeps_the_noise_and_eases_to_the_style_and_back():
-    morph = style_morph(5, 8)
-    assert {(f.start_seed, f.end_seed, f.t) for f in morph} == {(5, 5, 0.0)}
-    mixes = [f.mix for f in morph]
-    assert mixes[0] == 0 and mixes[4] == pytest.approx(1) and mixes[1] == pytest.approx(mixes[7])
-    assert mixes[:5] == sorted(mixes[:5])
-
+# The request
 
 def test_requests_check_their_ranges_and_keys_follow_the_settings():
     spec = spec_from_params(RenderParams.from_json(SEED_PARAMS))
@@ -73,36 +56,6 @@ def test_requests_check_their_ranges_and_keys_follow_the_settings():
     assert AnimationRequest.from_json(json.loads(json.dumps(morph.to_json()))) == morph
     assert STYLES[4].text in morph.morph_prompt() and STYLES[1].text not in morph.morph_prompt()
     assert base.total_steps() == 8 * spec.steps
-
-
-# The encoders
-
-def frames_of(count: int, size: tuple[int, int]) -> list[Image.Image]:
-    """Smooth gradients (what video codecs are made for), brighter frame by frame."""
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    base = np.stack([x * 200 / size[0], y * 200 / size[1], (x + y) * 100 / sum(size)], axis=-1)
-    return [Image.fromarray((base + i * 6).astype("uint8")) for i in range(count)]
-
-
-def test_mp4s_are_h264_at_the_frame_rate_with_even_sides_and_the_same_bytes_each_time(tiny_engine):
-    frames = frames_of(8, (96, 75))
-    data = encode_mp4(frames, 12, {"key": "k"})
-    tiny_engine.generate(RenderSpec(**TINY))  # x264's CRF mode gave other bytes after this; its fixed QP does not
-    assert data == encode_mp4(frames, 12, {"key": "k"})
-    assert data[4:8] == b"ftyp" and data.index(b"moov") < data.index(b"mdat")  # faststart: playable while loading
-    decoded, fps, tags = decode_mp4(data)
-    assert len(decoded) == 8 and fps == 12 and decoded[0].size == even_size(96, 75) == (96, 74)
-    assert json.loads(tags["comment"]) == {"key": "k"}
-    assert all(psnr(d, f.crop((0, 0, 96, 74))) > 35 for d, f in zip(decoded, frames, strict=True))
-
-
-def test_webps_loop_forever_with_every_frame():
-    data = encode_webp(frames_of(8, (64, 48)), 10)
-    with Image.open(io.BytesIO(data)) as image:
-        assert image.format == "WEBP" and image.n_frames == 8 and image.info["loop"] == 0
-        image.seek(1)
-        image.load()
-        assert image.info["duration"] == 100 and image.size == (64, 48)
 
 
 # On the tiny model
