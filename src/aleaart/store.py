@@ -13,17 +13,17 @@ import secrets
 import shutil
 import sqlite3
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from cachetools import LRUCache
 
 from aleaart.database import Database
 from aleaart.errors import DiskFull, NotFound
 from aleaart.metadata import JSON_KEY, read_png_text
+from aleaart.records import FindImage, StoredImage, new_record
+
+__all__ = ["FindImage", "ImageStore", "ServedFile", "StoredImage", "new_record", "write_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -33,43 +33,6 @@ FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{1
 MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4", "webp": "image/webp"}
 TEMP_PREFIX = ".tmp-"
 CORRUPT_PREFIX = ".corrupt-"  # damaged files are renamed so: kept for a look, never served or indexed
-
-@dataclass(frozen=True)
-class StoredImage:
-    key: str
-    token_id: str | None
-    file: str
-    prompt: str
-    params: dict[str, int] | None
-    spec: dict[str, Any]
-    sampler: str
-    width: int
-    height: int
-    model: str
-    seconds: float
-    sha256: str
-    created_at: float
-    kind: str = "render"  # the operation that made it: render, or one applied to ``source``
-    source: str | None = None  # the key of the stored image it derives from
-    pixels: str | None = None  # metadata.pixel_key: images with the same one have the same pixels
-    size: int | None = None  # bytes of the file; a file of another size is damaged and not served
-
-    def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["params"] = json.dumps(self.params) if self.params is not None else None
-        row["spec"] = json.dumps(self.spec, sort_keys=True)
-        return row
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StoredImage:
-        data = dict(row)
-        data["params"] = json.loads(data["params"]) if data["params"] else None
-        data["spec"] = json.loads(data["spec"])
-        return cls(**data)
-
-
-FindImage = Callable[[str], StoredImage | None]  # a stored image by its key: ImageStore.get, or .known
-
 
 @dataclass(frozen=True)
 class ServedFile:
@@ -385,8 +348,3 @@ def media_type(filename: str) -> str:
 def clip(text: str, limit: int = 80) -> str:
     """A name quoted for a message, cut short: a 100 KB path is not echoed back."""
     return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-def new_record(**fields: Any) -> StoredImage:
-    """A StoredImage stamped now."""
-    return StoredImage(created_at=time.time(), **fields)

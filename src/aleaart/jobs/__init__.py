@@ -11,10 +11,9 @@
     animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
     book.py        job records in SQLite
     model.py       the model, loaded in the background
-    queue.py       the queue's core (dedup, records, priorities, cancel, coordinators); JobQueue on the in-process
-                   backend
+    queue.py       the queue's core: dedup, records, priorities, progress, cancel, coordinators
     backend.py     the protocol a queue backend implements (where worker jobs run)
-    inprocess.py   the in-process backend: one worker thread owns the model
+    inprocess.py   the in-process backend (one worker thread owns the model), and JobQueue: the queue on it
 
 Every module of this package is imported here, so a kind registers itself by being a module: there is no list to
 add it to.
@@ -27,9 +26,10 @@ from aleaart.jobs.animation import AnimationRequest
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
 from aleaart.jobs.image_kind import SourceImage
+from aleaart.jobs.inprocess import JobQueue
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
-from aleaart.jobs.queue import JobQueue, Progress, Queue
+from aleaart.jobs.queue import Progress, Queue
 from aleaart.jobs.render import RenderRequest, render_image
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 from aleaart.jobs.transform import RestyleRequest, UpscaleRequest

@@ -10,11 +10,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.backend import QueueCore
+from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import EngineLike, Recipe, RunContext
 from aleaart.jobs.model import ModelHolder
+from aleaart.jobs.queue import Queue
 from aleaart.jobs.state import Job, JobState
+from aleaart.metrics import Metrics
+from aleaart.store import ImageStore
 
 ENCODING_AHEAD = 2  # rendered images waiting to be encoded and stored while the engine renders the next
 
@@ -162,3 +167,13 @@ class InProcessBackend:
         images = tuple(self.core.store.put(a.record, a.data) for a in artifacts)
         self.core.count_generation(job.kind, time.perf_counter() - started)
         return {"images": images, "step": job.status.total_steps}
+
+
+class JobQueue(Queue):
+    """The queue on the in-process backend: one worker thread of this process owns the model."""
+
+    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
+                 metrics: Metrics | None = None, chain: Any = None) -> None:
+        super().__init__(backend=InProcessBackend(model), store=store, book=book, settings=settings,
+                         metrics=metrics, chain=chain)
+        self.model = model

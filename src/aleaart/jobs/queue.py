@@ -4,8 +4,8 @@ One request, one job: a request identical to one queued or running joins it, and
 result is stored is answered from the store. Every job is recorded in SQLite on each change,
 so queued and interrupted jobs run after a restart and their ids keep answering.
 
-A ``Backend`` (``jobs/backend.py``) says where worker jobs run: ``JobQueue`` is the queue on the in-process
-backend, ``aleaart.cluster.CeleryQueue`` the queue on GPU workers through Celery.
+A ``Backend`` (``jobs/backend.py``) says where worker jobs run: ``inprocess.JobQueue`` is the queue on the
+in-process backend, ``aleaart.cluster.CeleryQueue`` the queue on GPU workers through Celery.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from aleaart.config import Settings
 from aleaart.errors import AleaArtError, GenerationCancelled, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.inprocess import InProcessBackend
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
-from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.logs import current_job
 from aleaart.metrics import Metrics
@@ -357,16 +355,6 @@ class Queue:
         if position is not None and self._seconds_per_job:
             return round(self._seconds_per_job * (position - 1 + running), 1)
         return None
-
-
-class JobQueue(Queue):
-    """The queue on the in-process backend: one worker thread of this process owns the model."""
-
-    def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
-                 metrics: Metrics | None = None, chain: Any = None) -> None:
-        super().__init__(backend=InProcessBackend(model), store=store, book=book, settings=settings,
-                         metrics=metrics, chain=chain)
-        self.model = model
 
 
 def _new_id() -> str:

@@ -1,0 +1,52 @@
+"""The index row of a stored file: what the store, the job records and the cluster's wire all carry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    key: str
+    token_id: str | None
+    file: str
+    prompt: str
+    params: dict[str, int] | None
+    spec: dict[str, Any]
+    sampler: str
+    width: int
+    height: int
+    model: str
+    seconds: float
+    sha256: str
+    created_at: float
+    kind: str = "render"  # the operation that made it: render, or one applied to ``source``
+    source: str | None = None  # the key of the stored image it derives from
+    pixels: str | None = None  # metadata.pixel_key: images with the same one have the same pixels
+    size: int | None = None  # bytes of the file; a file of another size is damaged and not served
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["params"] = json.dumps(self.params) if self.params is not None else None
+        row["spec"] = json.dumps(self.spec, sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StoredImage:
+        data = dict(row)
+        data["params"] = json.loads(data["params"]) if data["params"] else None
+        data["spec"] = json.loads(data["spec"])
+        return cls(**data)
+
+
+FindImage = Callable[[str], StoredImage | None]  # a stored image by its key: ImageStore.get, or .known
+
+
+def new_record(**fields: Any) -> StoredImage:
+    """A StoredImage stamped now."""
+    return StoredImage(created_at=time.time(), **fields)
