@@ -53,6 +53,9 @@ class FakeEngine:
     def recipe(self) -> dict[str, str]:
         return {"model": self.model_id, "aleaart": "test"}
 
+    def recipe_details(self, spec: RenderSpec) -> dict:
+        return {"weightsSha256": "f" * 64, "scheduler": "FlatColour", "threads": 1}
+
     def generate(self, spec: RenderSpec, *, on_step=None, cancel: threading.Event | None = None) -> FakeRendered:
         self.calls.append(spec)
         self.started.set()

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from aleaart.cli_verify import add_parser as add_verify_parser
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
 from aleaart.params import RenderParams, RenderSpec, spec_from_params
@@ -74,6 +75,13 @@ def step_bar(steps: int) -> Iterator[Callable[[int, int], None]]:
         yield on_step
 
 
+def credentials_of(settings: Settings) -> Any:
+    """The signing identity files written here are signed with (the service's, with the same settings)."""
+    from aleaart.credentials import Credentials
+
+    return Credentials.from_settings(settings)
+
+
 def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None, settings: Settings) -> dict[str, Any]:
     """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
     from aleaart.engine.pipeline import Engine
@@ -82,7 +90,8 @@ def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None,
     engine = Engine.load(settings)
     key = RenderRequest(spec, token_id).key(engine.recipe)
     with step_bar(spec.steps) as on_step:
-        artifact = render_image(engine, spec, token_id=token_id, key=key, on_step=on_step)
+        artifact = render_image(engine, spec, token_id=token_id, key=key, on_step=on_step,
+                                credentials=credentials_of(settings))
     out = Path(out_path) if out_path else Path(artifact.record.file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(artifact.data)
@@ -113,7 +122,7 @@ def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, An
     key = request.key(engine.recipe)
     with step_bar(image.spec.steps) as on_step:
         artifacts = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
-                                           cancel=threading.Event()))
+                                           cancel=threading.Event(), credentials=credentials_of(settings)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for artifact in artifacts:
@@ -148,7 +157,8 @@ def transform_png(args: argparse.Namespace, settings: Settings, make_request: Ca
     key = request.key(engine.recipe)
     with step_bar(request.total_steps()) as on_step:
         [artifact] = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
-                                            cancel=threading.Event(), read_png=lambda _key, _sha: data))
+                                            cancel=threading.Event(), read_png=lambda _key, _sha: data,
+                                            credentials=credentials_of(settings)))
     out = Path(args.out) if args.out else Path(artifact.record.file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(artifact.data)
@@ -303,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--to", type=parse_token_id, help="last token id (default: the newest minted)")
     render.add_argument("--out", help="export folder (default: collection-<from>-<to> here)")
     render.set_defaults(run=cmd_collection_render)
+
+    add_verify_parser(commands)
 
     tiny = commands.add_parser("make-tiny-model", help="build the offline random-weight SD 1.x model")
     tiny.add_argument("dir", help="folder to write the diffusers pipeline to")

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     palette_strength: float = Field(DEFAULT_PALETTE.strength, ge=0, le=1,
                                     description="the colour grade's strength, 0..1")
 
+    # Content Credentials (C2PA): every stored file is signed
+    c2pa_cert: Path | None = Field(None, description="PEM certificate chain, the signing certificate first; with "
+                                   "ALEAART_C2PA_KEY. Unset: a local signing key made once in the cache folder")
+    c2pa_key: Path | None = Field(None, description="the PEM private key of ALEAART_C2PA_CERT (EC, RSA or Ed25519)")
+    c2pa_tsa_url: str | None = Field(None, description="an RFC 3161 timestamp authority for the signatures")
+    c2pa_trust: Path | None = Field(None, description="PEM roots whose signers verify calls trusted (e.g. the "
+                                    "C2PA trust list); unset, every signer is reported untrusted")
+
     # The HTTP service
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("ALEAART_PORT", "PORT"),

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -84,3 +85,36 @@ def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, ids: 
     data = token_metadata(token_id=token_id, params=token.info.params, spec=RenderSpec.from_canonical(token.image.spec),
                           image_url=f"ipfs://{images_cid}/{token_id}.png", model=token.image.model, stored=ids)
     (folder / token_id).write_text(json.dumps(data, indent=1) + "\n")
+
+
+class _Digest:
+    """A write-only stream that only hashes: the CAR written again, to compare with the one on disk."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return len(data)
+
+
+def check_export(out: Path) -> dict[str, Any]:
+    """An export folder against its own manifest: each image's sha256 and CID, and the CAR, written again from the
+    folder (it is deterministic), against the one there and its root CID."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    tokens = []
+    for entry in manifest["tokens"]:
+        path = out / "images" / f"{entry['tokenId']}.png"
+        data = path.read_bytes() if path.is_file() else b""
+        ids = FileIds.of(data)
+        tokens.append({"tokenId": entry["tokenId"], "file": str(path), "present": path.is_file(),
+                       "sha256Matches": ids.sha256 == entry["sha256"], "cidMatches": ids.cid == entry["cid"]})
+    sink = _Digest()
+    writer = CarWriter(sink)  # type: ignore[arg-type]
+    root = writer.add_directory({"images": writer.add_folder(out / "images"),
+                                 "metadata": writer.add_folder(out / "metadata")})
+    writer.finish(root.cid)
+    car = out / "collection.car"
+    car_sha256 = hashlib.sha256(car.read_bytes()).hexdigest() if car.is_file() else None
+    return {"tokens": tokens, "rootCid": str(root.cid), "rootCidMatches": str(root.cid) == manifest["rootCid"],
+            "carMatches": car_sha256 == sink.sha256.hexdigest()}

@@ -12,9 +12,11 @@ from PIL import Image, PngImagePlugin
 
 from aleaart.cid import file_cid
 from aleaart.params import RenderParams, RenderSpec, describe
+from aleaart.provenance import XMP
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111's "PNG Info" and most galleries read
 JSON_KEY = "aleaart"
+XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword XMP readers look for in a PNG
 
 
 def render_key(spec: RenderSpec, recipe: dict[str, str], token_id: str | None) -> str:
@@ -124,10 +126,11 @@ class ImageInfo:
 
 
 def encode_png(image: Image.Image, info: ImageInfo) -> bytes:
-    """PNG bytes with the ``parameters`` and ``aleaart`` text chunks; same input, same bytes."""
+    """PNG bytes with the ``parameters`` and ``aleaart`` text chunks and XMP; same input, same bytes."""
     chunks = PngImagePlugin.PngInfo()
     chunks.add_text(PARAMETERS_KEY, info.parameters_text())
     chunks.add_text(JSON_KEY, info.json_text())
+    chunks.add_itxt(XMP_KEY, XMP)  # IPTC's DigitalSourceType, for readers that do not know C2PA
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=chunks)
     return buffer.getvalue()

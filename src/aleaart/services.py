@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
+from aleaart.credentials import Credentials
 from aleaart.custom_models import ModelRegistry
 from aleaart.database import Database
 from aleaart.integrations.publisher import Publisher
@@ -45,6 +46,7 @@ class Services:
     registry: ModelRegistry
     publisher: Publisher
     metrics: Metrics
+    credentials: Credentials
 
     @classmethod
     def open(cls, settings: Settings, *, loader: Loader | None = None, chain: ChainReader | None = None,
@@ -52,6 +54,7 @@ class Services:
         """Everything built, nothing started; ``loader`` and ``chain`` replace the real engine and chain reader
         (the seams for tests)."""
         metrics = metrics or Metrics()
+        credentials = Credentials.from_settings(settings)  # a key that cannot sign stops the start here
         db = Database(settings.db_path)
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb, cache_mb=settings.serve_cache_mb)
         chain = chain or ChainReader.from_settings(settings)
@@ -65,12 +68,13 @@ class Services:
         else:
             probe = probe_cuda if loader is None else (lambda: False)  # a test's fake engine has no CUDA
             model = ModelHolder(loader or engine_loader(settings), probe_cuda=probe)
-            queue = JobQueue(model=model, store=store, book=book, settings=settings, metrics=metrics, chain=chain)
+            queue = JobQueue(model=model, store=store, book=book, settings=settings, metrics=metrics, chain=chain,
+                             credentials=credentials)
             metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         metrics.watch_queue(lambda: queue.depth)
         return cls(settings=settings, db=db, store=store, chain=chain, queue=queue, model=model,
                    registry=ModelRegistry(settings.models_path, db),
-                   publisher=Publisher.from_settings(settings, store, db), metrics=metrics)
+                   publisher=Publisher.from_settings(settings, store, db), metrics=metrics, credentials=credentials)
 
     def start(self, *, resume: bool = True, publish: bool = True) -> None:
         """Load the model in the background, take back unfinished jobs (``resume``: off for a one-off command

@@ -13,6 +13,8 @@ import av
 from av.codec.context import Flags
 from PIL import Image
 
+from aleaart.provenance import XMP
+
 # Quality, not size, decides: a loop of a few seconds is small anyway. A constant quantiser of 18 (about what
 # CRF 18, visually lossless, gives) on one thread: CRF's rate control gave other bytes for the same frames in a
 # process that had loaded the model (floating point in its lookahead), a constant quantiser the same every time.
@@ -57,7 +59,7 @@ def encode_webp(frames: Sequence[Image.Image], fps: int) -> bytes:
     output = io.BytesIO()
     first, *rest = [frame.convert("RGB") for frame in frames]
     first.save(output, format="WEBP", save_all=True, append_images=rest, duration=round(1000 / fps), loop=0,
-               quality=WEBP_QUALITY, method=4)
+               quality=WEBP_QUALITY, method=4, xmp=XMP.encode())  # IPTC's DigitalSourceType, as PNGs carry it
     return output.getvalue()
 
 

@@ -8,7 +8,9 @@
     generate.py   /generate-image and /jobs
     images.py     /images and /generated_images
     tokens.py     /tokens/...
-    derived.py    images made from others: /variations, /tokens/{id}/variations
+    derived.py    images made from others: every derived kind's routes, from its declaration
+    models.py     /models: uploaded checkpoints and LoRAs
+    verify.py     /verify and /tokens/{id}/verify: Content Credentials and re-renders compared
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import collections, derived, generate, images, models, service, tokens
+from aleaart.api import collections, derived, generate, images, models, service, tokens, verify
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
@@ -45,6 +47,7 @@ def create_app(
         app.state.chain, app.state.store, app.state.model = services.chain, services.store, services.model
         app.state.queue, app.state.registry, app.state.publisher = services.queue, services.registry, \
             services.publisher
+        app.state.credentials = services.credentials
         services.start()
         yield
         services.close()
@@ -58,8 +61,9 @@ def create_app(
     app.add_middleware(AllowedMethods)
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
-    app.add_middleware(RequestLimits, max_body=settings.max_body_bytes, uploads={"/models": settings.max_upload_mb})
-    for module in (service, generate, images, tokens, collections, derived, models):
+    app.add_middleware(RequestLimits, max_body=settings.max_body_bytes,
+                       uploads={"/models": settings.max_upload_mb, "/verify": verify.MAX_VERIFY_MB})
+    for module in (service, generate, images, tokens, collections, derived, models, verify):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

@@ -34,6 +34,8 @@ ENDPOINTS = {
     "POST /tokens/{id}/jobs": "the same, as a job",
     "GET /tokens/{id}/metadata.json": "ERC-721 metadata for the token",
     "GET /tokens/{id}/image.png": "the token's image (generated on first request)",
+    "GET /tokens/{id}/verify": "the token's stored image checked: its Content Credentials and the chain's parameters",
+    "POST /verify": "a file's Content Credentials checked, and a re-render compared (exact, perceptual, mismatch)",
     "POST /collections": "render every token of a range and export it for IPFS (a collection job)",
     "GET /collections/{id}/tokens": "a page of the collection's tokens with their images",
     "GET /collections/{id}/collection.car": "the exported collection as one CAR file",
@@ -71,7 +73,7 @@ def parameter_tables() -> dict[str, Any]:
 
 
 @router.get("/health")
-def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
+def health(request: Request, queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
     return {
         "status": "draining" if queue.draining else "healthy",
         "model": settings.model,
@@ -80,6 +82,7 @@ def health(queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
         "max_queue": queue.max_queue,
         "generations": queue.generations,
         "api_key_required": bool(settings.api_key),
+        "content_credentials": request.app.state.credentials.describe(),
         "version": __version__,
     }
 

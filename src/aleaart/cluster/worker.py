@@ -42,8 +42,10 @@ from aleaart.cluster.wire import (
     worker_key,
 )
 from aleaart.config import Settings
+from aleaart.credentials import Credentials
 from aleaart.errors import AleaArtError, GenerationCancelled, NotFound
 from aleaart.jobs import Artifact, EngineLike, RunContext, request_from_json
+from aleaart.jobs.kind import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,9 @@ class Running:
 class ClusterWorker:
     """Runs jobs handed over by Celery on one loaded engine, and tells Redis it is alive."""
 
-    def __init__(self, engine: EngineLike, client: redis.Redis, settings: Settings, *, name: str) -> None:
+    def __init__(self, engine: EngineLike, client: redis.Redis, settings: Settings, *, name: str,
+                 credentials: Sealer | None = None) -> None:
+        self.credentials = credentials  # the files this worker makes are signed here, where they are encoded
         self.engine = engine
         self.redis = client
         self.name = name
@@ -157,7 +161,7 @@ class ClusterWorker:
         self._beat_once()  # /health says busy now, not at the next heartbeat
         started = time.perf_counter()
         try:
-            artifacts = request.run(RunContext(engine=self.engine, key=key, store=None,
+            artifacts = request.run(RunContext(engine=self.engine, key=key, store=None, credentials=self.credentials,
                                                on_step=self._step_reporter(running), cancel=running.cancel,
                                                read_png=self._read_png))
         except GenerationCancelled as error:
@@ -263,7 +267,7 @@ def serve_worker(settings: Settings, loader: Callable[[], EngineLike], *, name: 
     started = time.perf_counter()
     engine = loader()
     client = redis_client(settings)
-    worker = ClusterWorker(engine, client, settings, name=name)
+    worker = ClusterWorker(engine, client, settings, name=name, credentials=Credentials.from_settings(settings))
     print(f"aleaart worker {name}: loaded {engine.model_name} on {worker.info.device} in "
           f"{time.perf_counter() - started:.1f} s; recipe {worker.info.recipe}; queue {worker.info.queue}", flush=True)
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import threading
 from typing import Any
 
 import diffusers
 import torch
+import transformers
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
@@ -22,6 +24,7 @@ from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, mode
 from aleaart.engine.models import ModelShelf
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.runtime import Runtime, RuntimeSetup, open_runtime, pick_backend
+from aleaart.engine.samplers import sampler
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import ModelUnavailable
@@ -121,6 +124,32 @@ class Engine:
         if (backend := self.core.runtime.key) is not None:
             recipe["backend"] = backend
         return recipe
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """sha256 over the default model's tensors (UNet, VAE, text encoder; by name, in order): its weights'
+        identity however they were stored. Computed once, when the first file is signed."""
+        digest = hashlib.sha256()
+        pipeline = self.core.default_pipeline()
+        for part in ("unet", "vae", "text_encoder"):
+            for name, tensor in sorted(getattr(pipeline, part).state_dict().items()):
+                digest.update(f"{part}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def recipe_details(self, spec: RenderSpec) -> dict[str, Any]:
+        """What else shaped the pixels, for the Content Credentials (the recipe itself is in every key)."""
+        chosen = sampler(spec.sampler)
+        backend = self.recipe.get("backend", "torch")
+        return {
+            "weightsSha256": spec.model or self.weights_sha256,  # an upload is named by its file's sha256
+            "scheduler": chosen.scheduler.__name__,
+            "schedulerConfig": json.loads(json.dumps({**self.core.scheduler_config, **chosen.config}, default=str)),
+            "precision": "bf16" if backend.endswith("-bf16") else str(self.dtype).removeprefix("torch."),
+            "threads": torch.get_num_threads(),
+            "libraries": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                          "transformers": transformers.__version__, "backend": backend},
+        }
 
     def generate(self, spec: RenderSpec, *, on_step: StepCallback | None = None,
                  cancel: threading.Event | None = None) -> Rendered:

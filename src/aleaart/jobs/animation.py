@@ -11,7 +11,7 @@ from PIL import Image
 
 from aleaart.errors import InvalidParams
 from aleaart.jobs.kind import Artifact, RunContext, option, register
-from aleaart.jobs.render import graded, stored_artifact
+from aleaart.jobs.render import Sealing, graded, stored_artifact
 from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.motion import (
     DEFAULT_FPS,
@@ -25,6 +25,7 @@ from aleaart.motion import (
     style_morph,
 )
 from aleaart.params import STYLES, restyle_prompt
+from aleaart.provenance import pixel_hash
 
 OPERATION = "animation"
 FORMATS = ("mp4", "webp")  # the job's files, in this order
@@ -93,5 +94,6 @@ class AnimationRequest(SpecRequest):
                  "webp": (encode_webp(frames, self.fps), frames[0].size)}
         return [stored_artifact(data, extension, self.spec, token_id=self.token,
                                 key=self.file_key(context.key, extension), model=engine.model_name, seconds=seconds,
-                                size=size, kind=OPERATION, source=source)
+                                size=size, kind=OPERATION, source=source, sealing=Sealing.of(context),
+                                operation={**self.settings(), "frame0Sha256": pixel_hash(frames[0])})
                 for extension, (data, size) in files.items()]

@@ -18,9 +18,10 @@ from PIL import Image
 
 from aleaart.errors import InvalidParams
 from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext
-from aleaart.jobs.render import Pixels, graded, image_artifact
+from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
 from aleaart.metadata import JSON_KEY, Derivation, derived_key, read_png_text
 from aleaart.params import RenderSpec
+from aleaart.provenance import Parent
 from aleaart.store import StoredImage
 from aleaart.token_ids import check_token_id
 
@@ -67,10 +68,13 @@ class SourceImage:
         return cls(data["key"], data["sha256"], RenderSpec.from_canonical(data["spec"]),
                    check_token_id(data.get("tokenId")))
 
-    def pixels(self, context: RunContext) -> Image.Image:
+    def png(self, context: RunContext) -> bytes:
         if context.read_png is None:
             raise RuntimeError("this job starts from a stored image, but it was run with no way to read one")
-        with Image.open(io.BytesIO(context.read_png(self.key, self.sha256))) as image:
+        return context.read_png(self.key, self.sha256)
+
+    def pixels(self, context: RunContext) -> Image.Image:
+        with Image.open(io.BytesIO(self.png(context))) as image:
             return image.convert("RGB")
 
 
@@ -111,8 +115,11 @@ class FromStoredImage(JobRequest):
         engine = context.engine
         derivation = Derivation(key=context.key, source=self.source.key, operation=self.operation,
                                 settings=self.settings())
+        # The source's file goes in whole: its own credentials travel inside this file's.
+        parent = Parent(self.source.key, self.source.png(context)) if context.credentials is not None else None
         return image_artifact(image, self.result_spec(), token_id=self.token_id, key=context.key,
-                              model=engine.model_name, recipe=engine.recipe, seconds=seconds, derivation=derivation)
+                              model=engine.model_name, recipe=engine.recipe, seconds=seconds, derivation=derivation,
+                              sealing=Sealing.of(context, parent))
 
     def encode(self, rendered: Pixels, context: RunContext) -> list[Artifact]:
         """img2img's pixels with the token's palette grade again (img2img drifts from it), as a stored image."""

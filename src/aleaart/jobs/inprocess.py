@@ -14,7 +14,7 @@ from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.backend import QueueCore
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import EngineLike, Recipe, RunContext
+from aleaart.jobs.kind import EngineLike, Recipe, RunContext, Sealer
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import Queue
 from aleaart.jobs.state import Job, JobState
@@ -27,8 +27,9 @@ ENCODING_AHEAD = 2  # rendered images waiting to be encoded and stored while the
 class InProcessBackend:
     detached = False
 
-    def __init__(self, model: ModelHolder) -> None:
+    def __init__(self, model: ModelHolder, credentials: Sealer | None = None) -> None:
         self.model = model
+        self.credentials = credentials
         self._heap: list[tuple[int, int, Job]] = []
         self._order = itertools.count()
         self._ready = threading.Condition()
@@ -151,7 +152,7 @@ class InProcessBackend:
 
         store = self.core.store
         context = RunContext(engine=engine, key=key, store=store, on_step=on_step, cancel=job.cancel_event,
-                             read_png=store.read_png)
+                             read_png=store.read_png, credentials=self.credentials)
         rendered = job.request.render(context)
         self._encoding.acquire()
         try:
@@ -173,7 +174,7 @@ class JobQueue(Queue):
     """The queue on the in-process backend: one worker thread of this process owns the model."""
 
     def __init__(self, *, model: ModelHolder, store: ImageStore, book: JobBook, settings: Settings,
-                 metrics: Metrics | None = None, chain: Any = None) -> None:
-        super().__init__(backend=InProcessBackend(model), store=store, book=book, settings=settings,
+                 metrics: Metrics | None = None, chain: Any = None, credentials: Sealer | None = None) -> None:
+        super().__init__(backend=InProcessBackend(model, credentials), store=store, book=book, settings=settings,
                          metrics=metrics, chain=chain)
         self.model = model

@@ -23,6 +23,7 @@ from aleaart.errors import InvalidParams
 from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
+from aleaart.provenance import Claim
 from aleaart.store import FindImage, ImageStore, StoredImage
 
 Recipe = dict[str, str]
@@ -38,6 +39,14 @@ class Rendered(Protocol):
     seconds: float
 
 
+class Sealer(Protocol):
+    """Signs a stored file's Content Credentials (credentials.Credentials)."""
+
+    chain: dict[str, Any] | None  # the chain id and contract this deployment reads tokens from
+
+    def sign(self, data: bytes, mime: str, claim: Claim) -> bytes: ...
+
+
 class EngineLike(Protocol):
     """What jobs need of an engine (the real one, or a fake in tests)."""
 
@@ -45,6 +54,11 @@ class EngineLike(Protocol):
 
     @property
     def recipe(self) -> Recipe: ...
+
+    def recipe_details(self, spec: RenderSpec) -> dict[str, Any]:
+        """What else shaped the pixels, for the Content Credentials: the weights' sha256, the scheduler and its
+        config, precision, library versions and threads."""
+        ...
 
     def generate(self, spec: RenderSpec, *, on_step: StepCallback | None = None,
                  cancel: threading.Event | None = None) -> Rendered: ...
@@ -104,6 +118,7 @@ class RunContext:
     on_step: StepCallback
     cancel: threading.Event
     read_png: PngReader | None = None
+    credentials: Sealer | None = None  # None: files are stored unsigned (tests of other things)
 
 
 @dataclass(frozen=True)

@@ -10,38 +10,78 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from aleaart.grading import grade
-from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, StepCallback, register
+from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, Sealer, StepCallback, register
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
-from aleaart.store import ImageStore, new_record
+from aleaart.provenance import Claim, Parent, pixel_hash, render_assertion, software_agent
+from aleaart.store import MEDIA_TYPES, ImageStore, new_record
 from aleaart.token_ids import check_token_id
 
 
+@dataclass(frozen=True)
+class Sealing:
+    """What signing a stored file needs besides the file: the credentials, the engine that made it (its recipe
+    and details go into the manifest), and the image it was made from (``parent``), if any."""
+
+    credentials: Sealer
+    engine: EngineLike
+    parent: Parent | None = None
+
+    @classmethod
+    def of(cls, context: RunContext, parent: Parent | None = None) -> Sealing | None:
+        return cls(context.credentials, context.engine, parent) if context.credentials is not None else None
+
+
 def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
-                   recipe: Recipe, seconds: float, derivation: Derivation | None = None) -> Artifact:
-    """The PNG (with its metadata chunks) and the index record of rendered pixels; a derived image
-    (``derivation``) records its source and operation, and has no pixel key (its pixels are not the spec's)."""
+                   recipe: Recipe, seconds: float, derivation: Derivation | None = None,
+                   sealing: Sealing | None = None) -> Artifact:
+    """The PNG (with its metadata chunks and, with ``sealing``, its Content Credentials) and the index record of
+    rendered pixels; a derived image (``derivation``) records its source and operation, and has no pixel key (its
+    pixels are not the spec's)."""
     pixels = pixel_key(spec, recipe) if derivation is None else None
     info = ImageInfo(spec=spec, model=model, version=recipe.get("aleaart", ""), token_id=token_id, key=key,
                      pixels=pixels, derivation=derivation, backend=recipe.get("backend"))
     return stored_artifact(encode_png(image, info), "png", spec, token_id=token_id, key=key, model=model,
                            seconds=seconds, size=image.size, pixels=pixels,
                            kind=derivation.operation if derivation else "render",
-                           source=derivation.source if derivation else None)
+                           source=derivation.source if derivation else None, sealing=sealing,
+                           pixel_sha256=pixel_hash(image), operation=derivation.settings if derivation else None)
 
 
 def stored_artifact(data: bytes, extension: str, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
                     seconds: float, size: tuple[int, int], kind: str, source: str | None,
-                    pixels: str | None = None) -> Artifact:
-    """Any file a job stores (a PNG, a video) and the index record that describes it."""
+                    pixels: str | None = None, sealing: Sealing | None = None, pixel_sha256: str | None = None,
+                    operation: dict[str, Any] | None = None) -> Artifact:
+    """Any file a job stores (a PNG, a video) and the index record that describes it, signed once here."""
+    file = image_filename(token_id, key, extension)
+    if sealing is not None:
+        claim = file_claim(sealing, spec, file=file, key=key, kind=kind, token_id=token_id, size=size,
+                           pixel_sha256=pixel_sha256, source=source, operation=operation)
+        data = sealing.credentials.sign(data, MEDIA_TYPES[extension], claim)
     record = new_record(
-        key=key, token_id=token_id, file=image_filename(token_id, key, extension), prompt=spec.prompt,
+        key=key, token_id=token_id, file=file, prompt=spec.prompt,
         params=spec.params.to_json() if spec.params else None, spec=spec.canonical(), sampler=spec.sampler,
         width=size[0], height=size[1], model=model, seconds=round(seconds, 3),
         sha256=hashlib.sha256(data).hexdigest(), pixels=pixels, kind=kind, source=source,
     )
     return Artifact(record=record, data=data)
+
+
+def file_claim(sealing: Sealing, spec: RenderSpec, *, file: str, key: str, kind: str, token_id: str | None,
+               size: tuple[int, int], pixel_sha256: str | None, source: str | None,
+               operation: dict[str, Any] | None) -> Claim:
+    engine = sealing.engine
+    recipe, details = engine.recipe, engine.recipe_details(spec)
+    version = recipe.get("aleaart", "")
+    assertion = render_assertion(key=key, kind=kind, spec=spec.canonical(),
+                                 params=spec.params.to_json() if spec.params else None, token_id=token_id,
+                                 chain=sealing.credentials.chain, recipe=recipe, details=details,
+                                 pixels=pixel_sha256, size=size, source=source, operation=operation)
+    parent = sealing.parent or (Parent(source) if source is not None else None)
+    agent = software_agent(version, recipe, details.get("weightsSha256", ""))
+    return Claim(title=file, kind=kind, software_agent=agent, assertion=assertion, parent=parent,
+                 generator={"name": "aleaart", "version": version})
 
 
 def graded(image: Image.Image, spec: RenderSpec) -> Image.Image:
@@ -69,12 +109,14 @@ def render_image(
     key: str,
     on_step: StepCallback | None = None,
     cancel: threading.Event | None = None,
+    credentials: Sealer | None = None,
 ) -> Artifact:
     """Render ``spec`` into a PNG and its record (the CLI). The queue takes the same two steps apart
-    (RenderRequest.render, then encode on another thread), so a PNG is the same bytes whichever made it."""
+    (RenderRequest.render, then encode on another thread), so a PNG has the same pixels whichever made it."""
     rendered = engine.generate(spec, on_step=on_step, cancel=cancel)
+    sealing = Sealing(credentials, engine) if credentials is not None else None
     return image_artifact(graded(rendered.image, spec), spec, token_id=token_id, key=key, model=engine.model_name,
-                          recipe=engine.recipe, seconds=rendered.seconds)
+                          recipe=engine.recipe, seconds=rendered.seconds, sealing=sealing)
 
 
 def stored_pixels(store: ImageStore | None, spec: RenderSpec, recipe: Recipe) -> Image.Image | None:
@@ -130,4 +172,4 @@ class RenderRequest(JobRequest):
         image = rendered.image if rendered.final else graded(rendered.image, self.spec)
         engine = context.engine
         return [image_artifact(image, self.spec, token_id=self.token, key=context.key, model=engine.model_name,
-                               recipe=engine.recipe, seconds=rendered.seconds)]
+                               recipe=engine.recipe, seconds=rendered.seconds, sealing=Sealing.of(context))]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from aleaart.jobs.kind import Artifact, Recipe, RunContext, option, register
-from aleaart.jobs.render import Pixels, graded, image_artifact
+from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
 from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.metadata import Derivation
 
@@ -55,5 +55,5 @@ class VariationsRequest(SpecRequest):
         engine = context.engine
         return [image_artifact(graded(pixels.image, self.spec), self.spec, token_id=self.token, key=derivation.key,
                                model=engine.model_name, recipe=engine.recipe, seconds=pixels.seconds,
-                               derivation=derivation)
+                               derivation=derivation, sealing=Sealing.of(context))
                 for pixels, derivation in zip(rendered, self.derivations(context.key, engine.recipe), strict=True)]
