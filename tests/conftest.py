@@ -18,6 +18,13 @@ def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("aleaart-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_in_the_runs_folder(cache_dir) -> None:
+    """Every Settings() a test makes keeps its cache (the tiny model, the local signing key) in this run's
+    temporary folder, not the user's."""
+    os.environ["ALEAART_CACHE_DIR"] = cache_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_settings(cache_dir) -> Settings:
     return Settings(model="tiny", threads=THREADS, cache_dir=cache_dir, device="cpu")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from PIL import Image
 
 from aleaart.config import Settings
@@ -69,7 +69,9 @@ def given_identity(tmp_path, key) -> Settings:
 
 
 @pytest.mark.parametrize(("key", "algorithm"), [(ec.generate_private_key(ec.SECP384R1()), "ES384"),
-                                                 (ed25519.Ed25519PrivateKey.generate(), "ED25519")])
+                                                 (ed25519.Ed25519PrivateKey.generate(), "ED25519"),
+                                                 (rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                                  "PS256")], ids=["p384", "ed25519", "rsa"])
 def test_a_given_certificate_signs_with_its_keys_algorithm(tmp_path, key, algorithm):
     credentials = Credentials.from_settings(given_identity(tmp_path, key))
     assert not credentials.local and credentials.describe()["algorithm"] == algorithm

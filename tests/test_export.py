@@ -11,9 +11,10 @@ from PIL import Image
 
 from aleaart.chain import TokenInfo
 from aleaart.database import Database
-from aleaart.export import ExportedToken, export_collection
+from aleaart.export import ExportedToken, check_export, export_collection
 from aleaart.jobs.render import image_artifact
 from aleaart.params import RenderParams, spec_from_params
+from aleaart.provenance import pixel_hash
 from aleaart.store import ImageStore
 
 
@@ -50,3 +51,12 @@ def test_the_folder_manifest_metadata_and_car_agree(tmp_path):
         assert entry["derivedMatch"] is True and entry["seed"] == "0x" + "00" * 32
         metadata = json.loads((out / "metadata" / entry["tokenId"]).read_text())
         assert metadata["image"] == f"ipfs://{export.images_cid}/{entry['tokenId']}.png"
+        with Image.open(out / "images" / f"{entry['tokenId']}.png") as image:  # unsigned here: hashed from pixels
+            assert entry["provenance"]["pixelSha256"] == pixel_hash(image) == metadata["provenance"]["pixelSha256"]
+    assert check_export(out) == {"tokens": [
+        {"tokenId": t["tokenId"], "file": str(out / "images" / f"{t['tokenId']}.png"), "present": True,
+         "sha256Matches": True, "cidMatches": True} for t in manifest["tokens"]],
+        "rootCid": export.root_cid, "rootCidMatches": True, "carMatches": True}
+    (out / "images" / "3.png").write_bytes(b"another picture")
+    checked = check_export(out)
+    assert not checked["tokens"][0]["cidMatches"] and not checked["carMatches"]

@@ -206,3 +206,36 @@ class _Pixels:
 
     def generate(self, spec, **_):
         return type("Rendered", (), {"image": self.image, "seconds": 0.0})()
+
+
+# A token on a real chain (anvil)
+
+def test_a_token_is_checked_against_the_chains_parameters(anvil, contract, tmp_path):
+    from evm import mint_cheap
+
+    from aleaart.chain import ChainReader
+
+    first, second = mint_cheap(contract, anvil.web3()), mint_cheap(contract, anvil.web3())
+    reader = ChainReader(rpc_url=anvil.url, chain_id=31337, address=contract.address)
+    settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache", chain_id=31337,
+                        params_contract=contract.address)
+    with TestClient(create_app(settings, loader=FakeEngine, chain=reader)) as client:
+        client.app.state.model.wait(5)
+        assert client.get(f"/tokens/{first}/verify").json()["code"] == "not_found"  # not rendered yet
+        data = client.get(f"/tokens/{first}/image.png").content
+        stored = client.get(f"/tokens/{first}/verify").json()
+        assert stored["ok"] and stored["token"]["match"] and stored["token"]["chain"] == stored["token"]["recorded"]
+        assert read_credentials(data).assertion["chain"] == {"chainId": 31337, "contract": contract.address}
+        own = verified(client, data, tokenId=first)
+        assert own["ok"] and own["rerender"]["verdict"] == "exact"
+        claimed = verified(client, data, tokenId=second)  # the first token's image passed off as the second's
+        assert not claimed["ok"] and claimed["token"]["match"] is False
+        metadata = client.get(f"/tokens/{first}/metadata.json").json()
+        assert metadata["provenance"]["pixelSha256"] == stored["credentials"]["pixelSha256"]
+        assert metadata["provenance"]["verify"].endswith(f"/tokens/{first}/verify")
+        assert metadata["provenance"]["recipeClass"] == stored["recipeClass"]
+
+
+def test_health_says_who_signs(client):
+    signing = client.get("/health").json()["content_credentials"]
+    assert signing["local"] is True and signing["algorithm"] == "ES256" and "aleaart local signer" in signing["signer"]

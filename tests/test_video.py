@@ -10,6 +10,7 @@ from PIL import Image
 from pixels import psnr
 
 from aleaart.params import RenderSpec
+from aleaart.provenance import DIGITAL_SOURCE_TYPE
 from aleaart.video import decode_mp4, encode_mp4, encode_webp, even_size
 
 TINY = dict(prompt="animation test, oil painting, dramatic lighting", sampler="DPM++ 2M Karras", width=96, height=96,
@@ -32,6 +33,7 @@ def test_mp4s_are_h264_at_the_frame_rate_with_even_sides_and_the_same_bytes_each
     decoded, fps, tags = decode_mp4(data)
     assert len(decoded) == 8 and fps == 12 and decoded[0].size == even_size(96, 75) == (96, 74)
     assert json.loads(tags["comment"]) == {"key": "k"}
+    assert DIGITAL_SOURCE_TYPE.encode() in data[data.index(b"mdat"):]  # XMP, after the media: no offset moved
     assert all(psnr(d, f.crop((0, 0, 96, 74))) > 35 for d, f in zip(decoded, frames, strict=True))
 
 
@@ -42,3 +44,4 @@ def test_webps_loop_forever_with_every_frame():
         image.seek(1)
         image.load()
         assert image.info["duration"] == 100 and image.size == (64, 48)
+        assert DIGITAL_SOURCE_TYPE in image.info["xmp"].decode()

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aleaart.config import Settings
 from aleaart.errors import InvalidParams, ModelUnavailable
-from aleaart.provenance import LABEL, Claim
+from aleaart.provenance import LABEL, Claim, metadata_provenance, pixel_hash
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +227,16 @@ def _certificate(subject: x509.Name, issuer: x509.Name, public_key: Any, signing
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
                                   critical=False))
     return builder.sign(signing_key, hashes.SHA256())
+
+
+def file_provenance(data: bytes, verify_url: str | None = None) -> dict[str, Any]:
+    """A stored PNG's provenance for its metadata: the pixel hash and recipe class its credentials record (the
+    pixels' own hash for a file without them)."""
+    assertion = read_credentials(data, "image/png").assertion
+    recorded = ((assertion or {}).get("pixels") or {}).get("sha256")
+    if recorded is None:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            recorded = pixel_hash(image)
+    return metadata_provenance(assertion, recorded, verify_url)

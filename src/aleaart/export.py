@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aleaart.car import CarWriter
+from aleaart.car import CarWriter, car_header
 from aleaart.chain import TokenInfo
+from aleaart.credentials import file_provenance
 from aleaart.metadata import FileIds, token_metadata
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
@@ -46,24 +47,28 @@ def export_collection(out: Path, tokens: list[ExportedToken], store: ImageStore)
     images.mkdir(parents=True, exist_ok=True)
     metadata.mkdir(parents=True, exist_ok=True)
     ids: dict[int, FileIds] = {}
+    provenance: dict[int, dict[str, Any]] = {}
     for token in tokens:
         png = store.path_of(token.image.file).read_bytes()
         (images / f"{token.info.token_id}.png").write_bytes(png)
         ids[token.info.token_id] = FileIds.of(png)  # hashed once, for the manifest and the metadata
+        provenance[token.info.token_id] = file_provenance(png)
     car = out / "collection.car"
     partial = car.with_name(car.name + ".partial")
     with open(partial, "wb") as handle:
         writer = CarWriter(handle)
         images_node = writer.add_folder(images)
         for token in tokens:
-            write_metadata(metadata, token, images_cid=str(images_node.cid), ids=ids[token.info.token_id])
+            write_metadata(metadata, token, images_cid=str(images_node.cid), ids=ids[token.info.token_id],
+                           provenance=provenance[token.info.token_id])
         metadata_node = writer.add_folder(metadata)
         root = writer.add_directory({"images": images_node, "metadata": metadata_node})
         writer.finish(root.cid)
     os.replace(partial, car)
     export = Export(root_cid=str(root.cid), images_cid=str(images_node.cid), metadata_cid=str(metadata_node.cid),
                     car=car)
-    manifest = [manifest_entry(token, ids[token.info.token_id]) for token in tokens]
+    manifest = [{**manifest_entry(token, ids[token.info.token_id]), "provenance": provenance[token.info.token_id]}
+                for token in tokens]
     (out / "manifest.json").write_text(json.dumps({**export.to_json(), "tokens": manifest}, indent=1) + "\n")
     return export
 
@@ -80,22 +85,33 @@ def manifest_entry(token: ExportedToken, ids: FileIds) -> dict[str, Any]:
     }
 
 
-def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, ids: FileIds) -> None:
+def write_metadata(folder: Path, token: ExportedToken, *, images_cid: str, ids: FileIds,
+                   provenance: dict[str, Any]) -> None:
     token_id = str(token.info.token_id)
     data = token_metadata(token_id=token_id, params=token.info.params, spec=RenderSpec.from_canonical(token.image.spec),
-                          image_url=f"ipfs://{images_cid}/{token_id}.png", model=token.image.model, stored=ids)
+                          image_url=f"ipfs://{images_cid}/{token_id}.png", model=token.image.model, stored=ids,
+                          provenance=provenance)
     (folder / token_id).write_text(json.dumps(data, indent=1) + "\n")
 
 
-class _Digest:
-    """A write-only stream that only hashes: the CAR written again, to compare with the one on disk."""
+class _BodyDigest:
+    """A write-only stream that hashes what CarWriter writes after its header (the header, written first and
+    again once the root is known, is compared on its own)."""
 
     def __init__(self) -> None:
         self.sha256 = hashlib.sha256()
+        self._header_next = True
 
     def write(self, data: bytes) -> int:
-        self.sha256.update(data)
+        if self._header_next:
+            self._header_next = False
+        else:
+            self.sha256.update(data)
         return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._header_next = whence == os.SEEK_SET and offset == 0
+        return offset
 
 
 def check_export(out: Path) -> dict[str, Any]:
@@ -109,12 +125,13 @@ def check_export(out: Path) -> dict[str, Any]:
         ids = FileIds.of(data)
         tokens.append({"tokenId": entry["tokenId"], "file": str(path), "present": path.is_file(),
                        "sha256Matches": ids.sha256 == entry["sha256"], "cidMatches": ids.cid == entry["cid"]})
-    sink = _Digest()
+    sink = _BodyDigest()
     writer = CarWriter(sink)  # type: ignore[arg-type]
     root = writer.add_directory({"images": writer.add_folder(out / "images"),
                                  "metadata": writer.add_folder(out / "metadata")})
     writer.finish(root.cid)
-    car = out / "collection.car"
-    car_sha256 = hashlib.sha256(car.read_bytes()).hexdigest() if car.is_file() else None
+    header = car_header(root.cid)
+    car = (out / "collection.car").read_bytes() if (out / "collection.car").is_file() else b""
+    car_matches = car[:len(header)] == header and hashlib.sha256(car[len(header):]).digest() == sink.sha256.digest()
     return {"tokens": tokens, "rootCid": str(root.cid), "rootCidMatches": str(root.cid) == manifest["rootCid"],
-            "carMatches": car_sha256 == sink.sha256.hexdigest()}
+            "carMatches": car_matches}

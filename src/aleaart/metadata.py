@@ -165,9 +165,11 @@ def token_metadata(
     stored: FileIds | None,
     external_url: str | None = None,
     animation_url: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """ERC-721 / OpenSea metadata for a token rendered from ``spec``; ``stored`` (once its image is) adds the
-    sha256 and IPFS CID, and ``animation_url`` (once an animation of it is stored) the video."""
+    sha256 and IPFS CID, ``animation_url`` (once an animation of it is stored) the video, and ``provenance`` how
+    to verify the image (its pixel hash and recipe class)."""
     named = describe(params)
     number = "number"
     metadata: dict[str, Any] = {
@@ -201,4 +203,6 @@ def token_metadata(
         metadata["external_url"] = external_url
     if animation_url:
         metadata["animation_url"] = animation_url
+    if provenance is not None:
+        metadata["provenance"] = provenance
     return metadata

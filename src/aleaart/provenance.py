@@ -115,3 +115,16 @@ def render_assertion(*, key: str, kind: str, spec: dict[str, Any], params: dict[
         "source": source,
         "operation": operation,
     }
+
+
+def metadata_provenance(assertion: dict[str, Any] | None, pixel_sha256: str | None,
+                        verify_url: str | None) -> dict[str, Any]:
+    """What ERC-721 metadata and a collection's manifest say about how to verify the image (readers that do not
+    know the key ignore it)."""
+    return {
+        "standard": "C2PA Content Credentials",
+        "digitalSourceType": DIGITAL_SOURCE_TYPE,
+        "pixelSha256": pixel_sha256,
+        "recipeClass": (assertion or {}).get("recipeClass"),
+        "verify": verify_url or "aleaart verify <file> --token <tokenId> --rerender",
+    }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from aleaart.provenance import XMP
 H264_OPTIONS = {"qp": "18", "preset": "medium", "threads": "1"}
 WEBP_QUALITY = 90
 METADATA_KEY = "comment"  # the MP4 tag ffprobe and most players show
+XMP_UUID = uuid.UUID("be7acfcb-97a9-42e8-9c71-999491e3afac").bytes  # where ISO base media files keep XMP
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -36,7 +39,14 @@ def encode_mp4(frames: Sequence[Image.Image], fps: int, metadata: dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="aleaart-mp4-") as folder:
         path = Path(folder) / "animation.mp4"
         _write_mp4(path, frames, fps, (width, height), metadata)
-        return path.read_bytes()
+        return path.read_bytes() + xmp_box(XMP.encode())
+
+
+def xmp_box(xmp: bytes) -> bytes:
+    """XMP as an MP4 reads it: a top-level ``uuid`` box of XMP's UUID. Appended after ``mdat``, so no offset in
+    ``moov`` moves."""
+    body = b"uuid" + XMP_UUID + xmp
+    return struct.pack(">I", 4 + len(body)) + body
 
 
 def _write_mp4(path: Path, frames: Sequence[Image.Image], fps: int, size: tuple[int, int],

@@ -21,6 +21,7 @@ from sse import sse_events
 from waiting import eventually
 
 from aleaart.cluster.wire import Outcome, outcome_key
+from aleaart.credentials import read_credentials
 from integration.cluster import RedisServer, Worker, health, jobs_by_worker
 from integration.server import Server, server_env
 
@@ -153,9 +154,14 @@ def test_ten_distinct_requests_spread_over_both_workers(cluster):
         time.sleep(0.2)
     assert sum(done.values()) - sum(before.values()) == 10
     assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), done
-    for answer in answers:  # the PNG the API serves is the one the worker computed the sha256 of
+    signers = set()
+    for answer in answers:  # the PNG the API serves is the one the worker computed the sha256 of, and signed
         png = httpx.get(cluster.url + answer.json()["imageUrl"], timeout=10).content
         assert hashlib.sha256(png).hexdigest() == answer.json()["sha256"]
+        read = read_credentials(png, "image/png")
+        assert read.state == "Valid" and read.assertion["key"] == answer.json()["imageId"]
+        signers.add(read.manifest["signature_info"]["cert_serial_number"])
+    assert len(signers) == 1  # both workers sign as one deployment (one ALEAART_CACHE_DIR here: one local key)
 
 
 def test_an_upscale_and_a_restyle_run_on_workers_from_the_apis_stored_image(cluster):

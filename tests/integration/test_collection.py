@@ -11,6 +11,7 @@ import pytest
 from evm import mint_cheap, mint_many
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
+from tamper import credentials_removed
 from test_car import IPFS_CAR, NODE_TOOLS, node
 
 from aleaart.api import create_app
@@ -84,6 +85,28 @@ def test_a_collection_renders_every_ready_token_and_exports_it_for_ipfs(make_cli
 
     page = client.get(f"/collections/{done['jobId']}/tokens", params={"limit": 3}).json()
     assert page["total"] == 5 and len(page["tokens"]) == 3 and all(t["imageUrl"] for t in page["tokens"])
+
+
+def test_aleaart_verify_checks_every_image_of_an_export_and_fails_on_any_change(make_client, tokens, tmp_path,
+                                                                                 capsys):
+    from aleaart.cli_verify import verify_export
+
+    ready, _ = tokens
+    client = make_client(FakeEngine())
+    done = run_collection(client, ready.start, ready.stop - 1)
+    out = tmp_path / "collections" / f"{ready.start}-{ready.stop - 1}"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(t["provenance"]["recipeClass"] and t["provenance"]["pixelSha256"] for t in manifest["tokens"])
+    settings = client.app.state.settings
+    assert verify_export(out, settings, rerender=False, as_json=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["rootCid"] == done["summary"]["rootCid"] and len(report["images"]) == 5
+    assert all(image["credentials"]["verdict"] == "untrusted" for image in report["images"])
+    (out / "images" / f"{ready.start}.png").write_bytes(credentials_removed((out / "images" / f"{ready.start}.png")
+                                                                          .read_bytes()))
+    assert not verify_export(out, settings, rerender=False, as_json=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"][0]["credentials"]["verdict"] == "unsigned" and not report["carMatches"]
 
 
 def test_a_second_run_renders_only_what_is_missing(make_client, tokens):

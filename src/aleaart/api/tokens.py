@@ -15,6 +15,7 @@ from aleaart.api.responses import FILE_RESPONSES, file_response, generate_and_wa
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
+from aleaart.credentials import file_provenance
 from aleaart.errors import Unauthorized
 from aleaart.jobs import Queue, RenderRequest
 from aleaart.jobs.animation import OPERATION as ANIMATION
@@ -78,7 +79,8 @@ def metadata_of(request: Request, info: TokenInfo, queue: Queue, settings: Setti
     image = stored[0] if stored else None
     animation = stored_animation(queue, wanted)
     # The index has the sha256; the CID needs the bytes.
-    ids = FileIds(image.sha256, file_cid(queue.store.path_of(image.file).read_bytes())) if image else None
+    data = queue.store.path_of(image.file).read_bytes() if image else None
+    ids = FileIds(image.sha256, file_cid(data)) if image and data is not None else None
     base = str(request.base_url).rstrip("/")
     return token_metadata(
         token_id=str(info.token_id), params=info.params, spec=wanted.spec,
@@ -86,6 +88,7 @@ def metadata_of(request: Request, info: TokenInfo, queue: Queue, settings: Setti
         model=image.model if image else queue.model_name or settings.model, stored=ids,
         external_url=f"{base}/tokens/{info.token_id}",
         animation_url=f"{base}/generated_images/{animation.file}" if animation else None,
+        provenance=file_provenance(data, f"{base}/tokens/{info.token_id}/verify") if data is not None else None,
     )
 
 
