@@ -2,7 +2,8 @@
 
 Starts anvil with the test contract and one minted token, and the service on the tiny model reading that
 chain; stores one 512x512 image and the token's image, then runs wrk for each path with 1 and 32
-connections and prints requests/s and latency p50/p99. The client shares the machine's cores with the
+connections and prints requests/s, latency p50/p99 and each path's requests/s as a share of the file's
+(GET /generated_images/<file>) in the same run. The client shares the machine's cores with the
 service, as the issue's figures did. Uses the test suite's anvil and contract helpers (chain/node_modules
 must be installed: ./run_tests.sh does it).
 
@@ -114,12 +115,15 @@ def measure(node: Anvil, workdir: Path, seconds: int, threads: int) -> None:
                  ("GET /tokens/<id>/image.png", f"{url}/tokens/{token_id}/image.png", None),
                  ("POST /generate-image (stored, imageBase64)", url + "/generate-image", script),
                  ("POST /jobs (stored, no base64)", url + "/jobs", script)]
-        print(f"{'path':45} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'path':45} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs file':>8}")
+        file_rps: dict[int, float] = {}
         for name, target, body in cases:
             for connections in (1, 32):
                 figures = wrk(target, connections, seconds, body)
+                file_rps.setdefault(connections, figures["rps"])  # the first case is the file itself
                 print(f"{name:45} {connections:>7} {figures['rps']:>8.0f} {figures['p50_ms']:>8.1f} "
-                      f"{figures['p99_ms']:>8.1f}{'  (errors!)' if figures['errors'] else ''}", flush=True)
+                      f"{figures['p99_ms']:>8.1f} {figures['rps'] / file_rps[connections]:>7.2f}x"
+                      f"{'  (errors!)' if figures['errors'] else ''}", flush=True)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

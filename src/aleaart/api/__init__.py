@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
 from aleaart.api import collections, derived, generate, images, models, service, tokens, verify
+from aleaart.api.answers import StoredAnswers
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
@@ -48,6 +49,8 @@ def create_app(
         app.state.queue, app.state.registry, app.state.publisher = services.queue, services.registry, \
             services.publisher
         app.state.credentials = services.credentials
+        app.state.answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
+                                          keep_seconds=settings.keep_jobs_hours * 3600 / 2)
         services.start()
         yield
         services.close()

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, RangeNotSatisfiable, ShuttingDown, error_for
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import Job, JobRequest, JobState, JobStatus, Queue
+from aleaart.jobs import Job, JobState, JobStatus, Queue
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,6 @@ async def succeeded(queue: Queue, job: Job) -> JobStatus:
     if status.state is not JobState.SUCCEEDED or not status.images:
         raise failure_of(job, status)
     return status
-
-
-async def generate_and_wait(queue: Queue, request: JobRequest, *, publisher: Publisher | None = None,
-                            user_id: str | None = None) -> dict[str, Any]:
-    """The seed's synchronous answer, with the image inline and the original backend's side effects."""
-    job = await asyncio.to_thread(queue.submit, request)
-    return await answer_of(queue, job, publisher=publisher, user_id=user_id)
 
 
 async def answer_of(queue: Queue, job: Job, *, publisher: Publisher | None, user_id: str | None) -> dict[str, Any]:

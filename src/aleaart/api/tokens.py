@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from aleaart.api.answers import AnswersDep
 from aleaart.api.deps import KEYED, ChainDep, PublisherDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
-from aleaart.api.generate import accepted
-from aleaart.api.responses import FILE_RESPONSES, file_response, generate_and_wait, succeeded
+from aleaart.api.responses import FILE_RESPONSES, answer_of, file_response, job_snapshot, succeeded
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
@@ -50,20 +50,29 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
              responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
-async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
-                               publisher: PublisherDep, settings: SettingsDep) -> dict[str, Any]:
+async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, publisher: PublisherDep,
+                               settings: SettingsDep, answers: AnswersDep) -> Response:
     info = await read_token(chain, token_id)
-    answer = await generate_and_wait(queue, token_request(info, settings), publisher=publisher)
-    return {**answer, "derivedMatch": info.derived_match}
+    request, shape = token_request(info, settings), f"token:{info.derived_match}"
+    plain = publisher.pinner is None  # an answer with a CID that may arrive later is never kept
+    if plain and (kept := answers.get(shape, request, queue)) is not None:
+        return kept
+    job = await asyncio.to_thread(queue.submit, request)
+    answer = {**await answer_of(queue, job, publisher=publisher, user_id=None), "derivedMatch": info.derived_match}
+    return answers.keep(shape, request, job, answer) if plain else JSONResponse(answer)
 
 
 @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
-async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
-                           settings: SettingsDep) -> JSONResponse:
+async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, settings: SettingsDep,
+                           answers: AnswersDep) -> Response:
     info = await read_token(chain, token_id)
-    job = await asyncio.to_thread(queue.submit, token_request(info, settings))
-    return accepted(queue, job)
+    request = token_request(info, settings)
+    if (kept := answers.get("jobs", request, queue)) is not None:
+        return kept
+    job = await asyncio.to_thread(queue.submit, request)
+    return answers.keep("jobs", request, job, job_snapshot(queue, job), status_code=202,
+                        headers={"Location": f"/jobs/{job.id}"})
 
 
 @router.get("/tokens/{token_id}/metadata.json", responses=error_responses(*CHAIN_ERRORS))
