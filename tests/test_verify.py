@@ -239,3 +239,17 @@ def test_a_token_is_checked_against_the_chains_parameters(anvil, contract, tmp_p
 def test_health_says_who_signs(client):
     signing = client.get("/health").json()["content_credentials"]
     assert signing["local"] is True and signing["algorithm"] == "ES256" and "aleaart local signer" in signing["signer"]
+
+
+def test_over_http_a_png_of_another_backend_is_perceptual_naming_the_difference(tiny_cli, tiny_settings, tmp_path):
+    from aleaart.engine.pipeline import Engine
+
+    torch_engine = Engine.load(tiny_settings.model_copy(update={"backend": "torch"}))
+    there = tmp_path / "torch.png"
+    tiny_png(torch_engine, SPEC, there, tiny_cli)
+    with TestClient(create_app(tiny_settings.model_copy(update={"images_dir": tmp_path / "images"}))) as client:
+        assert client.app.state.model.wait(120)
+        answer = verified(client, there.read_bytes())
+    assert answer["ok"] and answer["rerender"]["verdict"] == "perceptual"
+    assert {"field": "backend", "file": "torch", "here": client.app.state.model.engine.recipe["backend"]} in \
+        answer["rerender"]["recipeDifferences"]
