@@ -271,7 +271,8 @@ def test_cancel_a_running_and_a_queued_job(cluster):
     assert Outcome.from_json(redis.get(outcome_key(queued))).state == "cancelled"
     assert cluster.job(queued)["status"] == "cancelled"
     assert len(cluster.images()) == files_before  # none of the three was stored
-    assert all(w["state"] == "idle" for w in health(cluster.url)["workers"])
+    # Each worker says it is idle at its next heartbeat after the job it stopped.
+    assert eventually(lambda: all(w["state"] == "idle" for w in health(cluster.url)["workers"]), timeout=30)
 
 
 def test_kill_9_of_a_worker_mid_job_finishes_on_the_other(cluster):
