@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -20,11 +21,16 @@ XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword XMP readers look for in a PNG
 
 
 def render_key(spec: RenderSpec, recipe: dict[str, str], token_id: str | None) -> str:
-    """The identity of one stored image: same key, same PNG bytes.
+    """The identity of one stored image: the same key, the same pixels (and chunks).
 
     The token id is part of it because it is written into the PNG's metadata.
     """
-    payload = {"spec": spec.canonical(), "recipe": recipe, "tokenId": token_id}
+    return _render_key(spec, tuple(sorted(recipe.items())), token_id)
+
+
+@functools.lru_cache(maxsize=4096)  # a repeated request's key is its store hit's main cost otherwise
+def _render_key(spec: RenderSpec, recipe: tuple[tuple[str, str], ...], token_id: str | None) -> str:
+    payload = {"spec": spec.canonical(), "recipe": dict(recipe), "tokenId": token_id}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -35,7 +35,7 @@ UPLOAD_BODY = {
 }
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:  # async: no thread hop per request
     return request.app.state.registry
 
 

@@ -10,6 +10,7 @@ way; the README's "Adding a job kind" walks through one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import threading
@@ -223,7 +224,10 @@ def request_from_json(kind: str, data: dict[str, Any]) -> JobRequest:
     return cls.from_json(data)
 
 
+@functools.lru_cache(maxsize=4096)
 def identity(request: JobRequest) -> str:
-    """The request's identity before the model is known: identical requests share one job."""
+    """The request's identity before the model is known: identical requests share one job. Requests are frozen
+    dataclasses, so an identity is computed once per distinct request (a repeated one is a store hit's whole
+    cost otherwise)."""
     payload = json.dumps({"kind": request.kind, "request": request.to_json()}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
