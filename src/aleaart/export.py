@@ -13,14 +13,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aleaart.car import CarWriter, car_header
-from aleaart.chain import TokenInfo
 from aleaart.credentials import file_provenance
 from aleaart.metadata import FileIds, token_metadata
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore, StoredImage
+
+if TYPE_CHECKING:  # web3 loads with the chain reader: importing the job kinds should not pull it in
+    from aleaart.chain import TokenInfo
 
 
 @dataclass(frozen=True)
