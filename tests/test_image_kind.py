@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from aleaart.api.schemas import image_kind_body
+from aleaart.api.schemas import chosen_options, image_kind_body
 from aleaart.errors import InvalidParams
 from aleaart.jobs import RestyleRequest, SourceImage, UpscaleRequest
 from aleaart.metadata import ImageInfo, encode_png
@@ -32,7 +32,7 @@ def test_the_bodies_are_the_declared_options_required_where_they_have_no_default
     with pytest.raises(ValidationError, match="styleIndex"):
         restyle.model_validate({"strength": 0.5})  # required: the restyle has no default style
     body = restyle.model_validate({"styleIndex": 4})
-    request = RestyleRequest(SOURCE, **{field: getattr(body, opt.name) for field, opt in RestyleRequest.options()})
+    request = RestyleRequest(SOURCE, **chosen_options(RestyleRequest, body))
     assert request == RestyleRequest(SOURCE, 4, 0.5)
 
 

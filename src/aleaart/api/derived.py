@@ -1,5 +1,6 @@
-"""Images made from others: every spec-based kind's routes (variations, animations, ...), derived from its
-declaration (jobs/spec_kind.py), and upscales and restyles of stored images.
+"""Images made from others: the routes of every kind made from an image's spec (variations, animations, ...) and
+of every kind that starts from a stored image (upscale, restyle, ...), each derived from its declaration
+(jobs/spec_kind.py, jobs/image_kind.py).
 
 No ``from __future__ import annotations`` here: the routes' body types are built at import, and FastAPI reads
 them from the annotations as objects.
@@ -15,7 +16,7 @@ from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDe
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import SUBMIT_ERRORS, accepted
 from aleaart.api.models import RegistryDep
-from aleaart.api.schemas import image_kind_body, kind_bodies
+from aleaart.api.schemas import chosen_options, image_kind_body, kind_bodies
 from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
 from aleaart.jobs import KINDS
@@ -40,8 +41,7 @@ def add_kind_routes(cls: type[SpecRequest]) -> None:
     async def create_for_token(token_id: TokenIdPath, body: bodies.token, chain: ChainDep,  # type: ignore[name-defined]
                                queue: QueueDep, settings: SettingsDep) -> JSONResponse:
         info = await read_token(chain, token_id)
-        options = {field: getattr(body, option.name) for field, option in cls.options()}
-        job = await asyncio.to_thread(queue.submit, cls.of(token_request(info, settings), **options))
+        job = await asyncio.to_thread(queue.submit, cls.of(token_request(info, settings), **chosen_options(cls, body)))
         return accepted(queue, job)
 
     # Their names are their OpenAPI summaries and operation ids, as for every route.
@@ -64,8 +64,7 @@ def add_image_kind_route(cls: type[FromStoredImage]) -> None:
 
     async def create(key: ImageKeyPath, body: body_model, store: StoreDep,  # type: ignore[valid-type]
                      queue: QueueDep) -> JSONResponse:
-        options = {field: getattr(body, option.name) for field, option in cls.options()}
-        request = cls(stored_source(store, key), **options)  # type: ignore[call-arg]
+        request = cls(stored_source(store, key), **chosen_options(cls, body))  # type: ignore[call-arg]
         return accepted(queue, await asyncio.to_thread(queue.submit, request))
 
     create.__name__ = f"{cls.kind}_image"  # its OpenAPI summary, as for every route

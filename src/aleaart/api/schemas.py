@@ -216,6 +216,11 @@ def option_field(option: Option, default: Any) -> tuple[Any, Any]:
     return annotation, Field(... if required else default, ge=low, le=high, description=option.description)
 
 
+def chosen_options(cls: type[JobRequest], body: BaseModel) -> dict[str, Any]:
+    """A body's options by the kind's field names (its JSON names may differ: morphStyle, styleIndex)."""
+    return {field: getattr(body, opt.name) for field, opt in cls.options()}
+
+
 def option_fields(cls: type[JobRequest]) -> dict[str, tuple[Any, Any]]:
     defaults = cls.option_defaults()
     return {opt.name: option_field(opt, defaults[field]) for field, opt in cls.options()}
@@ -243,8 +248,7 @@ def kind_bodies(cls: type[SpecRequest]) -> KindBodies:
     options = create_model(f"{title}Options", **fields)  # type: ignore[call-overload]
 
     def to_job(self: Any, default_palette: PaletteChoice) -> SpecRequest:
-        chosen = {field: getattr(self, opt.name) for field, opt in cls.options()}
-        return cls.of(self.to_request(default_palette), **chosen)
+        return cls.of(self.to_request(default_palette), **chosen_options(cls, self))
 
     seed = create_model(f"Seed{title}", __base__=(options, SeedRequest))
     flat = create_model(f"Flat{title}", __base__=(options, FlatRequest))
