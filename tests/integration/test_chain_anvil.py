@@ -179,6 +179,10 @@ def test_cli_token_and_render_token(anvil, contract, tiny_env, tmp_path):
     assert rendered.returncode == 0, rendered.stderr
     assert json.loads(rendered.stdout)["tokenId"] == str(token_id)
     assert Image.open(tmp_path / "token.png").size == (512, 512)
+    verified = aleaart("verify", "token.png", "--token", str(token_id), "--rerender", "--json")
+    assert verified.returncode == 0, verified.stderr
+    answer = json.loads(verified.stdout)
+    assert answer["token"]["match"] and answer["rerender"]["verdict"] == "exact"
     for bad in ("²", "1\n", "-1"):
         refused = aleaart("token", bad)
         assert refused.returncode == 2 and "tokenId must be" in refused.stderr and "Traceback" not in refused.stderr
