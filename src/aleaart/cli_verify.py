@@ -58,7 +58,7 @@ def verify_one(path: Path | None, token: int | None, settings: Settings, *, rere
         path = path or stored_image_of(token, settings)
     if path is None:
         raise InvalidParams("aleaart verify needs a file, a collection export folder, or --token N")
-    return verify(str(path), read(path), chain_params=chain_params, token_id=str(token) if token else None,
+    return verify(str(path), read(path), chain_params=chain_params, token_id=str(token) if token is not None else None,
                   token_spec=token_spec, rerender=engine_rerender(settings) if rerender else None,
                   trust_anchors=trust_anchors(settings))
 
