@@ -4,11 +4,9 @@ checked against its Content Credentials, the chain's parameters and a render mad
 from __future__ import annotations
 
 import asyncio
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from PIL import Image
 from starlette.datastructures import UploadFile
 
 from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
@@ -18,7 +16,7 @@ from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import InvalidParams, NotFound, Unauthorized
 from aleaart.jobs import Queue, RenderRequest
 from aleaart.params import RenderSpec
-from aleaart.verify import Verification, compare, verify
+from aleaart.verify import Verification, compare, inspect_file, verify
 
 router = APIRouter(tags=["verify"])
 UPLOAD_FIELD = "file"
@@ -104,11 +102,9 @@ async def rerendered(queue: Queue, result: Verification, token_spec: dict[str, A
     data = await asyncio.to_thread(queue.store.path_of(status.images[0].file).read_bytes)
 
     def compared() -> None:
-        here = verify(status.images[0].file, data).inspection  # the render's own credentials state its recipe
-        with Image.open(io.BytesIO(data)) as image:
-            rendered = image.convert("RGB")
-        assert inspection.image is not None
-        result.rerender = compare(inspection.image, rendered, recorded=assertion.get("recipe", {}),
+        here = inspect_file(data)  # the render's own credentials state its recipe
+        assert inspection.image is not None and here.image is not None
+        result.rerender = compare(inspection.image, here.image, recorded=assertion.get("recipe", {}),
                                   here=(here.assertion or {}).get("recipe", {}))
 
     await asyncio.to_thread(compared)
