@@ -114,3 +114,28 @@ def test_revert_reason_reads_error_string_data():
 def test_a_bug_is_not_reported_as_an_unreachable_chain(reader):
     with pytest.raises(ZeroDivisionError):
         reader._call(lambda: 1 / 0)
+
+
+def test_a_token_is_read_again_once_forgotten_or_stale_and_kept_while_the_node_is_down(w3, contract, reader,
+                                                                                        monkeypatch):
+    token_id = mint(contract, w3, os.urandom(32))
+    first = reader.token(token_id)
+    assert reader.known(token_id) is first
+    reader.forget(token_id)  # a reorganisation replaced its fulfilment
+    assert reader.known(token_id) is None and reader.token(token_id) == first
+
+    monkeypatch.setattr("aleaart.chain.TOKEN_FRESH_SECONDS", 0.0)  # every read is stale at once
+    assert reader.known(token_id) is None
+
+    def unreachable(_token_id):
+        raise ChainError("cannot read the chain at eth-tester: refused")
+
+    monkeypatch.setattr(reader, "_read_token", unreachable)
+    assert reader.token(token_id) == first  # the node is down: what was read last
+
+    def not_ready(_token_id):
+        raise TokenNotReady(f"token {token_id} is not ready")
+
+    monkeypatch.setattr(reader, "_read_token", not_ready)
+    with pytest.raises(TokenNotReady):  # the chain says otherwise now: not hidden behind the old read
+        reader.token(token_id)

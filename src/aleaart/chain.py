@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,9 @@ NOT_READY = "not ready"  # the test contract's and EntropyArtParamsV2's revert r
 # What a failed read looks like when the node is down, slow or answers with an error. Anything
 # else (a bug in this code, a broken ABI) propagates as itself.
 TRANSPORT_ERRORS = (requests.RequestException, ProviderConnectionError, TimeExhausted, Web3RPCError, OSError)
+# How long a token read is trusted before it is read again: a reorganisation can replace a token's seed, and a
+# watcher in another process cannot tell this one. A read that fails keeps the token known.
+TOKEN_FRESH_SECONDS = 300.0
 LATEST_LOOKBACK = 256  # how far below nextTokenId "latest" looks for a token with its seed
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"  # the same address on most chains
 MULTICALL_TOKENS = 400  # tokens (two calls each) per aggregate3 eth_call
@@ -90,7 +94,8 @@ def params_from_tuple(values: Any) -> RenderParams:
 
 
 class ChainReader:
-    """Contract reads with a timeout; finished tokens are cached (their parameters never change)."""
+    """Contract reads with a timeout; finished tokens are cached for TOKEN_FRESH_SECONDS (their parameters
+    change only if a reorganisation replaces their seed; ``forget`` drops one at once)."""
 
     def __init__(self, *, rpc_url: str, chain_id: int, address: str, timeout: float = 5.0,
                  web3: Web3 | None = None) -> None:
@@ -104,6 +109,7 @@ class ChainReader:
             raise ChainUnavailable(f"ALEAART_PARAMS_CONTRACT is not an address: {address!r}") from None
         self.contract = self.w3.eth.contract(address=checksum, abi=CONTRACT_ABI)
         self._cache: dict[int, TokenInfo] = {}
+        self._read_at: dict[int, float] = {}
         self._chain_checked = False
         self._multicall: bool | None = None
         self._lock = threading.Lock()
@@ -114,13 +120,29 @@ class ChainReader:
                    timeout=settings.chain_timeout)
 
     def known(self, token_id: int) -> TokenInfo | None:
-        """The token if it was read before (memory only: safe on the event loop)."""
+        """The token if it was read recently (memory only: safe on the event loop)."""
+        if time.monotonic() - self._read_at.get(token_id, -TOKEN_FRESH_SECONDS) >= TOKEN_FRESH_SECONDS:
+            return None
         return self._cache.get(token_id)
+
+    def forget(self, token_id: int) -> None:
+        """Read the token from the chain next time (its fulfilment was reorganised away)."""
+        with self._lock:
+            self._cache.pop(token_id, None)
+            self._read_at.pop(token_id, None)
 
     def token(self, token_id: int) -> TokenInfo:
         """The token's parameters and seed; NotFound if not minted, TokenNotReady before its seed."""
         if (cached := self.known(token_id)) is not None:
             return cached
+        try:
+            return self._read_token(token_id)
+        except ChainError as error:
+            if type(error) is ChainError and (stale := self._cache.get(token_id)) is not None:
+                return stale  # the node is unreachable: what was read last is better than an error
+            raise
+
+    def _read_token(self, token_id: int) -> TokenInfo:
         next_id = self.next_token_id()
         if not 1 <= token_id < next_id:
             raise NotFound(f"token {token_id} is not minted (token ids run from 1 to {next_id - 1})")
@@ -131,26 +153,28 @@ class ChainReader:
             )
         values = self._call(self.contract.functions.viewRenderParams(token_id).call)
         info = TokenInfo(token_id=token_id, params=params_from_tuple(values), seed=seed, derived=derive_params(seed))
-        with self._lock:
-            self._cache[token_id] = info
+        self._remember(info)
         return info
+
+    def _remember(self, info: TokenInfo) -> None:
+        with self._lock:
+            self._cache[info.token_id] = info
+            self._read_at[info.token_id] = time.monotonic()
 
     def tokens(self, first: int, last: int) -> TokenBatch:
         """Tokens ``first``..``last`` in a few requests: Multicall3's aggregate3 where the chain has it,
         else JSON-RPC batches. Finished tokens come from the cache."""
         next_id = self.next_token_id()
         minted = range(max(1, first), min(last, next_id - 1) + 1)
-        unread = [i for i in minted if i not in self._cache]
+        unread = [i for i in minted if self.known(i) is None]
         read = self._read_multicall(unread) if self._has_multicall() else self._read_batched(unread)
         pending = []
         for token_id, (seed, values) in read.items():
             if seed == ZERO_SEED:
                 pending.append(token_id)
                 continue
-            info = TokenInfo(token_id=token_id, params=params_from_tuple(values), seed=seed,
-                             derived=derive_params(seed))
-            with self._lock:
-                self._cache[token_id] = info
+            self._remember(TokenInfo(token_id=token_id, params=params_from_tuple(values), seed=seed,
+                                     derived=derive_params(seed)))
         ready = [self._cache[i] for i in minted if i in self._cache]
         return TokenBatch(ready=ready, pending=sorted(pending), not_minted=max(0, last - first + 1) - len(minted))
 
@@ -211,7 +235,7 @@ class ChainReader:
         return int(self._call(self.contract.functions.nextTokenId().call))
 
     def _call(self, read: Callable[[], T]) -> T:
-        self._check_chain()
+        self.check_chain()
         try:
             return read()
         except ContractLogicError as error:
@@ -220,15 +244,15 @@ class ChainReader:
                 raise TokenNotReady("the token is not ready: its randomness has not arrived yet") from None
             raise ChainError(f"the contract at {self.address} reverted: {reason or error}") from None
         except TRANSPORT_ERRORS as error:
-            raise self._unreachable(error) from None
+            raise self.unreachable(error) from None
 
-    def _check_chain(self) -> None:
+    def check_chain(self) -> None:
         if self._chain_checked:
             return
         try:
             actual = self.w3.eth.chain_id
         except TRANSPORT_ERRORS as error:
-            raise self._unreachable(error) from None
+            raise self.unreachable(error) from None
         if actual != self.chain_id:
             raise ChainUnavailable(
                 f"the RPC at {self.rpc_url} serves chain id {actual}, not {self.chain_id}: "
@@ -236,7 +260,7 @@ class ChainReader:
             )
         self._chain_checked = True
 
-    def _unreachable(self, error: Exception) -> ChainError:
+    def unreachable(self, error: Exception) -> ChainError:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         return ChainError(f"cannot read the chain at {self.rpc_url}: {reason}")
 
