@@ -1,5 +1,5 @@
-"""The ``aleaart`` command: generate | token | render-token | variations | serve | worker | collection |
-make-tiny-model."""
+"""The ``aleaart`` command: generate | token | render-token | variations | serve | worker | collection | watch |
+make-tiny-model | verify."""
 
 from __future__ import annotations
 
@@ -213,6 +213,52 @@ def follow_collection(job: Any) -> None:
         bar.refresh()
 
 
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> None:
+    from aleaart.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    watch(settings.model_copy(update={"watch": True}), progress=not args.no_progress)
+
+
+def watch(settings: Settings, *, loader: Any = None, progress: bool = True) -> None:
+    """Follow the contract until SIGTERM or Ctrl-C: render in this process, or only enqueue for GPU workers
+    with ALEAART_BROKER_URL. ``loader`` replaces the engine (a test's)."""
+    import signal
+
+    from aleaart.services import Services
+
+    services = Services.open(settings, loader=loader)
+    # Pins and records that failed, and the service's own queued jobs, are the API's to retry: a second process
+    # doing it too would race it. This one pins what it renders, once.
+    services.start(resume=False, publish=False, start_watcher=False)
+    watcher = services.watcher
+    assert watcher is not None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: watcher.stop(timeout=0))
+    try:
+        with reading_bar(watcher, enabled=progress):
+            watcher.run()
+    finally:
+        services.close()
+
+
+@contextlib.contextmanager
+def reading_bar(watcher: Any, *, enabled: bool) -> Iterator[None]:
+    """A progress bar of blocks read while the watcher backfills, with tokens found and rendered."""
+    from tqdm import tqdm
+
+    with tqdm(desc="blocks", unit="block", file=sys.stderr, disable=not enabled) as bar:
+        def show(progress: Any) -> None:
+            bar.total = progress.target - progress.first + 1
+            bar.n = progress.cursor - progress.first + 1
+            status = watcher.journal.status()
+            bar.set_postfix(tokens=status.seen, rendered=status.rendered, pending=status.pending, refresh=False)
+            bar.refresh()
+
+        watcher.on_progress = show
+        yield
+
+
 def cmd_make_tiny_model(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from aleaart.engine.tiny import make_tiny_model
 
@@ -315,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(run=cmd_collection_render)
 
     add_verify_parser(commands)
+
+    watch_command = commands.add_parser("watch", help="follow the contract's EntropyFulfilled events and render "
+                                        "each fulfilled token's image (backfilling from the deployment block)")
+    watch_command.add_argument("--no-progress", action="store_true", help="no progress bar while backfilling")
+    watch_command.set_defaults(run=cmd_watch)
 
     tiny = commands.add_parser("make-tiny-model", help="build the offline random-weight SD 1.x model")
     tiny.add_argument("dir", help="folder to write the diffusers pipeline to")

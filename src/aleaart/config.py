@@ -115,6 +115,18 @@ class Settings(BaseSettings):
     params_contract: str = "0x420D121aE08007Ef0A66E67D5D7BfFdC98AbECF0"
     chain_timeout: float = Field(5.0, gt=0, le=60, description="seconds before a chain read gives up")
 
+    # Render on fulfilment: follow the contract's EntropyFulfilled events (`aleaart watch`, or inside serve)
+    watch: bool = Field(False, description="serve also follows the contract's EntropyFulfilled events and has "
+                        "each fulfilled token's image rendered, stored and pinned (as `aleaart watch` does alone)")
+    watch_confirmations: int | None = Field(None, ge=0, le=10_000, description="blocks a fulfilment must be "
+                                            "under before its token is rendered; default per chain: Arbitrum 20 "
+                                            "(~5 s), Ethereum 12, OP-stack 10, anvil 0, others 12")
+    watch_from_block: int | None = Field(None, ge=0, description="the first block a new watcher reads (backfill); "
+                                         "default: the contract's deployment block. A kept cursor wins")
+    watch_poll_seconds: float = Field(2.0, gt=0, le=300, description="how often the watcher asks for new blocks")
+    watch_max_blocks: int = Field(10_000, ge=1, description="the most blocks one eth_getLogs asks for; halved "
+                                  "while the RPC refuses a range")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

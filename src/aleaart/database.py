@@ -103,7 +103,45 @@ CREATE TABLE models (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3)  # MIGRATIONS[n] takes version n to n + 1
+# v4: the chain watcher's journal: how far it has read (with the hashes of the blocks it read, to notice a
+# reorganisation) and every fulfilled token it has seen until its image is stored. Token ids are uint256: TEXT.
+V3_TO_V4 = """
+CREATE TABLE watch_cursor (
+    chain     TEXT PRIMARY KEY,
+    block     INTEGER NOT NULL,
+    head      INTEGER,
+    head_at   REAL,
+    synced_at REAL,
+    error     TEXT,
+    reorgs    INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE watch_blocks (
+    chain  TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    hash   TEXT NOT NULL,
+    PRIMARY KEY (chain, number)
+);
+CREATE TABLE watch_tokens (
+    chain       TEXT NOT NULL,
+    token_id    TEXT NOT NULL,
+    seed        TEXT NOT NULL,
+    block       INTEGER NOT NULL,
+    block_hash  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    key         TEXT,
+    attempts    INTEGER NOT NULL,
+    next_at     REAL NOT NULL,
+    error       TEXT,
+    seen_at     REAL NOT NULL,
+    rendered_at REAL,
+    PRIMARY KEY (chain, token_id)
+);
+CREATE INDEX watch_tokens_due ON watch_tokens (chain, state, next_at);
+CREATE INDEX watch_tokens_block ON watch_tokens (chain, block);
+"""
+
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4)  # MIGRATIONS[n] takes version n to n + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
@@ -27,7 +29,46 @@ class Metrics:
         self.model_load_seconds = Gauge("aleaart_model_load_seconds", "seconds the model took to load", registry=r)
         self.waiting_clients = Gauge("aleaart_waiting_clients", "requests holding their connection open until a job "
                                      "ends: answer (/generate-image) or events (SSE)", ["how"], registry=r)
+        self._watch_metrics(r)
         Info("aleaart_build", "the running version", registry=r).info({"version": __version__})
+
+    def _watch_metrics(self, r: CollectorRegistry) -> None:
+        """The chain watcher's counters (this process's watcher); its state gauges come from ``watch_chain``."""
+        self.watch_seen = Counter("aleaart_watch_tokens_seen", "fulfilled tokens the watcher found (new, or with a "
+                                  "new seed after a reorganisation)", registry=r)
+        self.watch_rendered = Counter("aleaart_watch_tokens_rendered", "tokens whose image the watcher had stored",
+                                      registry=r)
+        self.watch_render_failures = Counter("aleaart_watch_render_failures", "renders of a watched token that "
+                                             "failed (each is retried with backoff)", registry=r)
+        self.watch_reorgs = Counter("aleaart_watch_reorgs", "chain reorganisations the watcher undid", registry=r)
+        self.watch_rpc_errors = Counter("aleaart_watch_rpc_errors", "passes that could not read the chain",
+                                        registry=r)
+        self.watch_render_seconds = Histogram("aleaart_watch_ready_seconds", "seconds from the watcher finding a "
+                                              "token to its image being stored", buckets=JOB_BUCKETS, registry=r)
+
+    def watch_chain(self, status: Callable[[], dict[str, float | None]]) -> None:
+        """Gauges of the watcher's journal (kept in the database, so an API process shows a watcher running in
+        another): ``status`` gives head, cursor, lag and token counts; read at most once a second."""
+        cached: dict[str, Any] = {"at": -1.0, "values": {}}
+
+        def value(name: str) -> Callable[[], float]:
+            def read() -> float:
+                if time.monotonic() - cached["at"] > 1.0:
+                    cached["values"], cached["at"] = status(), time.monotonic()
+                found = cached["values"].get(name)
+                return float("nan") if found is None else float(found)
+            return read
+
+        r = self.registry
+        for name, help_text in (("head_block", "the chain's head block when last read"),
+                                ("cursor_block", "the last block the watcher has read"),
+                                ("lag_blocks", "head minus cursor"),
+                                ("lag_seconds", "seconds since the watcher last reached the confirmed head")):
+            Gauge(f"aleaart_watch_{name}", help_text, registry=r).set_function(value(name))
+        tokens = Gauge("aleaart_watch_tokens", "the watcher's tokens by state (pending includes failed: those "
+                       "that failed 3 times or more, still retried)", ["state"], registry=r)
+        for state in ("seen", "rendered", "pending", "failed"):
+            tokens.labels(state).set_function(value(state))
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

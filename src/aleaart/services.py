@@ -4,6 +4,7 @@ backend, or on Celery's with ALEAART_BROKER_URL), the model, uploads and publish
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
+from aleaart.watch.journal import WatchJournal
+from aleaart.watch.watcher import WatchConfig, Watcher
 
 Loader = Callable[[], EngineLike]
 
@@ -47,6 +50,8 @@ class Services:
     publisher: Publisher
     metrics: Metrics
     credentials: Credentials
+    journal: WatchJournal  # the chain watcher's, read by /health and /metrics wherever the watcher runs
+    watcher: Watcher | None  # with ALEAART_WATCH=1: this process follows the chain
 
     @classmethod
     def open(cls, settings: Settings, *, loader: Loader | None = None, chain: ChainReader | None = None,
@@ -72,20 +77,39 @@ class Services:
                              credentials=credentials)
             metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         metrics.watch_queue(lambda: queue.depth)
+        publisher = Publisher.from_settings(settings, store, db)
+        journal = WatchJournal(db, chain_id=settings.chain_id, address=settings.params_contract)
+        watch_config = WatchConfig.from_settings(settings)
+        metrics.watch_chain(lambda: journal.status().gauges(time.time()))
+        watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
+                          metrics=metrics) if settings.watch else None
         return cls(settings=settings, db=db, store=store, chain=chain, queue=queue, model=model,
-                   registry=ModelRegistry(settings.models_path, db),
-                   publisher=Publisher.from_settings(settings, store, db), metrics=metrics, credentials=credentials)
+                   registry=ModelRegistry(settings.models_path, db), publisher=publisher, metrics=metrics,
+                   credentials=credentials, journal=journal, watcher=watcher)
 
-    def start(self, *, resume: bool = True, publish: bool = True) -> None:
+    def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:
         """Load the model in the background, take back unfinished jobs (``resume``: off for a one-off command
-        sharing the service's database) and start the queue and, with ``publish``, pinning and records."""
+        sharing the service's database) and start the queue, with ``publish`` pinning and records, and the chain
+        watcher's thread where there is one (``start_watcher``: off where the caller runs it itself)."""
         if self.model is not None:
             self.model.start()
         self.queue.start(resume=resume)
         if publish:
             self.publisher.start()
+        if self.watcher is not None and start_watcher:
+            self.watcher.start()
+
+    def watch_status(self) -> dict[str, object] | None:
+        """The chain watcher's state for /health: None where no watcher has followed this contract."""
+        if self.watcher is None and not self.journal.started():
+            return None
+        config = self.watcher.config if self.watcher is not None else WatchConfig.from_settings(self.settings)
+        return self.journal.status().to_json(now=time.time(), confirmations=config.confirmations,
+                                             behind_after=config.behind_after)
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.queue.stop()
         self.publisher.stop()
         self.db.close()

@@ -49,6 +49,7 @@ def create_app(
         app.state.queue, app.state.registry, app.state.publisher = services.queue, services.registry, \
             services.publisher
         app.state.credentials = services.credentials
+        app.state.watch_status = services.watch_status
         app.state.answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
                                           keep_seconds=settings.keep_jobs_hours * 3600 / 2)
         services.start()

@@ -83,13 +83,15 @@ def health(request: Request, queue: QueueDep, settings: SettingsDep) -> dict[str
         "generations": queue.generations,
         "api_key_required": bool(settings.api_key),
         "content_credentials": request.app.state.credentials.describe(),
+        **({"chain_watcher": watcher} if (watcher := request.app.state.watch_status()) is not None else {}),
         "version": __version__,
     }
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 def metrics(request: Request) -> Response:
-    """Prometheus metrics: queue depth, jobs by kind and state, job and step seconds, cache hits, errors by code."""
+    """Prometheus metrics: queue depth, jobs by kind and state, job and step seconds, cache hits, errors by code,
+    and the chain watcher's head, cursor, lag and tokens."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
