@@ -16,6 +16,7 @@ import pytest
 from evm import deploy, mint_cheap, mint_many
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
+from ipfs_doubles import Doubles, DoublesServer
 from waiting import eventually
 
 from aleaart.api import create_app
@@ -119,6 +120,25 @@ def test_a_reorganised_fulfilment_gives_the_token_the_new_seeds_image(fresh, wat
     metadata = client.get(f"/tokens/{token_id}/metadata.json").json()
     latent = next(a["value"] for a in metadata["attributes"] if a["trait_type"] == "Latent Seed")
     assert latent == derive_params(new_seed).latent_seed
+
+
+def test_each_rendered_token_is_pinned_when_pinning_is_configured(fresh, watching, tmp_path, anvil):
+    contract, w3 = fresh
+    with DoublesServer(Doubles()) as pinata:
+        client = watching(watch_settings(tmp_path, anvil.url, contract.address, watch_from_block=w3.eth.block_number,
+                                         pinata_jwt="test-jwt", pinata_api=pinata.url))
+        tokens = mint_many(contract, w3, 2, random_base=BASE)
+
+        def pinned() -> bool:
+            images = [i for t in tokens for i in client.get("/images", params={"tokenId": t}).json()["images"]]
+            return len(images) == 2 and all(i["ipfsHash"] for i in images)
+
+        assert eventually(pinned, timeout=30)
+        assert len(pinata.doubles.uploads) == 2
+        for token_id in tokens:
+            metadata = client.get(f"/tokens/{token_id}/metadata.json").json()
+            [image] = client.get("/images", params={"tokenId": token_id}).json()["images"]
+            assert image["ipfsHash"] and metadata["image_ipfs"] == "ipfs://" + image["ipfsHash"]
 
 
 def test_the_rpc_going_down_is_reported_and_caught_up_by_itself(fresh, watching, tmp_path, anvil):
