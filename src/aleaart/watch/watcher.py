@@ -9,6 +9,7 @@ retried with backoff and counted as failed after a few attempts, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from aleaart.watch.journal import DueToken, WatchJournal
 from aleaart.watch.rpc import ChainLog, RangeRefused
 
 if TYPE_CHECKING:
-    from aleaart.chain import ChainReader
+    from aleaart.chain import ChainReader, TokenInfo
     from aleaart.config import Settings
     from aleaart.integrations.publisher import Publisher
     from aleaart.metrics import Metrics
@@ -209,16 +210,29 @@ class Watcher:
         room = WINDOW - len(self._in_flight)
         if room <= 0:
             return
-        for due in self.journal.due(room, skip=frozenset(self._in_flight)):
-            if self._stop.is_set() or not self._hand_out(due):
+        due = self.journal.due(room, skip=frozenset(self._in_flight))
+        read = self._read_tokens([d.token_id for d in due]) if due else {}
+        for token in due:
+            if self._stop.is_set() or not self._hand_out(token, read.get(token.token_id)):
                 return
 
-    def _hand_out(self, due: DueToken) -> bool:
+    def _read_tokens(self, ids: list[int]) -> dict[int, TokenInfo]:
+        """The tokens' parameters as the chain has them now: a few batched requests for a run of ids (as a burst
+        of mints gives), one read each for scattered ones. A token missing from the answer is not ready."""
+        first, last = min(ids), max(ids)
+        if last - first < 4 * len(ids):
+            return {info.token_id: info for info in self.chain.tokens(first, last).ready if info.token_id in ids}
+        found = {}
+        for token_id in ids:
+            with contextlib.suppress(TokenNotReady, NotFound):
+                found[token_id] = self.chain.token(token_id)
+        return found
+
+    def _hand_out(self, due: DueToken, info: TokenInfo | None) -> bool:
         """Submit one token's render (or note it stored already); False when the queue takes no more now."""
-        try:
-            info = self.chain.token(due.token_id)
-        except (TokenNotReady, NotFound) as error:  # the chain moved (a reorganisation the next pass will see)
-            self._postpone(due, str(error), attempt=False, seconds=self.config.poll_seconds)
+        if info is None:  # the chain moved (a reorganisation the next pass will see)
+            self._postpone(due, "the chain has no seed for this token now", attempt=False,
+                           seconds=self.config.poll_seconds)
             return True
         if info.seed != due.seed:
             self.chain.forget(due.token_id)
