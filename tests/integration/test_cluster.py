@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -227,6 +230,35 @@ def test_a_collection_spreads_over_all_workers(cluster, anvil, contract):
         time.sleep(0.2)
     assert sum(done.values()) - sum(before.values()) == 4
     assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), (before, done)
+
+
+def test_aleaart_watch_only_enqueues_and_the_workers_render_each_fulfilled_token(cluster, anvil, contract):
+    w3 = anvil.web3()
+    env = {**cluster.env, "ALEAART_WATCH_FROM_BLOCK": str(w3.eth.block_number + 1),
+           "ALEAART_WATCH_POLL_SECONDS": "0.2"}
+    before = jobs_by_worker(cluster.url)
+    log_path = cluster.workdir / "watch.log"
+    with open(log_path, "wb") as log:
+        watch = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "watch", "--no-progress"], env=env,
+                                 cwd=cluster.workdir / "api", stdout=log, stderr=log, start_new_session=True)
+    try:
+        tokens = [mint_cheap(contract, w3) for _ in range(2)]
+
+        def rendered() -> bool:
+            return all(httpx.get(f"{cluster.url}/tokens/{t}/metadata.json").json()["generation"]["sha256"]
+                       for t in tokens)
+
+        assert eventually(rendered, timeout=240), log_path.read_text()[-2000:]
+        watcher = health(cluster.url)["chain_watcher"]  # the API shows the other process's watcher
+        assert watcher["tokens"]["rendered"] >= 2 and watcher["status"] == "following"
+        # The workers rendered them (counts are as of their last heartbeat).
+        assert eventually(lambda: sum(jobs_by_worker(cluster.url).values()) - sum(before.values()) >= 2, timeout=10)
+        os.killpg(watch.pid, signal.SIGTERM)
+        assert watch.wait(30) == 0
+    finally:
+        if watch.poll() is None:
+            os.killpg(watch.pid, signal.SIGKILL)
+            watch.wait(10)
 
 
 def test_twenty_identical_concurrent_requests_render_once(cluster):
