@@ -23,7 +23,8 @@ SOURCE = SourceImage(key="a" * 64, sha256="b" * 64, spec=SPEC, token="3")
 def test_the_bodies_are_the_declared_options_required_where_they_have_no_default():
     upscale = image_kind_body(UpscaleRequest)
     assert upscale.__name__ == "UpscaleBody"
-    assert upscale.model_validate({}).model_dump() == {"scale": 2, "mode": "hires", "strength": None}
+    assert upscale.model_validate({}).model_dump() == {"scale": 2, "mode": "hires", "strength": None,
+                                                       "webhook": None, "webhook_events_filter": None}
     with pytest.raises(ValidationError, match="mode"):
         upscale.model_validate({"mode": "bicubic"})
     with pytest.raises(ValidationError, match="extra"):

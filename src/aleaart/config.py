@@ -109,6 +109,30 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(None, validation_alias=AliasChoices("MONGODB_URI", "ALEAART_MONGODB_URI"),
                                     description="records each user's image in aleart.generatedImages")
 
+    # Webhooks: a request's `webhook`, and the service's own events
+    webhook_url: str | None = Field(None, description="where the service's own events go (a token rendered by the "
+                                    "chain watcher, a collection finished), signed like a request's webhooks")
+    webhook_secret: str | None = Field(None, description="whsec_… (base64 after the prefix): webhooks are signed per "
+                                       "Standard Webhooks; unset, they are sent unsigned")
+    webhook_allow_private: bool = Field(False, description="allow webhooks to loopback, private and link-local "
+                                        "addresses (local setups and tests); off, only public addresses")
+    webhook_retry_seconds: float = Field(5.0, gt=0, le=3600, description="the first retry's delay; each next one "
+                                         "doubles (with jitter) up to an hour")
+    webhook_horizon_hours: float = Field(24.0, gt=0, description="how long an event is retried before it is given up")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60, description="one delivery attempt's time limit")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_signs(cls, value: str | None) -> str | None:
+        if value is not None:
+            from standardwebhooks.webhooks import Webhook
+
+            try:
+                Webhook(value)
+            except Exception as error:
+                raise ValueError(f"not a Standard Webhooks secret (whsec_ and base64): {error}") from None
+        return value
+
     # The chain: AleaArt's EntropyArtParamsV2 on Arbitrum Sepolia
     rpc_url: str = "https://sepolia-rollup.arbitrum.io/rpc"
     chain_id: int = 421614

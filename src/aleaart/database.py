@@ -141,7 +141,41 @@ CREATE INDEX watch_tokens_due ON watch_tokens (chain, state, next_at);
 CREATE INDEX watch_tokens_block ON watch_tokens (chain, block);
 """
 
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4)  # MIGRATIONS[n] takes version n to n + 1
+# v5: webhooks: each subscription (a job's, or the service's own) with what it has been sent, and the outbox of
+# events not yet delivered, written in the same transaction as the job change they tell of.
+V4_TO_V5 = """
+CREATE TABLE webhook_subscriptions (
+    id         TEXT PRIMARY KEY,
+    job_id     TEXT,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started    INTEGER NOT NULL DEFAULT 0,
+    outputs    INTEGER NOT NULL DEFAULT 0,
+    completed  INTEGER NOT NULL DEFAULT 0,
+    gone       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_subscriptions_job ON webhook_subscriptions (job_id);
+CREATE TABLE webhook_outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    subscription TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    next_at      REAL NOT NULL,
+    created_at   REAL NOT NULL,
+    finished_at  REAL,
+    last_status  INTEGER,
+    error        TEXT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
+CREATE INDEX webhook_outbox_subscription ON webhook_outbox (subscription, state, seq);
+"""
+
+# MIGRATIONS[n] takes version n to n + 1
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -51,6 +51,10 @@ class InvalidModel(InvalidParams):
     code = "invalid_model"
 
 
+class InvalidWebhook(InvalidParams):
+    code = "invalid_webhook"
+
+
 class Unauthorized(AleaArtError):
     status = 401
     code = "unauthorized"

@@ -30,6 +30,9 @@ class Metrics:
         self.waiting_clients = Gauge("aleaart_waiting_clients", "requests holding their connection open until a job "
                                      "ends: answer (/generate-image) or events (SSE)", ["how"], registry=r)
         self._watch_metrics(r)
+        self.webhook_deliveries = Counter("aleaart_webhook_deliveries", "webhook delivery attempts by outcome: "
+                                          "delivered, retry (failed, tried again), failed (given up at the horizon), "
+                                          "gone (410)", ["outcome"], registry=r)
         Info("aleaart_build", "the running version", registry=r).info({"version": __version__})
 
     def _watch_metrics(self, r: CollectorRegistry) -> None:
@@ -49,16 +52,7 @@ class Metrics:
     def watch_chain(self, status: Callable[[], dict[str, float | None]]) -> None:
         """Gauges of the watcher's journal (kept in the database, so an API process shows a watcher running in
         another): ``status`` gives head, cursor, lag and token counts; read at most once a second."""
-        cached: dict[str, Any] = {"at": -1.0, "values": {}}
-
-        def value(name: str) -> Callable[[], float]:
-            def read() -> float:
-                if time.monotonic() - cached["at"] > 1.0:
-                    cached["values"], cached["at"] = status(), time.monotonic()
-                found = cached["values"].get(name)
-                return float("nan") if found is None else float(found)
-            return read
-
+        value = cached_reader(status)
         r = self.registry
         for name, help_text in (("head_block", "the chain's head block when last read"),
                                 ("cursor_block", "the last block the watcher has read"),
@@ -70,8 +64,32 @@ class Metrics:
         for state in ("seen", "rendered", "pending", "failed"):
             tokens.labels(state).set_function(value(state))
 
+    def watch_outbox(self, status: Callable[[], dict[str, float | None]]) -> None:
+        """Gauges of the webhook outbox: undelivered events and the age of the oldest (read at most once a second)."""
+        read = cached_reader(status)
+        Gauge("aleaart_webhook_outbox_depth", "webhook events not yet delivered", registry=self.registry) \
+            .set_function(read("depth"))
+        Gauge("aleaart_webhook_oldest_undelivered_seconds", "age of the oldest undelivered webhook event (0: none)",
+              registry=self.registry).set_function(read("oldest_seconds", missing=0.0))
+
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def cached_reader(status: Callable[[], dict[str, float | None]]) -> Callable[..., Callable[[], float]]:
+    """``read(name)``: a gauge function giving ``status()[name]``, with ``status`` called at most once a second
+    (one scrape reads many gauges of it); a missing value is ``missing`` (NaN unless given)."""
+    cached: dict[str, Any] = {"at": -2.0, "values": {}}
+
+    def read(name: str, missing: float = float("nan")) -> Callable[[], float]:
+        def value() -> float:
+            if time.monotonic() - cached["at"] > 1.0:
+                cached["values"], cached["at"] = status(), time.monotonic()
+            found = cached["values"].get(name)
+            return missing if found is None else float(found)
+        return value
+
+    return read

@@ -19,6 +19,7 @@ from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
 from aleaart.watch.journal import WatchJournal
 from aleaart.watch.watcher import WatchConfig, Watcher
+from aleaart.webhooks.hub import Webhooks
 
 Loader = Callable[[], EngineLike]
 
@@ -50,6 +51,7 @@ class Services:
     publisher: Publisher
     metrics: Metrics
     credentials: Credentials
+    webhooks: Webhooks
     journal: WatchJournal  # the chain watcher's, read by /health and /metrics wherever the watcher runs
     watcher: Watcher | None  # with ALEAART_WATCH=1: this process follows the chain
 
@@ -64,6 +66,8 @@ class Services:
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb, cache_mb=settings.serve_cache_mb)
         chain = chain or ChainReader.from_settings(settings)
         book = JobBook(db, store)
+        webhooks = Webhooks(db, settings, metrics)
+        book.on_save = webhooks.on_job_saved  # a job's webhook events are written with its record
         model: ModelHolder | None = None
         queue: Queue
         if settings.broker_url:  # many GPUs: the workers load the model, this process hands them jobs
@@ -82,10 +86,10 @@ class Services:
         watch_config = WatchConfig.from_settings(settings)
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
-                          metrics=metrics) if settings.watch else None
+                          metrics=metrics, notify=webhooks.service_event) if settings.watch else None
         return cls(settings=settings, db=db, store=store, chain=chain, queue=queue, model=model,
                    registry=ModelRegistry(settings.models_path, db), publisher=publisher, metrics=metrics,
-                   credentials=credentials, journal=journal, watcher=watcher)
+                   credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher)
 
     def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:
         """Load the model in the background, take back unfinished jobs (``resume``: off for a one-off command
@@ -93,6 +97,7 @@ class Services:
         watcher's thread where there is one (``start_watcher``: off where the caller runs it itself)."""
         if self.model is not None:
             self.model.start()
+        self.webhooks.start()  # before the queue: resumed jobs' events are written as they happen
         self.queue.start(resume=resume)
         if publish:
             self.publisher.start()
@@ -112,4 +117,5 @@ class Services:
             self.watcher.stop()
         self.queue.stop()
         self.publisher.stop()
+        self.webhooks.stop()
         self.db.close()

@@ -22,6 +22,7 @@ from waiting import eventually
 from aleaart.api import create_app
 from aleaart.config import Settings
 from aleaart.derive import derive_params
+from integration.receiver import SECRET, Receiver
 from integration.rpc_proxy import RpcProxy
 from integration.server import Server, server_env
 
@@ -139,6 +140,33 @@ def test_each_rendered_token_is_pinned_when_pinning_is_configured(fresh, watchin
             metadata = client.get(f"/tokens/{token_id}/metadata.json").json()
             [image] = client.get("/images", params={"tokenId": token_id}).json()["images"]
             assert image["ipfsHash"] and metadata["image_ipfs"] == "ipfs://" + image["ipfsHash"]
+
+
+def test_the_service_webhook_hears_each_token_rendered_and_a_collection_tells_its_tokens(fresh, watching, tmp_path,
+                                                                                      anvil):
+    contract, w3 = fresh
+    service, mine = Receiver().start(), Receiver().start()
+    try:
+        client = watching(watch_settings(tmp_path, anvil.url, contract.address, watch_from_block=w3.eth.block_number,
+                                         webhook_url=service.url, webhook_secret=SECRET, webhook_allow_private=True))
+        tokens = mint_many(contract, w3, 3, random_base=BASE)
+        assert eventually(lambda: len(service.received) == 3, timeout=30)
+        assert {r.body["data"]["tokenId"] for r in service.received} == {str(t) for t in tokens}
+        assert all(r.event == "token.rendered" and r.body["type"] == "token.rendered" and r.verified
+                   for r in service.received)
+        created = client.post("/collections", json={"from": tokens.start, "to": tokens.stop - 1,
+                                                    "webhook": mine.url, "webhook_events_filter": ["output"]})
+        assert created.status_code == 202, created.text
+        job_id = created.json()["jobId"]
+        assert eventually(lambda: [r.event for r in mine.delivered(job_id)][-1:] == ["completed"], timeout=60)
+        told = [r.event for r in mine.delivered(job_id)]
+        assert told[0] == "start" and told[-1] == "completed" and "output" in told
+        rendered = [r.body["summary"]["rendered"] for r in mine.delivered(job_id) if r.event == "output"]
+        assert rendered == sorted(rendered) and rendered[-1] == 3  # tokens as they land, the last with completed
+        assert eventually(lambda: any(r.event == "collection.succeeded" for r in service.received), timeout=10)
+    finally:
+        service.stop()
+        mine.stop()
 
 
 def test_the_rpc_going_down_is_reported_and_caught_up_by_itself(fresh, watching, tmp_path, anvil):

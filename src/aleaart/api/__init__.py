@@ -27,6 +27,7 @@ from aleaart.api.answers import StoredAnswers
 from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
+from aleaart.api.responses import job_snapshot
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.metrics import Metrics
@@ -50,6 +51,11 @@ def create_app(
             services.publisher
         app.state.credentials = services.credentials
         app.state.watch_status = services.watch_status
+        app.state.webhooks = services.webhooks
+        queue = services.queue
+        # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue (that takes the
+        # queue's lock, which may be held where the body is made).
+        services.webhooks.snapshot = lambda job, status: job_snapshot(queue, job, status, placed=False)
         app.state.answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
                                           keep_seconds=settings.keep_jobs_hours * 3600 / 2)
         services.start()

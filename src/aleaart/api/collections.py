@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
+from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, WebhooksDep
 from aleaart.api.errors import error_responses
 from aleaart.api.generate import accepted
+from aleaart.api.schemas import WebhookFields
+from aleaart.api.webhooks import checked_webhook
 from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import CollectionRequest, JobState, Queue
 from aleaart.token_ids import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
@@ -20,7 +22,7 @@ from aleaart.token_ids import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
 router = APIRouter(tags=["collections"])
 
 
-class CollectionBody(BaseModel):
+class CollectionBody(WebhookFields):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     first: int = Field(1, alias="from", ge=0, le=MAX_JSON_TOKEN_ID, strict=True,
@@ -38,7 +40,8 @@ def collection_job(queue: Queue, job_id: str) -> CollectionRequest:
 
 @router.post("/collections", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 409, 422, 429, 502, 503))
-async def start_collection(body: CollectionBody, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+async def start_collection(body: CollectionBody, queue: QueueDep, settings: SettingsDep,
+                           hub: WebhooksDep) -> JSONResponse:
     """Render every token first..last (at bulk priority: interactive requests go first) and export
     the folder and CAR for IPFS; follow it at /jobs/<id> (its ``summary``)."""
     if body.last is not None and body.last < body.first:
@@ -46,7 +49,8 @@ async def start_collection(body: CollectionBody, queue: QueueDep, settings: Sett
     name = f"{body.first}-{body.last if body.last is not None else 'latest'}"
     request = CollectionRequest(out=str(settings.collections_dir / name), first=body.first, last=body.last,
                                 palette=settings.palette_choice)
-    return accepted(queue, await asyncio.to_thread(queue.submit, request))
+    spec = await checked_webhook(body, hub)
+    return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
 
 
 @router.get("/collections/{job_id}/tokens", responses=error_responses(404, 422, 502, 503))

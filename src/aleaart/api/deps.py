@@ -19,6 +19,7 @@ from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Queue
 from aleaart.store import ImageStore
 from aleaart.token_ids import TOKEN_ID, parse_token_id
+from aleaart.webhooks.hub import Webhooks
 
 
 async def get_settings(request: Request) -> Settings:
@@ -41,7 +42,12 @@ async def get_publisher(request: Request) -> Publisher:
     return request.app.state.publisher
 
 
+async def get_webhooks(request: Request) -> Webhooks:
+    return request.app.state.webhooks
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+WebhooksDep = Annotated[Webhooks, Depends(get_webhooks)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]

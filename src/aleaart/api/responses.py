@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, GenerationCancelled, RangeNotSatisfiable, ShuttingDown, error_for
 from aleaart.integrations.publisher import Publisher
-from aleaart.jobs import Job, JobState, JobStatus, Queue
+from aleaart.jobs import Job, JobState, JobStatus, Progress, Queue
 from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,11 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
     return result
 
 
-def job_snapshot(queue: Queue, job: Job, status: JobStatus | None = None) -> dict[str, Any]:
-    """A job as clients see it, from one status snapshot (never half of a change)."""
+def job_snapshot(queue: Queue, job: Job, status: JobStatus | None = None, *, placed: bool = True) -> dict[str, Any]:
+    """A job as clients see it, from one status snapshot (never half of a change). ``placed`` off leaves out its
+    queue position and ETA, which take the queue's lock (a webhook's body is made where it may be held)."""
     status = status or job.status
-    progress = queue.progress(job)
+    progress = queue.progress(job) if placed else Progress(None, None)
     snapshot = {
         "jobId": job.id,
         "kind": job.kind,

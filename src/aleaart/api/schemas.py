@@ -40,6 +40,8 @@ from aleaart.params import (
     RenderSpec,
 )
 from aleaart.token_ids import LABEL_NOT_NUMBER, MAX_JSON_TOKEN_ID, TOKEN_ID, TOKEN_LABEL_LENGTH, check_token_id
+from aleaart.webhooks.events import EVENTS, Event, WebhookSpec
+from aleaart.webhooks.targets import MAX_URL_LENGTH
 
 R = TypeVar("R")
 
@@ -122,7 +124,23 @@ class ModelChoice(BaseModel):
         return replace(request, spec=replace(request.spec, model=model, loras=loras))  # type: ignore[type-var]
 
 
-class SeedRequest(ModelChoice):
+class WebhookFields(BaseModel):
+    """Replicate's and Cog's webhook fields, on every body that makes a job."""
+
+    webhook: str | None = Field(None, max_length=MAX_URL_LENGTH, description="an http(s) URL told of the job's "
+                                "events: a POST whose body is the job as GET /jobs/{id} shows it, signed per Standard "
+                                "Webhooks (webhook-id, webhook-timestamp, webhook-signature) when the service has "
+                                "ALEAART_WEBHOOK_SECRET")
+    webhook_events_filter: list[Event] | None = Field(
+        None, max_length=len(EVENTS), description="which events: start, output (each image as it lands; a "
+        "collection's tokens), logs (progress), completed; start and completed are always sent; output and logs at "
+        "most one per 500 ms. Default: all")
+
+    def webhook_spec(self) -> WebhookSpec | None:
+        return WebhookSpec.of(self.webhook, self.webhook_events_filter) if self.webhook is not None else None
+
+
+class SeedRequest(ModelChoice, WebhookFields):
     """The seed's body: the contract's RenderParams and the token id."""
 
     model_config = ConfigDict(extra="ignore")
@@ -153,7 +171,7 @@ class SeedRequest(ModelChoice):
         return RenderRequest.of_params(RenderParams.from_json(self.parameters), self.tokenId, palette)
 
 
-class FlatRequest(ModelChoice):
+class FlatRequest(ModelChoice, WebhookFields):
     """The body the existing AleaArt frontend route sends: Stable Diffusion settings directly."""
 
     model_config = ConfigDict(extra="ignore")
@@ -202,6 +220,10 @@ class ForbidExtra(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class JobOptions(ForbidExtra, WebhookFields):
+    """A body of options for a job on something the path names (a token, a stored image), with its webhook."""
+
+
 def option_field(option: Option, default: Any) -> tuple[Any, Any]:
     """A pydantic field for a kind's declared option (kind.option); required where it has no default."""
     if option.choices is not None:
@@ -228,7 +250,7 @@ def option_fields(cls: type[JobRequest]) -> dict[str, tuple[Any, Any]]:
 
 def image_kind_body(cls: type[FromStoredImage]) -> type[BaseModel]:
     """The body of POST /images/{key}/<path> for a stored-image kind: its declared options."""
-    return create_model(f"{cls.routes.title}Body", __base__=ForbidExtra, __doc__=inspect.cleandoc(cls.__doc__ or ""),
+    return create_model(f"{cls.routes.title}Body", __base__=JobOptions, __doc__=inspect.cleandoc(cls.__doc__ or ""),
                         **option_fields(cls))  # type: ignore[call-overload]
 
 
@@ -254,7 +276,7 @@ def kind_bodies(cls: type[SpecRequest]) -> KindBodies:
     flat = create_model(f"Flat{title}", __base__=(options, FlatRequest))
     for model in (seed, flat):
         model.to_job = to_job  # type: ignore[attr-defined]
-    token = create_model(f"Token{title}", __base__=ForbidExtra, __doc__=f"{title} of a token's image: its "
+    token = create_model(f"Token{title}", __base__=JobOptions, __doc__=f"{title} of a token's image: its "
                          "parameters come from the chain.", **fields)  # type: ignore[call-overload]
     body = Annotated[Annotated[seed, Tag("seed")] | Annotated[flat, Tag("flat")], Discriminator(_body_kind)]
     return KindBodies(body=body, token=token)

@@ -9,9 +9,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from aleaart.api.answers import AnswersDep
-from aleaart.api.deps import KEYED, ChainDep, PublisherDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
+from aleaart.api.deps import (
+    KEYED,
+    ChainDep,
+    PublisherDep,
+    QueueDep,
+    SettingsDep,
+    TokenIdPath,
+    WebhooksDep,
+    key_is_valid,
+)
 from aleaart.api.errors import error_responses
+from aleaart.api.generate import accepted
 from aleaart.api.responses import FILE_RESPONSES, answer_of, file_response, job_snapshot, succeeded
+from aleaart.api.schemas import JobOptions
+from aleaart.api.webhooks import checked_webhook, subscribed
 from aleaart.chain import ChainReader, TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
@@ -26,6 +38,10 @@ TOKEN_IMAGE_CACHE = "public, max-age=3600"
 CHAIN_ERRORS = (404, 409, 422, 502, 503)
 
 router = APIRouter(tags=["tokens"])
+
+
+class TokenJobBody(JobOptions):
+    """Optional: the job's webhook."""
 
 
 async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
@@ -51,13 +67,16 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
              responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
 async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, publisher: PublisherDep,
-                               settings: SettingsDep, answers: AnswersDep) -> Response:
+                               settings: SettingsDep, answers: AnswersDep, hub: WebhooksDep,
+                               body: TokenJobBody | None = None) -> Response:
     info = await read_token(chain, token_id)
     request, shape = token_request(info, settings), f"token:{info.derived_match}"
-    plain = publisher.pinner is None  # an answer with a CID that may arrive later is never kept
+    spec = await checked_webhook(body, hub)
+    plain = publisher.pinner is None and spec is None  # an answer with a CID that may arrive later is never kept
     if plain and (kept := answers.get(shape, request, queue)) is not None:
         return kept
     job = await asyncio.to_thread(queue.submit, request)
+    await subscribed(hub, job, spec, {})
     answer = {**await answer_of(queue, job, publisher=publisher, user_id=None), "derivedMatch": info.derived_match}
     return answers.keep(shape, request, job, answer) if plain else JSONResponse(answer)
 
@@ -65,9 +84,11 @@ async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: Qu
 @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
 async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, settings: SettingsDep,
-                           answers: AnswersDep) -> Response:
+                           answers: AnswersDep, hub: WebhooksDep, body: TokenJobBody | None = None) -> Response:
     info = await read_token(chain, token_id)
     request = token_request(info, settings)
+    if (spec := await checked_webhook(body, hub)) is not None:
+        return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
     if (kept := answers.get("jobs", request, queue)) is not None:
         return kept
     job = await asyncio.to_thread(queue.submit, request)

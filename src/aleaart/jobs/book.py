@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aleaart.database import Database
@@ -26,13 +27,16 @@ class JobBook:
     def __init__(self, db: Database, store: ImageStore) -> None:
         self.db = db
         self.store = store
+        # Called in the record's transaction on every save: what must be written with the change (webhook events).
+        self.on_save: Callable[[sqlite3.Connection, Job], None] | None = None
 
     def save(self, job: Job) -> None:
         row = job_row(job)
-        self.db.execute(
-            f"INSERT OR REPLACE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            tuple(row.values()),
-        )
+        with self.db.transaction() as conn:
+            conn.execute(f"INSERT OR REPLACE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         tuple(row.values()))
+            if self.on_save is not None:
+                self.on_save(conn, job)
 
     def load(self, job_id: str) -> Job | None:
         rows = self.db.query("SELECT * FROM jobs WHERE id = ?", (job_id,))

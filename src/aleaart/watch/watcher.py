@@ -79,7 +79,7 @@ class InFlight:
 class Watcher:
     def __init__(self, *, chain: ChainReader, queue: Queue, journal: WatchJournal, config: WatchConfig,
                  publisher: Publisher | None = None, metrics: Metrics | None = None,
-                 chain_log: ChainLog | None = None) -> None:
+                 chain_log: ChainLog | None = None, notify: Callable[[str, dict], None] | None = None) -> None:
         self.chain = chain
         self.queue = queue
         self.journal = journal
@@ -87,6 +87,7 @@ class Watcher:
         self.publisher = publisher
         self.metrics = metrics
         self.log = chain_log or ChainLog(chain)
+        self.notify = notify  # the service's own webhook (ALEAART_WEBHOOK_URL): token.rendered
         self.chunk = ChunkSize(config.max_blocks)
         self.on_progress: Callable[[ReadProgress], None] | None = None
         self._in_flight: dict[int, InFlight] = {}
@@ -272,8 +273,14 @@ class Watcher:
             return  # the token has another seed now: this image is no longer its
         if self.metrics is not None:
             self.metrics.watch_rendered.inc()
+        pinned: dict[str, object] = {}
         if self.publisher is not None and self.publisher.pinner is not None:
-            self.publisher.publish(image, user_id=None, token_id=str(due.token_id))  # a failed pin is retried there
+            # A failed pin is retried by the publisher.
+            pinned = self.publisher.publish(image, user_id=None, token_id=str(due.token_id))
+        if self.notify is not None:
+            self.notify("token.rendered", {"tokenId": str(due.token_id), "seed": "0x" + due.seed.hex(),
+                                           "imageId": image.key, "sha256": image.sha256, "file": image.file,
+                                           "ipfsHash": pinned.get("ipfsHash")})
 
     def _render_failed(self, due: DueToken, error: str) -> None:
         attempt = due.attempts + 1
