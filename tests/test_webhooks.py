@@ -3,6 +3,8 @@ with the `standardwebhooks` library."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
@@ -196,3 +198,20 @@ def test_a_delivery_connects_to_the_checked_address_with_the_hosts_name(make_cli
     url, extensions = deliverer._pinned("https://hooks.example.com/in?x=1", headers)
     assert url == "https://[2606:2800:220:1::]/in?x=1"
     assert headers["host"] == "hooks.example.com" and extensions == {"sni_hostname": "hooks.example.com"}
+
+
+def test_ended_events_are_pruned_once_their_jobs_are_forgotten(make_client, receiver):
+    client = make_client()
+    job_id = client.post("/jobs", json={**FLAT, "seed": 40, "webhook": receiver.url}).json()["jobId"]
+    assert eventually(lambda: events(receiver, job_id)[-1:] == ["completed"], timeout=20)
+    hub = client.app.state.webhooks
+    db = client.app.state.store.db
+    assert eventually(lambda: db.query("SELECT COUNT(*) AS n FROM webhook_outbox WHERE state = 'pending'")[0]["n"]
+                      == 0)
+    hub.outbox.prune(time.time() - 3600)  # nothing is that old yet
+    assert db.query("SELECT COUNT(*) AS n FROM webhook_outbox")[0]["n"] >= 3
+    db.execute("UPDATE webhook_outbox SET finished_at = 0")
+    db.execute("UPDATE webhook_subscriptions SET created_at = 0")
+    hub._prune()
+    assert db.query("SELECT COUNT(*) AS n FROM webhook_outbox")[0]["n"] == 0
+    assert db.query("SELECT COUNT(*) AS n FROM webhook_subscriptions")[0]["n"] == 0

@@ -9,6 +9,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 EVENT_HEADER = "aleaart-event"  # which event (start, output, logs, completed; token.rendered…): the body is the job
 SENDERS = 4  # deliveries at once (each to a different subscription: one subscription's go out in order)
 IDLE_POLL_SECONDS = 0.5
+HOUSEKEEPING_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Deliverer:
         self._sending: set[str] = set()  # subscriptions with an attempt under way here
         self._lock = threading.Lock()
         self._client = httpx.Client(follow_redirects=False, timeout=policy.timeout)
+        self.housekeeping: Callable[[], None] | None = None  # run at start and hourly (pruning the outbox)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="webhook-outbox", daemon=True)
@@ -69,8 +72,12 @@ class Deliverer:
         self._client.close()
 
     def _run(self) -> None:
+        tidied = 0.0
         while not self._stop.is_set():
             try:
+                if self.housekeeping is not None and (not tidied or time.monotonic() - tidied > HOUSEKEEPING_SECONDS):
+                    tidied = time.monotonic()
+                    self.housekeeping()
                 self.send_due()
             except Exception:  # the outbox keeps the events: said, and tried again at the next poll
                 log.exception("reading the webhook outbox failed")

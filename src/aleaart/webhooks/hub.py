@@ -38,6 +38,7 @@ class Webhooks:
         self.outbox = Outbox(db)
         self.allow_private = settings.webhook_allow_private
         self.service_url = settings.webhook_url
+        self.keep_seconds = settings.keep_jobs_hours * 3600 + settings.webhook_horizon_hours * 3600
         self.deliverer = Deliverer(self.outbox, DeliveryPolicy(
             secret=settings.webhook_secret, allow_private=settings.webhook_allow_private,
             retry_seconds=settings.webhook_retry_seconds, horizon_seconds=settings.webhook_horizon_hours * 3600,
@@ -58,6 +59,7 @@ class Webhooks:
             with self.db.transaction() as conn:
                 self.outbox.subscribe(conn, None, WebhookSpec(self.service_url, frozenset()), SERVICE)
         self._watched = self.outbox.open_jobs()
+        self.deliverer.housekeeping = self._prune
         self.deliverer.start()
 
     def stop(self) -> None:
@@ -91,8 +93,11 @@ class Webhooks:
         if job.id in self._watched:
             self._record(conn, job, status, self.outbox.of_job(conn, job.id), final=True)
             if status.state.is_terminal():
+                ended = self._subscription_ids(conn, job)
                 with self._lock:
                     self._watched.discard(job.id)
+                    for key in [k for k in self._last_sent if k[0] in ended]:
+                        del self._last_sent[key]
             self.deliverer.wake()
         if self.service_url and status.state.is_terminal() and job.kind == "collection":
             self.service_event(f"collection.{status.state.value}", self.snapshot(job, status), conn=conn)
@@ -167,6 +172,13 @@ class Webhooks:
             with self.db.transaction() as own:
                 self.outbox.add(own, SERVICE, [(event_type, body)], now=time.time())
         self.deliverer.wake()
+
+    def _subscription_ids(self, conn: sqlite3.Connection, job: Job) -> set[str]:
+        return {row["id"] for row in conn.execute("SELECT id FROM webhook_subscriptions WHERE job_id = ?", (job.id,))}
+
+    def _prune(self) -> None:
+        """Forget delivered and given-up events (and their subscriptions) once their jobs' records are gone."""
+        self.outbox.prune(time.time() - self.keep_seconds)
 
     def _depth(self) -> dict[str, float | None]:
         count, oldest = self.outbox.depth()
