@@ -102,3 +102,17 @@ def test_the_manifest_holds_the_aleaart_assertion_under_its_label(tmp_path):
     credentials = Credentials.from_settings(Settings(cache_dir=tmp_path))
     manifest = credentials.read(credentials.sign(png(), "image/png", CLAIM)).manifest
     assert [a["label"] for a in manifest["assertions"]][-1] == LABEL
+
+
+def test_a_scheduler_config_with_infinities_still_signs():
+    """DPMSolverMultistepScheduler's lambda_min_clipped is -inf; the SDK reads strict JSON only."""
+    from aleaart.provenance import render_assertion
+
+    assertion = render_assertion(key="k", kind="render", spec={}, params=None, token_id=None, chain=None,
+                                 recipe={"model": "m"}, size=(16, 16), pixels=None,
+                                 details={"schedulerConfig": {"lambda_min_clipped": float("-inf"), "eta": 1.0}})
+    credentials = Credentials.from_settings(Settings())
+    signed = credentials.sign(png(), "image/png", Claim(title="t.png", kind="render", software_agent="aleaart",
+                                                         assertion=assertion))
+    ours = next(a for a in credentials.read(signed).manifest["assertions"] if a["label"] == LABEL)
+    assert ours["data"]["recipe"]["schedulerConfig"] == {"lambda_min_clipped": "-inf", "eta": 1.0}

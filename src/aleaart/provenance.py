@@ -7,6 +7,7 @@ Signing and reading them is ``credentials.py`` (the CAI's SDK); comparing a file
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,12 +110,24 @@ def render_assertion(*, key: str, kind: str, spec: dict[str, Any], params: dict[
         "renderParams": params,
         "chain": chain if params is not None and token_id is not None else None,
         "spec": spec,
-        "recipe": {**recipe, **details},
+        "recipe": strict_json({**recipe, **details}),
         "recipeClass": recipe_class(recipe),
         "pixels": {"sha256": pixels, "width": size[0], "height": size[1]} if pixels is not None else None,
         "source": source,
         "operation": operation,
     }
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with its non-finite floats as strings ("-inf"): the C2PA SDK reads strict JSON, and a scheduler's
+    config may hold them (DPMSolverMultistepScheduler's lambda_min_clipped is -inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def metadata_provenance(assertion: dict[str, Any] | None, pixel_sha256: str | None,
