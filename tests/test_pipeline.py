@@ -97,6 +97,20 @@ def test_recipe_names_model_and_settings(tiny_engine):
     assert (recipe["device"], recipe["dtype"]) == ("cpu", "float32")
 
 
+def test_the_weights_hash_does_not_depend_on_the_memory_layout(tiny_engine, tiny_settings):
+    """A UNet in channels_last (as a faster path would put it) has the same weights, so the same hash."""
+    from diffusers import StableDiffusionPipeline
+
+    from aleaart.engine.tiny import cached_tiny_model
+
+    pipeline = StableDiffusionPipeline.from_pretrained(cached_tiny_model(tiny_settings.cache_dir),
+                                                       local_files_only=True, safety_checker=None)
+    pipeline.unet.to(memory_format=torch.channels_last)
+    assert not all(p.is_contiguous() for p in pipeline.unet.parameters() if p.dim() == 4)
+    relaid = Engine(pipeline, model_name="tiny", model_identity="tiny")
+    assert relaid.weights_sha256 == tiny_engine.weights_sha256
+
+
 def test_single_file_checkpoint_renders_the_same_pixels(tiny_engine, tiny_settings, tmp_path):
     from aleaart.engine.checkpoint import export_single_file
 

@@ -134,7 +134,10 @@ class Engine:
         for part in ("unet", "vae", "text_encoder"):
             for name, tensor in sorted(getattr(pipeline, part).state_dict().items()):
                 digest.update(f"{part}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                # Flattened and copied to plain strides: a channels_last tensor (or one with size-1 dims) can pass
+                # for contiguous with strides a uint8 view refuses; the bytes are the tensor's in C order.
+                flat = tensor.detach().cpu().reshape(-1).clone(memory_format=torch.contiguous_format)
+                digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
 
     def recipe_details(self, spec: RenderSpec) -> dict[str, Any]:
