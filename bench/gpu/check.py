@@ -74,6 +74,8 @@ class Run:
     def __init__(self, plan: Plan, workdir: Path) -> None:
         self.plan = plan
         self.workdir = workdir
+        # The tiny model and the local signing key: where ALEAART_CACHE_DIR says (the suite's), else the run's own.
+        self.cache = Path(os.environ.get("ALEAART_CACHE_DIR") or workdir / "cache")
         self.pipeline: Any = None
         self.base_unet: Any = None
         self.fastest_eager = "eager"
@@ -90,7 +92,7 @@ class Run:
 
             from aleaart.engine.tiny import cached_tiny_model
 
-            folder = cached_tiny_model(self.workdir / "cache")
+            folder = cached_tiny_model(self.cache)
             self.pipeline = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None)
         else:
             from bench_sd15_random import sd15_random
@@ -304,7 +306,7 @@ def service_path(run: Run, budget: PartBudget) -> list[dict[str, Any]]:
     run.use(run.fastest_eager)
     engine = run.engine()
     folder = Path(tempfile.mkdtemp(dir=run.workdir))
-    settings = Settings(images_dir=folder / "images", cache_dir=run.workdir / "cache")
+    settings = Settings(images_dir=folder / "images", cache_dir=run.cache)
     db = Database(settings.db_path)
     store = ImageStore(settings.images_dir, db)
     model = ModelHolder(lambda: engine, probe_cuda=lambda: run.plan.device == "cuda")
