@@ -135,6 +135,8 @@ def test_the_frontends_record_is_inserted_once_per_user_token_and_image(make_cli
             answer = answering.result(20).json()
         [document] = request.doc["documents"]
         created = document.pop("createdAt")
+        image_data = document.pop("imageData")  # what the frontend's token card shows, as the answer carries it
+        assert image_data == answer["imageBase64"] and image_data.startswith("data:image/png;base64,")
         assert abs(created.timestamp() - time.time()) < 600
         assert document == {
             "_id": record_id(FRONTEND_BODY["userId"], "7", answer["imageId"]),
@@ -151,6 +153,22 @@ def test_the_frontends_record_is_inserted_once_per_user_token_and_image(make_cli
             answering = pool.submit(client.post, "/generate-image", json=other_user)
             insert_of(server).ok(n=1)
             assert answering.result(20).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_the_records_image_data_can_be_left_out(make_client):
+    server = MockupDB(auto_ismaster={"maxWireVersion": 21})
+    server.run()
+    try:
+        client = make_client(mongodb_uri=server.uri, mongodb_image_data=False)
+        with ThreadPoolExecutor(1) as pool:
+            answering = pool.submit(client.post, "/generate-image", json=FRONTEND_BODY)
+            request = insert_of(server)
+            request.ok(n=1)
+            assert answering.result(20).status_code == 200
+        [document] = request.doc["documents"]
+        assert "imageData" not in document and document["prompt"] == FRONTEND_BODY["prompt"]
     finally:
         server.stop()
 

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     retry_seconds: float = Field(30, gt=0, description="how often failed pins and MongoDB records are retried")
     mongodb_uri: str | None = Field(None, validation_alias=AliasChoices("MONGODB_URI", "ALEAART_MONGODB_URI"),
                                     description="records each user's image in aleart.generatedImages")
+    mongodb_image_data: bool = Field(True, description="the record carries the PNG as a data URL (imageData), "
+                                     "which the frontend's token card shows at once; 4/3 of the PNG's size")
 
     # Webhooks: a request's `webhook`, and the service's own events
     webhook_url: str | None = Field(None, description="where the service's own events go (a token rendered by the "

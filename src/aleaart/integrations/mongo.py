@@ -35,10 +35,12 @@ def record_id(user_id: str, token_id: str | None, image_key: str) -> ObjectId:
 
 
 def frontend_document(*, user_id: str, token_id: str | None, image: StoredImage, ipfs_hash: str | None,
-                      ipfs_url: str | None, created_at: datetime) -> dict[str, Any]:
-    """Exactly the original backend's document (plus a deterministic _id)."""
+                      ipfs_url: str | None, created_at: datetime, image_data: str | None = None) -> dict[str, Any]:
+    """The original backend's document (plus a deterministic _id), and ``imageData``: the PNG as the data URL the
+    answer carries, which the frontend's token card shows (the original backend never wrote it, so the card
+    waited for a refresh)."""
     spec = image.spec
-    return {
+    document = {
         "_id": record_id(user_id, token_id, image.key),
         "userId": user_id,
         "tokenId": mongo_token_id(token_id),
@@ -50,6 +52,9 @@ def frontend_document(*, user_id: str, token_id: str | None, image: StoredImage,
         "status": "completed",
         "createdAt": created_at,
     }
+    if image_data is not None:
+        document["imageData"] = image_data
+    return document
 
 
 class MongoRecorder:

@@ -37,8 +37,9 @@ def backoff(attempts: int, base: float) -> float:
 
 class Publisher:
     def __init__(self, *, store: ImageStore, db: Database, pinner: Pinner | None, recorder: MongoRecorder | None,
-                 gateway: str, retry_seconds: float) -> None:
+                 gateway: str, retry_seconds: float, image_data: bool = True) -> None:
         self.store = store
+        self.image_data = image_data  # the frontend's record carries the PNG as a data URL
         self.db = db
         self.pinner = pinner
         self.recorder = recorder
@@ -55,7 +56,8 @@ class Publisher:
 
             recorder = MongoRecorder(settings.mongodb_uri)
         return cls(store=store, db=db, pinner=pinner_from_settings(settings), recorder=recorder,
-                   gateway=settings.ipfs_gateway, retry_seconds=settings.retry_seconds)
+                   gateway=settings.ipfs_gateway, retry_seconds=settings.retry_seconds,
+                   image_data=settings.mongodb_image_data)
 
     def start(self) -> None:
         if self.pinner is not None or self.recorder is not None:
@@ -154,7 +156,8 @@ class Publisher:
             raise RecordFailed("not recorded yet: the image is not pinned; it is recorded once it is")
         fields = json.loads(row["document"])
         document = frontend_document(user_id=fields["userId"], token_id=fields["tokenId"], image=image,
-                                     created_at=datetime.fromisoformat(fields["createdAt"]), **self._ipfs(cid))
+                                     created_at=datetime.fromisoformat(fields["createdAt"]), **self._ipfs(cid),
+                                     image_data=self.store.data_url(image) if self.image_data else None)
         assert self.recorder is not None
         try:
             self.recorder.insert(document)
