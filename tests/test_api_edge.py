@@ -34,8 +34,11 @@ def test_over_long_paths_and_headers_are_json_errors_without_echo(client):
 
 def test_plain_options_lists_the_allowed_methods(client):
     response = client.options("/jobs/abc")
-    assert response.status_code == 204 and response.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert response.status_code == 204 and response.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
     assert client.options("/generate-image").headers["allow"] == "OPTIONS, POST"
+    head, get = client.head("/jobs/abc"), client.get("/jobs/abc")  # HEAD is the GET without its body
+    assert head.status_code == get.status_code and head.content == b"" and get.content
+    assert head.headers["content-length"] == get.headers["content-length"]
     assert client.options("/web/app.js").headers["allow"] == "GET, HEAD, OPTIONS"
     assert_error(client.options("/nowhere"), 404, "not_found")
 

@@ -326,6 +326,13 @@ def test_stored_pngs_are_served_like_static_files(client):
         assert unchanged.status_code == 304 and unchanged.content == b""
         assert unchanged.headers["etag"] == first.headers["etag"]
     assert client.get(made["imageUrl"], headers={"If-None-Match": '"other"'}).status_code == 200
+    assert client.get(made["imageUrl"], headers={"If-None-Match": "*"}).status_code == 304  # it exists
+    head = client.head(made["imageUrl"])
+    assert head.status_code == 200 and head.content == b""
+    assert {k: head.headers[k] for k in ("etag", "content-length", "content-type", "accept-ranges")} == \
+        {k: first.headers[k] for k in ("etag", "content-length", "content-type", "accept-ranges")}
+    assert client.head("/generated_images/art_token_manual_0000000000000000.png").status_code == 404
+    assert "HEAD" in client.options(made["imageUrl"]).headers["allow"]
     assert made["imageBase64"] == "data:image/png;base64," + base64.b64encode(first.content).decode()
     assert client.post("/generate-image", json=BODY).json()["imageBase64"] == made["imageBase64"]  # cached answer
     for name in ("art_token_manual_0000000000000000.png", "..%2Findex.db", "art_token_1_x.png"):

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from aleaart import __version__
 from aleaart.api import collections, derived, generate, images, models, service, tokens, verify
 from aleaart.api.answers import StoredAnswers
-from aleaart.api.edge import AllowedMethods, JsonCORSMiddleware, RequestLimits
+from aleaart.api.edge import AllowedMethods, HeadAsGet, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
 from aleaart.api.responses import job_snapshot
@@ -67,7 +67,9 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
-    # The last added runs first: limits, then CORS (preflights), then plain OPTIONS, then the routes.
+    # The last added runs first: limits, then CORS (preflights), then plain OPTIONS, then HEAD as GET, then the
+    # routes.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(AllowedMethods)
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])

@@ -97,6 +97,27 @@ class RequestLimits:
         await refuse(BodyTooLarge(f"request body is over the limit of {self.max_body} bytes"), scope, receive, send)
 
 
+class HeadAsGet:
+    """HEAD answered as the GET of the same path, without its body (RFC 9110): the same status and headers,
+    Content-Length included, so a client can check a file's size and ETag without fetching it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class AllowedMethods:
     """A plain OPTIONS (not a browser preflight) answers 204 with every method the path has.
 
@@ -124,6 +145,8 @@ class AllowedMethods:
             self._table = [(path_pattern(template), {m.upper() for m in operations})
                            for template, operations in app.openapi()["paths"].items()]
         methods = {m for pattern, found in self._table if pattern.fullmatch(path) for m in found}
+        if "GET" in methods:
+            methods.add("HEAD")  # HeadAsGet
         return methods | {"OPTIONS"} if methods else methods
 
 

@@ -41,7 +41,8 @@ async def file_response(request: Request, store: ImageStore, filename: str,
     index only on a miss)."""
     served = store.known_file(filename) or await asyncio.to_thread(store.served_file, filename)
     headers = {"ETag": served.etag, "Cache-Control": cache_control, "Accept-Ranges": "bytes"}
-    if served.etag in if_none_match(request.headers.get("if-none-match")):
+    tags = if_none_match(request.headers.get("if-none-match"))
+    if served.etag in tags or "*" in tags:  # "*": any version of it, and the file exists
         return Response(status_code=304, headers=headers)
     data = store.cached_bytes(served) or await asyncio.to_thread(store.file_bytes, served)
     if_range = request.headers.get("if-range")
