@@ -1,5 +1,7 @@
 """The HTTP edge: size limits, OPTIONS, CORS refusals, the API key's forms, bounded queries, OpenAPI."""
 
+import json
+
 import pytest
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
@@ -79,3 +81,10 @@ def test_openapi_gives_parameters_their_fields_and_bounds_and_every_status(clien
                 if status.startswith(("4", "5")):
                     ref = answer["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorBody"), (path, method, status)
+    # A nullable number's bounds are JSON Schema's minimum/maximum too, never pydantic's own names.
+    strength = schema["components"]["schemas"]["UpscaleBody"]["properties"]["strength"]["anyOf"][0]
+    assert strength == {"type": "number", "minimum": 0.1, "maximum": 0.75}
+    assert '"ge":' not in json.dumps(schema) and '"le":' not in json.dumps(schema)
+    for file_route in ("/generated_images/{filename}", "/tokens/{token_id}/image.png"):
+        assert {"200", "206", "304", "416"} <= set(schema["paths"][file_route]["get"]["responses"])
+    assert {"200", "201"} <= set(schema["paths"]["/models"]["post"]["responses"])

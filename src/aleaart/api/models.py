@@ -67,7 +67,8 @@ def list_models(registry: RegistryDep, queue: QueueDep, settings: SettingsDep) -
 
 
 @router.post("/models", status_code=201, dependencies=ADMIN, openapi_extra={"requestBody": UPLOAD_BODY},
-             responses=error_responses(401, 403, 413, 422, 503))
+             responses={200: {"description": "the same file was uploaded before: that model"},
+                        **error_responses(401, 403, 413, 422, 503)})
 async def upload_model(request: Request, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
     """Upload a .safetensors SD 1.x checkpoint or LoRA (multipart, field ``file``). Its tensors are checked
     against the service's model before it is kept; pickle files (.ckpt, .pt, .bin) are refused. The same file

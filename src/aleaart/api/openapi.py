@@ -34,8 +34,27 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
+        json_schema_bounds(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def json_schema_bounds(node: Any) -> None:
+    """Bounds as JSON Schema names them. Pydantic writes a nullable number's bounds under its own names (``ge``,
+    ``le``) when the number type brings its own schema (JsonNumber, JsonInt): clients and fuzzers ignore those."""
+    if isinstance(node, dict):
+        if node.get("type") in ("number", "integer"):
+            for ours, standard in BOUNDS.items():
+                if ours in node:
+                    node[standard] = node.pop(ours)
+        for value in node.values():
+            json_schema_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            json_schema_bounds(value)
 
 
 def document_errors(responses: dict[str, Any]) -> None:

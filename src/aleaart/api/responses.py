@@ -31,6 +31,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
           "description": "the file (a PNG, or an animation's MP4 or WebP); its ETag is its sha256"},
     206: {"description": "the one byte range the Range header asked for (how browsers seek in a video)"},
     304: {"description": "If-None-Match named this file's ETag: the client's copy is this file"},
+    416: {"description": "the Range header starts past the end of the file (Content-Range names its size)"},
 }
 
 
