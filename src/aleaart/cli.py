@@ -283,7 +283,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     configure_logging(settings.log_format)
     Database(settings.db_path).close()  # a disk too full to open the index is said here, in one line
     serve(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
-          drain_seconds=settings.drain_seconds)
+          drain_seconds=settings.drain_seconds,
+          header_timeout=settings.header_timeout_seconds)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
                                  "before it is stopped and queued again for after the restart")
     keep_jobs_hours: float = Field(24, gt=0, description="how long finished jobs answer GET /jobs/{id}")
 
+    header_timeout_seconds: float = Field(20.0, gt=0, le=300, description="a request whose head (request line and "
+                                          "headers) has not arrived in this time gets 408 and is closed (slowloris)")
     keepalive_seconds: float = Field(5.0, ge=0, le=60, description="/generate-image sends a space this often "
                                      "while it waits, so clients and proxies see a live answer; 0 turns it off")
 

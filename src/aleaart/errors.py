@@ -42,6 +42,16 @@ class AleaArtError(Exception):
     retry_after: int | None = None
 
 
+class BadRequest(AleaArtError):
+    status = 400
+    code = "bad_request"
+
+
+class RequestTimeout(AleaArtError):
+    status = 408
+    code = "request_timeout"
+
+
 class InvalidParams(AleaArtError, ValueError):
     status = 422
     code = "invalid_params"

@@ -36,7 +36,8 @@ def main() -> None:
     log_path = os.environ.get("FAKE_RENDER_LOG")
     app = create_app(settings, loader=lambda: LoggedFakeEngine(log_path, step_seconds=step_seconds) if log_path
                      else FakeEngine(step_seconds=step_seconds))
-    serve(app, host="127.0.0.1", port=port, drain_seconds=settings.drain_seconds)
+    serve(app, host="127.0.0.1", port=port, drain_seconds=settings.drain_seconds,
+          header_timeout=settings.header_timeout_seconds)
 
 
 if __name__ == "__main__":

@@ -297,3 +297,53 @@ def test_jobs_accepted_before_a_kill_9_finish_after_the_restart(tiny_env, tmp_pa
 def test_a_100_kb_path_is_a_json_414_and_not_echoed(server):
     status, body = raw_get(server.port, "/generated_images/" + "x" * 100_000)
     assert status == 414 and json.loads(body)["code"] == "uri_too_long" and len(body) < 500
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are, read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(("request_bytes", "codes"), [
+    (b"GARBAGE\r\n\r\n", {"bad_request"}),  # no method, target or version
+    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n", {"bad_request"}),
+    # Over h11's 1 MiB head: 400 where it arrives in pieces, else the app's own 431; JSON either way.
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * (1024 * 1024 + 10) + b"\r\n\r\n",
+     {"bad_request", "headers_too_large"}),
+])
+def test_a_request_that_is_not_http_gets_the_json_error_body(server, request_bytes, codes):
+    status, body = raw_exchange(server.port, request_bytes)
+    assert status in (400, 431) and json.loads(body)["code"] in codes
+
+
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_with_408(tiny_env, tmp_path):
+    """Slowloris: headers that never finish hold a connection only until the head timeout."""
+    env = server_env(tiny_env, tmp_path, header_timeout_seconds="1")
+    with Server(env, tmp_path, fake_step_seconds=0) as slow, \
+            socket.create_connection(("127.0.0.1", slow.port), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        for _ in range(100):  # a header byte every 0.1 s, never the blank line that ends the head
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.1)
+            sock.setblocking(False)
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+            if answer:
+                break
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"408" and json.loads(body)["code"] == "request_timeout"
+        assert httpx.get(slow.url + "/health").status_code == 200  # others are served meanwhile
