@@ -1,4 +1,5 @@
 import dataclasses
+import hashlib
 import os
 
 import pytest
@@ -17,7 +18,7 @@ def make_image(token_id="1", seed=1):
                                                                       token_id=token_id, key=key))
     record = new_record(key=key, token_id=token_id, file=image_filename(token_id, key), prompt=spec.prompt,
                         params=spec.params.to_json(), spec=spec.canonical(), sampler=spec.sampler, width=8,
-                        height=8, model="m", seconds=1.5, sha256="x" * 64)
+                        height=8, model="m", seconds=1.5, sha256=hashlib.sha256(png).hexdigest())
     return record, png
 
 
@@ -156,6 +157,26 @@ def test_a_damaged_file_is_not_served_and_is_moved_aside(store):
     assert store.get(record.key) is None and (store.folder / (".corrupt-" + record.file)).exists()
     with pytest.raises(NotFound):
         store.served_file(record.file)
+
+
+def test_a_file_overwritten_with_garbage_of_the_same_size_is_not_served_with_the_old_etag(store):
+    record, png = make_image()
+    store.put(record, png)
+    served = store.served_file(record.file)
+    (store.folder / record.file).write_bytes(os.urandom(len(png)))  # the size check alone would pass it
+    with pytest.raises(NotFound, match="damaged"):
+        store.file_bytes(served)
+    assert store.get(record.key) is None and store.known_file(record.file) is None
+
+
+def test_a_folder_where_an_image_goes_is_moved_aside_not_a_failure_of_every_render(store):
+    record, png = make_image()
+    (store.folder / record.file).mkdir()
+    (store.folder / record.file / "something").write_text("kept")
+    store.put(record, png)
+    assert store.path_of(record.file).read_bytes() == png
+    [aside] = [p for p in store.folder.iterdir() if p.name.startswith(".corrupt-") and p.is_dir()]
+    assert (aside / "something").read_text() == "kept"
 
 
 def test_a_file_damaged_before_it_is_first_served_is_not_served(store):

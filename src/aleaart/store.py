@@ -123,6 +123,7 @@ class ImageStore:
         if not FILENAME.fullmatch(image.file):
             raise ValueError(f"refusing to store an image under the name {image.file!r}")
         image = replace(image, size=len(data))
+        self._clear_the_way(self.folder / image.file)
         try:
             write_atomically(self.folder / image.file, data)
         except OSError as error:
@@ -133,6 +134,15 @@ class ImageStore:
         self._served.pop(image.file, None)
         self._found.pop(image.key, None)
         return image
+
+    def _clear_the_way(self, path: Path) -> None:
+        """Something that is not a file where the image goes (a folder, a link) would fail every render of it:
+        it is moved aside, once, and said."""
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            aside = path.with_name(f"{CORRUPT_PREFIX}{secrets.token_hex(4)}-{path.name}")
+            path.rename(aside)
+            log.error("%s was in the place of image %s: moved to %s", "a link" if aside.is_symlink() else
+                      "a folder" if aside.is_dir() else "something", path.name, aside.name)
 
     def get(self, key: str) -> StoredImage | None:
         """The stored image for ``key``, if both its row and its file are there."""
@@ -219,7 +229,8 @@ class ImageStore:
         return data if isinstance(data, bytes) else None
 
     def file_bytes(self, served: ServedFile) -> bytes:
-        """The file's bytes, from memory or from disk (then kept); a file of another size is damaged."""
+        """The file's bytes, from memory or from disk (then kept, after checking they are the bytes its sha256
+        names); a file of another size or content is damaged."""
         if (data := self.cached_bytes(served)) is not None:
             return data
         path = self.folder / served.file
@@ -228,8 +239,11 @@ class ImageStore:
         except FileNotFoundError:
             self._forget_served([served.key])
             raise NotFound(f"no image named {clip(served.file)}") from None
-        if len(data) != served.size:
-            self._quarantine(path, served.key, f"{len(data)} bytes, indexed as {served.size}")
+        if len(data) != served.size or hashlib.sha256(data).hexdigest() != served.sha256:
+            why = (f"{len(data)} bytes, indexed as {served.size}" if len(data) != served.size
+                   else "its bytes are not the sha256 it was stored with")
+            self._quarantine(path, served.key, why)
+            self._forget_served([served.key])
             raise NotFound(f"image {clip(served.file)} was damaged on disk; it is generated again when asked for")
         self._remember(("file", served.sha256), data)
         return data
