@@ -208,27 +208,39 @@ class Database:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        with self._lock:
+        with self._lock, self._full_disk_is_disk_full():
             return self._db.execute(sql, args).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
+        with self._lock, self._full_disk_is_disk_full():
             self._db.executemany(sql, rows)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._full_disk_is_disk_full():
             return self._db.execute(sql, args).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._full_disk_is_disk_full():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def _full_disk_is_disk_full(self) -> Iterator[None]:
+        """A write the disk has no room for is DiskFull (507 ``disk_full``, a job's ``disk_full``), as a file
+        that cannot be written is: not a bug's 500."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            if is_disk_full(error, self.path.parent):
+                raise DiskFull(f"disk full: the index {self.path.name} cannot be written ({error})") from None
+            raise
 
 
 def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:

@@ -74,6 +74,24 @@ def test_a_full_disk_is_a_507_before_rendering_and_said_at_start(tiny_env, tmp_p
         assert log[-1].startswith("aleaart: error: disk full") and not any("Traceback" in line for line in log)
 
 
+def test_on_a_disk_with_no_room_at_all_stored_images_are_answered_and_new_work_is_507(tiny_env, tmp_path):
+    """ALEAART_MIN_FREE_MB=0: nothing refuses early, so the database's own "disk is full" is what is met."""
+    with small_tmpfs(tmp_path / "disk", megabytes=24) as disk:
+        env = server_env(tiny_env, disk, min_free_mb="0")
+        with Server(env, tmp_path / "work") as server:
+            made = httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 1}, timeout=120).json()
+            fill(disk, leave_mb=0)
+            for path, status in (("/generate-image", 200), ("/jobs", 202)):
+                for _ in range(3):  # and asked for again: nothing is written for a store hit
+                    hit = httpx.post(server.url + path, json={**SMALL, "seed": 1}, timeout=60)
+                    assert hit.status_code == status, hit.text
+            assert hit.json()["result"]["sha256"] == made["sha256"]
+            for path in ("/generate-image", "/jobs"):
+                new = httpx.post(server.url + path, json={**SMALL, "seed": 7}, timeout=60)
+                assert new.status_code == 507 and new.json()["code"] == "disk_full", new.text
+            (disk / "filler").unlink()
+
+
 def test_a_broken_index_and_bad_entries_do_not_stop_the_start(tiny_env, tmp_path):
     env = server_env(tiny_env, tmp_path)
     with Server(env, tmp_path) as first:

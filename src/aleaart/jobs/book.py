@@ -38,6 +38,12 @@ class JobBook:
             if self.on_save is not None:
                 self.on_save(conn, job)
 
+    def save_once(self, job: Job) -> None:
+        """Record a finished job whose id names its request (a store hit): the first time only."""
+        row = job_row(job)
+        self.db.execute(f"INSERT OR IGNORE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        tuple(row.values()))
+
     def load(self, job_id: str) -> Job | None:
         rows = self.db.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return self._job(rows[0]) if rows else None

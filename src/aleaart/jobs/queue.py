@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aleaart.config import Settings
-from aleaart.errors import AleaArtError, GenerationCancelled, NotFound, QueueFull, ShuttingDown
+from aleaart.errors import AleaArtError, DiskFull, GenerationCancelled, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
@@ -141,7 +141,7 @@ class Queue:
             if (active := self._by_identity.get(ident)) is not None:
                 return active
             if stored is not None:
-                return self._answered_from_store(request, stored, priority)
+                return self._answered_from_store(request, stored, priority, ident)
             if self._queued_count() >= self.max_queue:
                 raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
                                 retry_after=self._retry_after())
@@ -325,11 +325,18 @@ class Queue:
                 job.interrupted = True
                 job.cancel_event.set()
 
-    def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int) -> Job:
-        job = Job(id=_new_id(), request=request, priority=priority)
+    def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int,
+                             ident: str) -> Job:
+        """A job already succeeded with the stored result. Its id comes from the request's identity and its record
+        is written once, so repeat requests add nothing to the database (they were ~0.9 KB each, kept a day); and
+        a disk too full for the record does not stop the answer, which is the store's."""
+        job = Job(id=ident[:32], request=request, priority=priority)
         steps = request.total_steps()
         job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
-        self.book.save(job)
+        try:
+            self.book.save_once(job)
+        except DiskFull:
+            log.warning("disk full: store hit %s answered without its job record", job.id)
         self.metrics.cache_hits.labels(job.kind).inc()
         self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
         return job
