@@ -96,3 +96,73 @@ def test_an_unreadable_index_is_moved_aside_and_rebuilt_from_the_pngs(tmp_path, 
         assert reopened.get(record.key).sha256 == hashlib.sha256(png).hexdigest()
     finally:
         reopened.close()
+
+
+# Damage that passes quick_check: one bad row or a missing table never stops the start.
+
+def stored(tmp_path, count=2):
+    store = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
+    images = [make_image(token_id=str(i), seed=i) for i in range(1, count + 1)]
+    for record, png in images:
+        store.put(record, png)
+    store.close()
+    return images
+
+
+def raw(tmp_path, sql, args=()):
+    db = sqlite3.connect(tmp_path / "images" / "index.db")
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+def test_a_missing_table_is_made_again_and_the_rest_kept(tmp_path):
+    images = stored(tmp_path)
+    raw(tmp_path, "DROP TABLE jobs")
+    store = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
+    assert store.db.query("SELECT COUNT(*) FROM jobs")[0][0] == 0
+    assert all(store.get(record.key) is not None for record, _ in images)  # not moved aside: still indexed
+    assert store.db.moved_aside is None
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["key not utf-8", "spec not json", "spec not an object"])
+def test_an_unreadable_image_row_is_quarantined_and_indexed_again_from_its_png(tmp_path, damage):
+    images = stored(tmp_path)
+    (bad, _), (good, _) = images
+    if damage == "key not utf-8":
+        raw(tmp_path, "UPDATE images SET key = CAST(X'ff61' AS TEXT) WHERE key = ?", (bad.key,))
+    else:
+        raw(tmp_path, "UPDATE images SET spec = ? WHERE key = ?",
+            ("{not json" if damage == "spec not json" else "[1, 2]", bad.key))
+    store = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
+    listed, _ = store.list(limit=10)
+    assert {image.key for image in listed} == {bad.key, good.key}  # the PNG says what its row said
+    assert store.db.quarantined() == 1
+    [(table, why)] = store.db.query("SELECT tbl, why FROM quarantined_rows")
+    assert table == "images" and why
+    store.close()
+
+
+def test_a_job_record_that_does_not_parse_is_quarantined_not_fatal(tmp_path):
+    from aleaart.jobs import JobBook
+
+    stored(tmp_path, count=1)
+    raw(tmp_path, "INSERT INTO jobs (id, kind, request, identity, priority, state, step, total_steps, created_at, "
+                  "images, cached, attempts) VALUES ('j1', 'render', '{}', 'i', 0, 'queued', 0, 1, 0, 'not json', "
+                  "0, 0)")
+    store = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
+    book = JobBook(store.db, store)
+    assert book.unfinished() == [] and book.load("j1") is None
+    assert store.db.quarantined() == 1
+    store.close()
+
+
+def test_a_row_damaged_while_the_service_runs_is_quarantined_when_read_not_a_500(tmp_path):
+    (bad, _), (good, _) = stored(tmp_path)
+    store = ImageStore.open(tmp_path / "images", tmp_path / "images" / "index.db")
+    store.db.execute("UPDATE images SET spec = '{not json' WHERE key = ?", (bad.key,))
+    listed, _ = store.list(limit=10)
+    assert [image.key for image in listed] == [good.key] and store.get(bad.key) is None
+    assert store.db.quarantined() == 1
+    store.close()

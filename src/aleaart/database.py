@@ -6,6 +6,7 @@ with an ``images`` table and version 0 is a v1 database; it is migrated in place
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
@@ -174,8 +175,19 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
 CREATE INDEX webhook_outbox_subscription ON webhook_outbox (subscription, state, seq);
 """
 
+# v6: rows that could not be read (a key that is not UTF-8, JSON that does not parse) are moved here, with why,
+# rather than stopping the start or answering 500 until someone edits the database.
+V5_TO_V6 = """
+CREATE TABLE quarantined_rows (
+    tbl    TEXT NOT NULL,
+    data   TEXT NOT NULL,
+    why    TEXT NOT NULL,
+    at     REAL NOT NULL
+);
+"""
+
 # MIGRATIONS[n] takes version n to n + 1
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5)
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5, V5_TO_V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -205,6 +217,17 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def quarantine(self, table: str, rowid: int, data: dict[str, Any], why: str) -> None:
+        """Move a row that cannot be read out of ``table``, keeping what it held and why."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO quarantined_rows (tbl, data, why, at) VALUES (?, ?, ?, ?)",
+                       (table, json.dumps(data, default=str), why, time.time()))
+            db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
+        log.error("a row of %s could not be read (%s): moved to quarantined_rows", table, why)
+
+    def quarantined(self) -> int:
+        return self.query("SELECT COUNT(*) FROM quarantined_rows")[0][0]
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
@@ -250,12 +273,16 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
         db.row_factory = sqlite3.Row
+        # A byte that is not UTF-8 in a text column is shown, not raised on every read of its row.
+        db.text_factory = lambda data: data.decode("utf-8", "backslashreplace")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(f"quick_check found: {'; '.join(problems[:3])}")
-        return db, migrate(db)
+        found = migrate(db)
+        restore_missing_tables(db)
+        return db, found
     except BaseException:
         db.close()
         raise
@@ -285,6 +312,28 @@ def schema_version(db: sqlite3.Connection) -> int:
     if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'images'").fetchone():
         return 1  # written by v1, which never set user_version
     return version
+
+
+def current_schema() -> list[tuple[str, str, str]]:
+    """(type, name, sql) of every table and index the migrations make, tables first, as a new database has."""
+    fresh = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(fresh)
+        return fresh.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                             "AND name NOT LIKE 'sqlite_%' ORDER BY type DESC, name").fetchall()
+    finally:
+        fresh.close()
+
+
+def restore_missing_tables(db: sqlite3.Connection) -> None:
+    """Make again a table (and its indexes) that is missing from a database of the current version: its rows are
+    gone, the rest of the database is kept."""
+    present = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    missing = [(kind, name, sql) for kind, name, sql in current_schema() if name not in present]
+    for kind, name, sql in missing:
+        db.execute(sql)
+        if kind == "table":
+            log.error("the database had no %s table: made an empty one", name)
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -37,7 +37,7 @@ class StoredImage:
         return row
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StoredImage:
+    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> StoredImage:
         data = dict(row)
         data["params"] = json.loads(data["params"]) if data["params"] else None
         data["spec"] = json.loads(data["spec"])

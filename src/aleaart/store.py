@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # art_token_<token id or label, or "manual">_<key prefix>.<png|mp4|webp>; matched whole, never with $ (a trailing
 # \n passes $).
+KEY = re.compile(r"[0-9a-f]{64}")
 FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.(?:png|mp4|webp)")
 MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4", "webp": "image/webp"}
 TEMP_PREFIX = ".tmp-"
@@ -146,10 +147,9 @@ class ImageStore:
 
     def get(self, key: str) -> StoredImage | None:
         """The stored image for ``key``, if both its row and its file are there."""
-        rows = self.db.query("SELECT * FROM images WHERE key = ?", (key,))
-        if not rows:
+        rows = self.db.query("SELECT rowid, * FROM images WHERE key = ?", (key,))
+        if not rows or (image := self._readable(rows[0])) is None:
             return None
-        image = StoredImage.from_row(rows[0])
         if not (self.folder / image.file).is_file():
             log.warning("image %s is indexed but its file is gone; it will be generated again", image.file)
             self._delete_rows([image.key])
@@ -187,9 +187,24 @@ class ImageStore:
         args = [value for value in filters.values() if value is not None]
         where = f"WHERE {' AND '.join(where_parts)}" if where_parts else ""
         total = self.db.query(f"SELECT COUNT(*) FROM images {where}", args)[0][0]
-        rows = self.db.query(f"SELECT * FROM images {where} ORDER BY created_at DESC, key LIMIT ? OFFSET ?",
+        rows = self.db.query(f"SELECT rowid, * FROM images {where} ORDER BY created_at DESC, key LIMIT ? OFFSET ?",
                              [*args, limit, offset])
-        return [StoredImage.from_row(r) for r in rows], total
+        return [image for r in rows if (image := self._readable(r)) is not None], total
+
+    def _readable(self, row: sqlite3.Row) -> StoredImage | None:
+        """The row as a StoredImage; None, with the row quarantined, when it cannot be one (a key that is not
+        ours, JSON that does not parse)."""
+        data = {k: row[k] for k in row.keys() if k != "rowid"}
+        try:
+            if not KEY.fullmatch(data["key"]) or not FILENAME.fullmatch(data["file"]):
+                raise ValueError("its key or file name is not one this service writes")
+            image = StoredImage.from_row(data)
+            if not isinstance(image.spec, dict):
+                raise ValueError("its spec is not a JSON object")
+            return image
+        except (ValueError, TypeError, KeyError) as error:
+            self.db.quarantine("images", row["rowid"], data, str(error)[:200])
+            return None
 
     def path_of(self, filename: str) -> Path:
         """The path of a stored file by name; anything that is not one of ours is NotFound."""
@@ -288,6 +303,8 @@ class ImageStore:
             if temp.is_file():
                 temp.unlink(missing_ok=True)
                 removed += 1
+        for row in self.db.query("SELECT rowid, * FROM images"):
+            self._readable(row)  # unreadable rows are quarantined before anything reads them
         rows = self.db.query("SELECT key, file, size FROM images")
         missing = [r["key"] for r in rows if not (self.folder / r["file"]).is_file()]
         self._delete_rows(missing)

@@ -83,6 +83,7 @@ def health(request: Request, queue: QueueDep, settings: SettingsDep) -> dict[str
         "generations": queue.generations,
         "api_key_required": bool(settings.api_key),
         "content_credentials": request.app.state.credentials.describe(),
+        "quarantined_rows": request.app.state.store.db.quarantined(),
         **({"chain_watcher": watcher} if (watcher := request.app.state.watch_status()) is not None else {}),
         "version": __version__,
     }

@@ -45,13 +45,13 @@ class JobBook:
                         tuple(row.values()))
 
     def load(self, job_id: str) -> Job | None:
-        rows = self.db.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self.db.query("SELECT rowid, * FROM jobs WHERE id = ?", (job_id,))
         return self._job(rows[0]) if rows else None
 
     def unfinished(self) -> list[Job]:
         """Queued and interrupted jobs, in the order they should run."""
         rows = self.db.query(
-            "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY priority, created_at", UNFINISHED
+            "SELECT rowid, * FROM jobs WHERE state IN (?, ?) ORDER BY priority, created_at", UNFINISHED
         )
         return [job for row in rows if (job := self._job(row)) is not None]
 
@@ -63,20 +63,25 @@ class JobBook:
         )
 
     def _job(self, row: sqlite3.Row) -> Job | None:
+        """The job a record holds; None, with the record quarantined, when it cannot be read."""
         try:
             request = request_from_json(row["kind"], json.loads(row["request"]))
+            keys = json.loads(row["images"])
+            if not isinstance(keys, list):
+                raise TypeError("its images are not a list")
+            status = JobStatus(
+                state=JobState(row["state"]), step=row["step"], total_steps=row["total_steps"], key=row["key"],
+                started_at=row["started_at"], finished_at=row["finished_at"],
+                cached=bool(row["cached"]), error=row["error"], code=row["code"], attempts=row["attempts"],
+                summary=json.loads(row["summary"]) if row["summary"] else None,
+            )
         except (AleaArtError, KeyError, TypeError, ValueError) as error:
-            log.warning("job %s has an unreadable record (%s); skipping it", row["id"], error)
+            self.db.quarantine("jobs", row["rowid"], {k: row[k] for k in row.keys() if k != "rowid"},
+                               f"job {row['id']}: {error}"[:200])
             return None
-        images = tuple(image for key in json.loads(row["images"]) if (image := self.store.get(key)) is not None)
-        status = JobStatus(
-            state=JobState(row["state"]), step=row["step"], total_steps=row["total_steps"], key=row["key"],
-            started_at=row["started_at"], finished_at=row["finished_at"], images=images,
-            cached=bool(row["cached"]), error=row["error"], code=row["code"], attempts=row["attempts"],
-            summary=json.loads(row["summary"]) if row["summary"] else None,
-        )
+        images = tuple(image for key in keys if isinstance(key, str) and (image := self.store.get(key)) is not None)
         return Job(id=row["id"], request=request, priority=row["priority"], created_at=row["created_at"],
-                   status=status)
+                   status=dataclasses.replace(status, images=images))
 
 
 def job_row(job: Job) -> dict[str, Any]:
