@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,29 @@ def test_files_of_another_kind_are_refused_naming_what_was_found(tmp_path, layou
     save_file(tensors(layout), str(path))
     with pytest.raises(InvalidModel, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         classify(read_layout(path), FAKE_ARCHITECTURE)
+
+
+KOHYA_K = "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k"
+PEFT_K = "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k"
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({f"{PEFT_K}.lora_A.weight": np.zeros((0, 8), np.float16), f"{PEFT_K}.lora_B.weight": np.zeros((8, 0), np.float16)},
+     "has rank 0"),
+    ({f"{PEFT_K}.lora_A.weight": np.zeros((4, 8), np.int8), f"{PEFT_K}.lora_B.weight": np.zeros((8, 4), np.int8)},
+     "is stored as I8: quantized LoRAs cannot be loaded"),
+    ({f"{KOHYA_K}.lora_down.weight": np.zeros((4, 8), np.float16),
+      f"{KOHYA_K}.lora_up.weight": np.zeros((8, 4), np.float16), f"{KOHYA_K}.alpha": np.zeros((4,), np.float16)},
+     "is a tensor of shape [4]; an alpha is one number"),
+])
+def test_loras_that_pass_the_shapes_but_could_never_load_are_refused(tmp_path, weights, message):
+    """What loading needs is checked at upload: such a file was accepted, then failed every render that named it."""
+    from aleaart.model_files import read_dtypes
+
+    path = tmp_path / "w.safetensors"
+    save_file(weights, str(path))
+    with pytest.raises(InvalidModel, match=re.escape(message)):
+        classify(read_layout(path), FAKE_ARCHITECTURE, dtypes=read_dtypes(path))
 
 
 def test_pickles_and_other_files_are_not_read(tmp_path):

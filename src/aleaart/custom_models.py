@@ -15,7 +15,15 @@ from pathlib import Path
 
 from aleaart.database import Database
 from aleaart.errors import BodyTooLarge, InvalidParams, NotFound
-from aleaart.model_files import Architecture, ModelKind, classify, display_name, read_layout, refuse_pickle_name
+from aleaart.model_files import (
+    Architecture,
+    ModelKind,
+    classify,
+    display_name,
+    read_dtypes,
+    read_layout,
+    refuse_pickle_name,
+)
 from aleaart.store import TEMP_PREFIX, clip
 
 log = logging.getLogger(__name__)
@@ -68,7 +76,7 @@ class ModelRegistry:
         temp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.safetensors"
         try:
             sha256, size = copy_hashed(read, temp, max_bytes)
-            facts = classify(read_layout(temp), architecture, claimed)
+            facts = classify(read_layout(temp), architecture, claimed, dtypes=read_dtypes(temp))
             existing = self.find(sha256)
             if existing is not None:
                 return existing, False

@@ -66,6 +66,18 @@ def read_layout(path: Path) -> Layout:
         raise InvalidModel(f"the file is not a readable .safetensors file ({error})") from None
 
 
+def read_dtypes(path: Path) -> dict[str, str]:
+    """Each tensor's stored type (safetensors' names: F16, BF16, F32, I8 ...), from the header."""
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            return {name: weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InvalidModel(f"the file is not a readable .safetensors file ({error})") from None
+
+
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
 def what_it_is(layout: Layout) -> str:
     """The family its tensor names say it belongs to, for messages."""
     names = list(layout)
@@ -83,7 +95,8 @@ def what_it_is(layout: Layout) -> str:
     return f"no Stable Diffusion tensors ({shown})"
 
 
-def classify(layout: Layout, architecture: Architecture, claimed: ModelKind | None = None) -> ModelFacts:
+def classify(layout: Layout, architecture: Architecture, claimed: ModelKind | None = None,
+             dtypes: Mapping[str, str] | None = None) -> ModelFacts:
     """A checkpoint or a LoRA for ``architecture``, or InvalidModel naming what the file is and what does not fit."""
     found = what_it_is(layout)
     kind: ModelKind | None = "lora" if found == "a LoRA" else "checkpoint" if found == "an SD 1.x checkpoint" else None
@@ -95,7 +108,7 @@ def classify(layout: Layout, architecture: Architecture, claimed: ModelKind | No
     if kind == "checkpoint":
         check_checkpoint(layout, architecture)
     else:
-        check_lora(layout, architecture)
+        check_lora(layout, architecture, dtypes or {})
     return ModelFacts(kind=kind, base=architecture.name, tensors=len(layout))
 
 
@@ -110,13 +123,21 @@ def check_checkpoint(layout: Layout, architecture: Architecture) -> None:
                                f"{list(layout[name])} where {architecture.name} has {list(shape)}")
 
 
-def check_lora(layout: Layout, architecture: Architecture) -> None:
-    """Each adapted weight has both halves, one rank, and features that fit the base's weight of that name
-    (kohya's names cannot be mapped back without diffusers: for those, the cross-attention width is checked)."""
+def check_lora(layout: Layout, architecture: Architecture, dtypes: Mapping[str, str] | None = None) -> None:
+    """What loading a LoRA needs, checked before it is kept (so no render of it fails later): weights stored as
+    floats, each adapted weight with both halves of one rank above 0, a scalar alpha where there is one, and
+    features that fit the base's weight of that name (kohya's names cannot be mapped back without diffusers: for
+    those, the cross-attention width is checked)."""
+    for name, dtype in (dtypes or {}).items():
+        if dtype not in FLOAT_DTYPES:
+            raise InvalidModel(f"LoRA tensor {name} is stored as {dtype}: quantized LoRAs cannot be loaded; "
+                               "upload it in float16, bfloat16 or float32")
     halves: dict[str, dict[str, tuple[int, ...]]] = {}
     for name, shape in layout.items():
         matched = PEFT_LORA.fullmatch(name) or KOHYA_LORA.fullmatch(name)
-        if matched is not None and matched["half"] is not None:  # (alphas are scalars beside the pairs)
+        if matched is not None and matched["half"] is None and shape not in ((), (1,)):
+            raise InvalidModel(f"the LoRA's {name} is a tensor of shape {list(shape)}; an alpha is one number")
+        if matched is not None and matched["half"] is not None:
             halves.setdefault(matched["module"], {})[matched["half"].lower()] = shape
     for module, parts in halves.items():
         down = parts.get("a", parts.get("down"))
@@ -124,6 +145,8 @@ def check_lora(layout: Layout, architecture: Architecture) -> None:
         if down is None or up is None or len(down) < 2 or len(up) < 2 or down[0] != up[1]:
             raise InvalidModel(f"LoRA weight {module} is not a pair of low-rank matrices of one rank "
                                f"(down {down}, up {up})")
+        if down[0] == 0:
+            raise InvalidModel(f"LoRA weight {module} has rank 0: it adapts nothing and cannot be loaded")
         if module.startswith(LORA_COMPONENTS):
             fit_peft_module(module, (up[0], down[1]), architecture)
         elif re.search(r"attn2_to_[kv]$", module) and down[1] != architecture.context_dim:

@@ -87,3 +87,19 @@ def test_refusals_over_real_http(service, weights):
         assert big.status_code == 413 and big.json()["code"] == "body_too_large"
         listed = client.get("/models").json()["models"]
         assert all(m["name"] != "big.safetensors" for m in listed)
+
+
+def test_a_lora_that_fails_to_load_at_render_time_is_the_users_422_not_a_500(service, weights, tmp_path):
+    """Weights damaged after their upload (or any the checks let through) fail their render as invalid_model."""
+    lora = write_tiny_lora(build_tiny_pipeline(), tmp_path / "another.safetensors", seed=12).read_bytes()
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+        files = {"file": ("another.safetensors", lora, "application/octet-stream")}
+        uploaded = client.post("/models", files=files, headers=ADMIN)
+        assert uploaded.status_code == 201, uploaded.text
+        stored = service.workdir / "images" / "models" / f"{uploaded.json()['sha256']}.safetensors"
+        stored.write_bytes(b"\0" * 64)  # no longer loadable
+        answer = client.post("/generate-image", json={**BODY, "seed": 8,
+                                                      "loras": [{"id": uploaded.json()["id"], "weight": 1.0}]})
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_model", answer.text
+        assert "cannot be applied" in answer.json()["error"]
+        assert client.post("/generate-image", json={**BODY, "seed": 8}).status_code == 200  # the service is fine

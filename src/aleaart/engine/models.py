@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
-from aleaart.errors import ModelUnavailable, NotFound
+from aleaart.errors import AleaArtError, InvalidModel, NotFound
 from aleaart.heap import freeze_loaded, thaw
 from aleaart.params import LoraWeight
 
@@ -115,7 +115,13 @@ class ModelShelf:
         try:
             for name, lora in zip(names, loras, strict=True):
                 path = weights_file(self.models_dir, lora.sha256)
-                pipeline.load_lora_weights(str(path), adapter_name=name)
+                try:
+                    pipeline.load_lora_weights(str(path), adapter_name=name)
+                except AleaArtError:
+                    raise
+                except Exception as error:  # the user's weights: a 422 naming them, not the service's 500
+                    raise InvalidModel(f"the uploaded LoRA {lora.sha256[:12]} cannot be applied to this model: "
+                                       f"{type(error).__name__}: {error}"[:400]) from None
             pipeline.set_adapters(names, adapter_weights=[lora.weight for lora in loras])
             yield
         finally:
@@ -148,6 +154,7 @@ class ModelShelf:
                 str(path), config=str(self._config_folder), local_files_only=True, torch_dtype=self._dtype,
                 safety_checker=None, requires_safety_checker=False)
         except Exception as error:  # diffusers raises many types; all mean this file will not load
-            raise ModelUnavailable(f"uploaded checkpoint {key[:16]} could not be loaded: "
-                                   f"{type(error).__name__}: {str(error)[:240]}") from error
+            # The user's weights, not the service: 422 naming them (a 503 would have clients retry forever).
+            raise InvalidModel(f"uploaded checkpoint {key[:16]} could not be loaded: "
+                               f"{type(error).__name__}: {str(error)[:240]}") from error
         return pipeline.to(self._device)
