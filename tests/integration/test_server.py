@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -347,3 +348,26 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_with_408(tiny_env, tmp_
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.split()[1] == b"408" and json.loads(body)["code"] == "request_timeout"
         assert httpx.get(slow.url + "/health").status_code == 200  # others are served meanwhile
+
+
+def test_a_refusal_before_the_body_is_read_reaches_a_client_that_sends_it_all_first(tiny_env, tmp_path):
+    """urllib (as requests) sends the whole body before it reads: a 401 answered without reading 14 MB used to
+    arrive as a connection reset. The rest is read and dropped, up to a bound."""
+    import urllib.error
+    import urllib.request
+
+    env = server_env(tiny_env, tmp_path, admin_key="s3cret", max_upload_mb="64")
+    with Server(env, tmp_path, fake_step_seconds=0) as slow:
+        boundary = "b0undary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.safetensors\"\r\n\r\n"
+                .encode() + os.urandom(14 * 2**20) + f"\r\n--{boundary}--\r\n".encode())
+        request = urllib.request.Request(slow.url + "/models", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 401 and json.loads(refused.value.read())["code"] == "unauthorized"
+        too_big = urllib.request.Request(slow.url + "/generate-image", data=b"{" + b" " * (3 * 2**20) + b"}",
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as over:
+            urllib.request.urlopen(too_big, timeout=60)
+        assert over.value.code == 413 and json.loads(over.value.read())["code"] == "body_too_large"

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from aleaart import __version__
 from aleaart.api import collections, derived, generate, images, models, service, tokens, verify
 from aleaart.api.answers import StoredAnswers
-from aleaart.api.edge import AllowedMethods, HeadAsGet, JsonCORSMiddleware, RequestLimits
+from aleaart.api.edge import AllowedMethods, DrainUnreadBody, HeadAsGet, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
 from aleaart.api.responses import job_snapshot
@@ -67,14 +67,15 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
-    # The last added runs first: limits, then CORS (preflights), then plain OPTIONS, then HEAD as GET, then the
-    # routes.
+    # The last added runs first: draining unread bodies, limits, CORS (preflights), plain OPTIONS, HEAD as GET,
+    # then the routes.
     app.add_middleware(HeadAsGet)
     app.add_middleware(AllowedMethods)
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     app.add_middleware(RequestLimits, max_body=settings.max_body_bytes,
                        uploads={"/models": settings.max_upload_mb, "/verify": verify.MAX_VERIFY_MB})
+    app.add_middleware(DrainUnreadBody)  # outermost: it sees the body as it arrives
     for module in (service, generate, images, tokens, collections, derived, models, verify):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")

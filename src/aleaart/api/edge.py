@@ -5,6 +5,8 @@ Each answers with the same JSON error body as the routes, never Starlette's plai
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 
 from fastapi import FastAPI
@@ -95,6 +97,55 @@ class RequestLimits:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         await refuse(BodyTooLarge(f"request body is over the limit of {self.max_body} bytes"), scope, receive, send)
+
+
+DRAIN_BYTES = 32 * 2**20
+DRAIN_SECONDS = 10.0
+
+
+class DrainUnreadBody:
+    """A refusal that comes before the body is read (401, 403, 413) reaches a client that sends the whole body
+    before reading the answer (Python's urllib and requests): the rest of the body is read and dropped before the
+    answer ends, as nginx's lingering close does. Closing with the body unread resets the connection under such a
+    client, which then sees a reset, not the JSON refusal. Bounded, so an unauthenticated client cannot make the
+    service read gigabytes: DRAIN_BYTES within DRAIN_SECONDS, then it is cut off."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        waits_to_send = headers.get(b"expect", b"").lower() == b"100-continue"  # curl: sends nothing unasked
+        started = finished = False
+
+        async def tracked() -> Message:
+            nonlocal started, finished
+            started = True
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                finished = True
+            return message
+
+        async def draining(message: Message) -> None:
+            last = message["type"] == "http.response.body" and not message.get("more_body", False)
+            if last and not finished and (started or not waits_to_send):
+                await self._drain(receive)
+            await send(message)
+
+        await self.app(scope, tracked, draining)
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
+        deadline, read = loop.time() + DRAIN_SECONDS, 0
+        with contextlib.suppress(TimeoutError):
+            while read <= DRAIN_BYTES:
+                message = await asyncio.wait_for(receive(), timeout=max(0.01, deadline - loop.time()))
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
+                read += len(message.get("body", b""))
 
 
 class HeadAsGet:
