@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -127,3 +129,18 @@ def server_env(base: dict[str, str], workdir: Path, **extra: str) -> dict[str, s
     env = {**base, "ALEAART_IMAGES_DIR": str(workdir / "images"), "PYTHONUNBUFFERED": "1", "ALEAART_DRAIN_SECONDS": "2"}
     env.update({f"ALEAART_{k.upper()}": v for k, v in extra.items()})
     return env
+
+
+@contextlib.contextmanager
+def aleaart_watch(env: dict[str, str], cwd: Path, log_path: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """`aleaart watch` as a real process in its own group, its output in ``log_path``; killed (the group) if the
+    test has not stopped it."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "watch", *args], env=env, cwd=cwd,
+                                   stdout=log, stderr=log, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

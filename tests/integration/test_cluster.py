@@ -11,8 +11,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +24,7 @@ from waiting import eventually
 from aleaart.cluster.wire import Outcome, outcome_key
 from aleaart.credentials import read_credentials
 from integration.cluster import RedisServer, Worker, health, jobs_by_worker
-from integration.server import Server, server_env
+from integration.server import Server, aleaart_watch, server_env
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None and not os.environ.get("CI"),
                                 reason="redis-server is not installed (run_tests.sh installs it; CI fails instead)")
@@ -238,10 +236,7 @@ def test_aleaart_watch_only_enqueues_and_the_workers_render_each_fulfilled_token
            "ALEAART_WATCH_POLL_SECONDS": "0.2"}
     before = jobs_by_worker(cluster.url)
     log_path = cluster.workdir / "watch.log"
-    with open(log_path, "wb") as log:
-        watch = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "watch", "--no-progress"], env=env,
-                                 cwd=cluster.workdir / "api", stdout=log, stderr=log, start_new_session=True)
-    try:
+    with aleaart_watch(env, cluster.workdir / "api", log_path, "--no-progress") as watch:
         tokens = [mint_cheap(contract, w3) for _ in range(2)]
 
         def rendered() -> bool:
@@ -255,10 +250,6 @@ def test_aleaart_watch_only_enqueues_and_the_workers_render_each_fulfilled_token
         assert eventually(lambda: sum(jobs_by_worker(cluster.url).values()) - sum(before.values()) >= 2, timeout=10)
         os.killpg(watch.pid, signal.SIGTERM)
         assert watch.wait(30) == 0
-    finally:
-        if watch.poll() is None:
-            os.killpg(watch.pid, signal.SIGKILL)
-            watch.wait(10)
 
 
 def test_twenty_identical_concurrent_requests_render_once(cluster):

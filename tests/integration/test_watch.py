@@ -8,8 +8,6 @@ import collections
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -24,7 +22,7 @@ from aleaart.config import Settings
 from aleaart.derive import derive_params
 from integration.receiver import SECRET, Receiver
 from integration.rpc_proxy import RpcProxy
-from integration.server import Server, server_env
+from integration.server import Server, aleaart_watch, server_env
 
 # Cheap to render on the fake engine and distinct per token.
 BASE = bytes(range(32))
@@ -248,18 +246,11 @@ def test_aleaart_watch_renders_fulfilled_tokens_and_stops_on_sigterm(fresh, tmp_
     env = server_env(tiny_env, tmp_path, rpc_url=anvil.url, chain_id="31337", params_contract=contract.address,
                      watch_poll_seconds="0.2", watch_from_block=str(start))
     db_path = tmp_path / "images" / "index.db"
-    with open(tmp_path / "watch.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "aleaart.cli", "watch"], env=env, cwd=tmp_path,
-                                   stdout=log, stderr=log, start_new_session=True)
-    try:
+    with aleaart_watch(env, tmp_path, tmp_path / "watch.log") as process:
         assert eventually(lambda: db_path.exists() and read_journal(db_path)["rendered"] == 2, timeout=180), \
             (tmp_path / "watch.log").read_text()[-2000:]
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
     output = (tmp_path / "watch.log").read_text()
     assert "blocks" in output  # the backfill's progress bar
     with sqlite3.connect(db_path) as db:
