@@ -363,3 +363,19 @@ def test_stored_files_answer_one_byte_range(client):
         refused = client.get(made["imageUrl"], headers={"Range": header})
         assert refused.status_code == 416 and refused.json()["code"] == "range_not_satisfiable"
         assert refused.headers["content-range"] == f"bytes */{size}"
+
+
+def test_the_same_picture_through_the_flat_body_is_the_seed_bodys_image(fake_client):
+    """The seed's body first (palette off), then the frontend's flat body with the same prompt, sampler, size,
+    steps, guidance, seed and token: one render, one file, and the second answer is a store hit."""
+    params = {"promptIndex": 1, "styleIndex": 2, "samplerIndex": 3, "aspectIndex": 0, "steps": 20, "cfg": 75,
+              "latentSeed": 99, "paletteId": 4}
+    seed = fake_client.post("/generate-image", json={"parameters": params, "tokenId": "5", "palette": "off"}).json()
+    flat_body = {"prompt": seed["prompt"], "steps": 20, "cfg_scale": 7.5, "seed": 99, "width": 512, "height": 512,
+                 "sampler": seed["parameters"]["sampler"], "tokenId": 5}
+    flat = fake_client.post("/generate-image", json=flat_body).json()
+    assert flat["cached"] is True and flat["sha256"] == seed["sha256"] and flat["imageId"] == seed["imageId"]
+    assert fake_client.get("/images", params={"tokenId": "5"}).json()["total"] == 1
+    other_token = fake_client.post("/generate-image", json={**flat_body, "tokenId": 6}).json()
+    assert other_token["cached"] is False and other_token["imageUrl"] != seed["imageUrl"]  # named for its token
+    assert len(fake_client.app.state.model.engine.calls) == 1  # its pixels were reused, not rendered again

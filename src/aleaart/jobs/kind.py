@@ -204,6 +204,11 @@ class JobRequest:
         image = find(key)
         return (image,) if image is not None else None
 
+    def same_picture(self, recipe: Recipe, store: Any) -> StoredImage | None:
+        """A stored image under another key that answers this request as well (the same pixels, asked for through
+        another body); None for kinds where there is no such thing."""
+        return None
+
 
 KINDS: dict[str, type[JobRequest]] = {}
 K = TypeVar("K", bound=type[JobRequest])

@@ -160,17 +160,21 @@ class Queue:
         return job
 
     def lookup(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
-        """The stored result of ``request`` under any recipe results can have now, if there is one."""
-        return self._find(request, self.store.get)
+        """The stored result of ``request`` under any recipe results can have now, if there is one (under its own
+        key, or the same picture asked for through another body)."""
+        return self._find(request, self.store.get, same_picture=True)
 
     def remembered(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
         """``lookup`` from memory only, for results looked up before (safe on the event loop); None otherwise."""
         return self._find(request, self.store.known)
 
-    def _find(self, request: JobRequest, find: FindImage) -> tuple[StoredImage, ...] | None:
+    def _find(self, request: JobRequest, find: FindImage, *, same_picture: bool = False
+              ) -> tuple[StoredImage, ...] | None:
         for recipe in self.recipes():
             if (stored := request.stored(request.key(recipe), find)) is not None:
                 return stored
+            if same_picture and (same := request.same_picture(recipe, self.store)) is not None:
+                return (same,)
         return None
 
     def get(self, job_id: str) -> Job:

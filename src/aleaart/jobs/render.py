@@ -15,7 +15,7 @@ from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, 
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
 from aleaart.provenance import Claim, Parent, pixel_hash, render_assertion, software_agent
-from aleaart.store import MEDIA_TYPES, ImageStore, new_record
+from aleaart.store import MEDIA_TYPES, ImageStore, StoredImage, new_record
 from aleaart.token_ids import check_token_id
 
 
@@ -160,6 +160,16 @@ class RenderRequest(JobRequest):
 
     def total_steps(self) -> int:
         return self.spec.steps
+
+    def same_picture(self, recipe: Recipe, store: ImageStore) -> StoredImage | None:
+        """The same pixels stored for the same token through the other body (the seed's ``{parameters, tokenId}``
+        first, then the frontend's flat body with its prompt, sampler, size, steps, guidance and seed): that image
+        is this answer, rendered once. Not the other way round: a seed body's answer carries the RenderParams a
+        flat body's image does not have."""
+        same = store.with_pixels(pixel_key(self.spec, recipe))
+        if same is None or same.token_id != self.token or (same.params is None and self.spec.params is not None):
+            return None
+        return same
 
     def render(self, context: RunContext) -> Pixels:
         reused = stored_pixels(context.store, self.spec, context.engine.recipe)
