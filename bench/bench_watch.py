@@ -51,7 +51,7 @@ def service(tmp: str, node: Anvil, address: str, palette: str, **extra) -> TestC
 
 
 def journal_rows(client) -> list:
-    return client.app.state.store.db.query("SELECT token_id, state, seen_at, rendered_at FROM watch_tokens")
+    return client.app.state.journal_db.query("SELECT token_id, state, seen_at, rendered_at FROM watch_tokens")
 
 
 def wait_for(client, condition, timeout: float) -> bool:

@@ -91,7 +91,7 @@ def test_nothing_is_kept_without_room(tmp_path, monkeypatch):
         assert len(submits) == 1  # not kept: the whole way through the queue again
         # A store hit's job is named by its request: one record however often it is asked for.
         assert again["jobId"] == first["jobId"] and again["cached"] is True
-        jobs = client.app.state.store.db.query("SELECT id, cached FROM jobs")
+        jobs = client.app.state.journal_db.query("SELECT id, cached FROM jobs")
         assert sorted(row["cached"] for row in jobs) == [0, 1]
         assert client.get(f"/jobs/{again['jobId']}").json()["status"] == "succeeded"
     finally:

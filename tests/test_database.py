@@ -166,3 +166,22 @@ def test_a_row_damaged_while_the_service_runs_is_quarantined_when_read_not_a_500
     assert [image.key for image in listed] == [good.key] and store.get(bad.key) is None
     assert store.db.quarantined() == 1
     store.close()
+
+
+def test_the_journal_tables_of_an_older_single_file_index_move_to_their_own_file(tmp_path):
+    from aleaart.database import JOURNAL_TABLES, move_journal_out_of_the_index
+
+    index = Database(tmp_path / "index.db")
+    index.execute("INSERT INTO jobs (id, kind, request, identity, priority, state, step, total_steps, created_at, "
+                  "images, cached, attempts) VALUES ('j1', 'render', '{}', 'i', 0, 'queued', 0, 1, 0, '[]', 0, 0)")
+    index.execute("INSERT INTO user_records (id, image_key, document, attempts) VALUES ('r1', 'k', '{}', 0)")
+    index.execute("INSERT INTO pins (key, cid, attempts) VALUES ('k', 'bafy', 1)")
+    journal = Database(tmp_path / "journal.db")
+    assert move_journal_out_of_the_index(index, journal) == 2
+    assert [r["id"] for r in journal.query("SELECT id FROM jobs")] == ["j1"]
+    assert journal.query("SELECT COUNT(*) FROM user_records")[0][0] == 1
+    assert all(index.query(f"SELECT COUNT(*) FROM {t}")[0][0] == 0 for t in JOURNAL_TABLES)
+    assert index.query("SELECT cid FROM pins")[0]["cid"] == "bafy"  # pins stay with the images
+    assert move_journal_out_of_the_index(index, journal) == 0  # once
+    index.close()
+    journal.close()

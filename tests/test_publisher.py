@@ -52,9 +52,8 @@ def png_of(client, answer) -> bytes:
 
 def due_now(client) -> None:
     """Make every pending retry due, as if its backoff had passed, and run one retry pass."""
-    db = client.app.state.store.db
-    db.execute("UPDATE pins SET next_at = 0")
-    db.execute("UPDATE user_records SET next_at = 0")
+    client.app.state.store.db.execute("UPDATE pins SET next_at = 0")  # pins live with the images
+    client.app.state.journal_db.execute("UPDATE user_records SET next_at = 0")  # records are owed: the journal
     client.app.state.publisher.retry_pending()
 
 
@@ -187,7 +186,7 @@ def test_a_database_that_is_down_is_reported_and_retried(make_client):
             request.ok(n=1)
             retrying.result(20)
         assert request.doc["documents"][0]["ipfsHash"] is None  # pinning is off: the original's null
-        rows = client.app.state.store.db.query("SELECT inserted_at FROM user_records")
+        rows = client.app.state.journal_db.query("SELECT inserted_at FROM user_records")
         assert len(rows) == 1 and rows[0]["inserted_at"] is not None
     finally:
         server.stop()

@@ -150,7 +150,7 @@ def test_unsafe_webhook_urls_are_refused_at_request_time_and_make_no_job(make_cl
         answer = client.post(path, json={**body, "seed": 99, "webhook": url})
         assert answer.status_code == 422, (path, answer.text)
         assert answer.json()["code"] == "invalid_webhook" and "webhook" in answer.json()["error"]
-    assert client.app.state.store.db.query("SELECT COUNT(*) AS n FROM jobs")[0]["n"] == 0
+    assert client.app.state.journal_db.query("SELECT COUNT(*) AS n FROM jobs")[0]["n"] == 0
 
 
 def test_a_token_body_and_the_filter_are_checked(make_client, receiver):
@@ -205,7 +205,7 @@ def test_ended_events_are_pruned_once_their_jobs_are_forgotten(make_client, rece
     job_id = client.post("/jobs", json={**FLAT, "seed": 40, "webhook": receiver.url}).json()["jobId"]
     assert eventually(lambda: events(receiver, job_id)[-1:] == ["completed"], timeout=20)
     hub = client.app.state.webhooks
-    db = client.app.state.store.db
+    db = client.app.state.journal_db
     assert eventually(lambda: db.query("SELECT COUNT(*) AS n FROM webhook_outbox WHERE state = 'pending'")[0]["n"]
                       == 0)
     hub.outbox.prune(time.time() - 3600)  # nothing is that old yet

@@ -281,7 +281,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from aleaart.server import serve
 
     configure_logging(settings.log_format)
-    Database(settings.db_path).close()  # a disk too full to open the index is said here, in one line
+    for path in (settings.db_path, settings.journal_path):  # a disk too full to open them is said here, in a line
+        Database(path).close()
     serve(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
           drain_seconds=settings.drain_seconds,
           header_timeout=settings.header_timeout_seconds)

@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("ALEAART_PORT", "PORT"),
                       description="ALEAART_PORT, or PORT as hosting platforms set it")
     images_dir: Path = Path("generated_images")
-    db: Path | None = Field(None, description="SQLite index; default: <images_dir>/index.db")
+    db: Path | None = Field(None, description="SQLite index of stored images (derived: rebuilt from the PNGs when "
+                            "it cannot be read); default: <images_dir>/index.db")
+    journal_db: Path | None = Field(None, description="SQLite journal of what was accepted and is owed (jobs, "
+                                    "webhooks, records, uploads, the chain watcher), kept apart from the index; "
+                                    "default: <images_dir>/journal.db")
     collections_dir: Path = Field(Path("collections"), description="where collection exports are written")
     models_dir: Path | None = Field(None, description="uploaded checkpoints and LoRAs; default: <images_dir>/models")
     admin_key: str | None = Field(None, description="when set, POST/DELETE /models accept uploads with it "
@@ -167,6 +171,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.db or self.images_dir / "index.db"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal_db or self.images_dir / "journal.db"
 
     @property
     def models_path(self) -> Path:

@@ -210,8 +210,8 @@ class Database:
             if is_disk_full(error, path.parent):
                 raise DiskFull(f"disk full: cannot open the index {path} ({error})") from None
             self.moved_aside = move_aside(path)
-            log.error("the index %s could not be read (%s); moved it to %s and starting a new one, "
-                      "rebuilt from the images' own metadata", path, error, self.moved_aside)
+            log.error("the database %s could not be read (%s); moved it to %s and starting a new one",
+                      path, error, self.moved_aside)
             self._db, self.migrated_from = open_checked(path)
 
     def close(self) -> None:
@@ -312,6 +312,36 @@ def schema_version(db: sqlite3.Connection) -> int:
     if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'images'").fetchone():
         return 1  # written by v1, which never set user_version
     return version
+
+
+# What is not derived from the PNGs, kept in the journal (its own file): losing the index loses nothing accepted.
+# The index keeps the images and their pins (a pin found missing is made again: the CID is the file's).
+JOURNAL_TABLES = ("jobs", "user_records", "models", "watch_cursor", "watch_blocks", "watch_tokens",
+                  "webhook_subscriptions", "webhook_outbox")
+
+
+def move_journal_out_of_the_index(index: Database, journal: Database) -> int:
+    """Before the journal had a file of its own, its tables were in the index: move their rows over (copied with
+    INSERT OR IGNORE, then deleted from the index, so a crash between the two only repeats the copy). Returns how
+    many rows moved."""
+    counts = {t: index.query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in JOURNAL_TABLES}
+    if not any(counts.values()):
+        return 0
+    with journal.transaction() as db:  # one transaction: a crash here leaves the index as it was
+        for table, count in counts.items():
+            if not count:
+                continue
+            rows = index.query(f"SELECT * FROM {table}")
+            columns = rows[0].keys()
+            db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "
+                           f"({', '.join('?' * len(columns))})", [tuple(row) for row in rows])
+    with index.transaction() as db:
+        for table in JOURNAL_TABLES:
+            db.execute(f"DELETE FROM {table}")
+    moved = sum(counts.values())
+    log.warning("moved %d rows of jobs, records, uploads, watcher and webhooks from %s to their own journal %s",
+                moved, index.path.name, journal.path.name)
+    return moved
 
 
 def current_schema() -> list[tuple[str, str, str]]:

@@ -4,6 +4,7 @@ backend, or on Celery's with ALEAART_BROKER_URL), the model, uploads and publish
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.credentials import Credentials
 from aleaart.custom_models import ModelRegistry
-from aleaart.database import Database
+from aleaart.database import Database, move_journal_out_of_the_index
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.metrics import Metrics
@@ -20,6 +21,8 @@ from aleaart.store import ImageStore
 from aleaart.watch.journal import WatchJournal
 from aleaart.watch.watcher import WatchConfig, Watcher
 from aleaart.webhooks.hub import Webhooks
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[], EngineLike]
 
@@ -42,7 +45,8 @@ def probe_cuda() -> bool:
 @dataclass
 class Services:
     settings: Settings
-    db: Database
+    db: Database  # the image index
+    journal_db: Database  # jobs, records, uploads, the watcher's journal, webhooks
     store: ImageStore
     chain: ChainReader
     queue: Queue
@@ -62,11 +66,18 @@ class Services:
         (the seams for tests)."""
         metrics = metrics or Metrics()
         credentials = Credentials.from_settings(settings)  # a key that cannot sign stops the start here
-        db = Database(settings.db_path)
+        db = Database(settings.db_path)  # the image index: derived from the PNGs, rebuilt if it cannot be read
+        journal_db = Database(settings.journal_path)  # what was accepted and is owed: kept apart from the index
+        move_journal_out_of_the_index(db, journal_db)
+        if db.moved_aside is not None:
+            log.warning("the image index is rebuilt from the PNGs' own metadata; the job journal is intact")
+        if journal_db.moved_aside is not None:
+            log.error("the job journal could not be read: jobs, records and webhooks accepted before this start are "
+                      "lost (the damaged file is kept as %s)", journal_db.moved_aside)
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb, cache_mb=settings.serve_cache_mb)
         chain = chain or ChainReader.from_settings(settings)
-        book = JobBook(db, store)
-        webhooks = Webhooks(db, settings, metrics)
+        book = JobBook(journal_db, store)
+        webhooks = Webhooks(journal_db, settings, metrics)
         book.on_save = webhooks.on_job_saved  # a job's webhook events are written with its record
         model: ModelHolder | None = None
         queue: Queue
@@ -81,14 +92,14 @@ class Services:
                              credentials=credentials)
             metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         metrics.watch_queue(lambda: queue.depth)
-        publisher = Publisher.from_settings(settings, store, db)
-        journal = WatchJournal(db, chain_id=settings.chain_id, address=settings.params_contract)
+        publisher = Publisher.from_settings(settings, store, journal_db)
+        journal = WatchJournal(journal_db, chain_id=settings.chain_id, address=settings.params_contract)
         watch_config = WatchConfig.from_settings(settings)
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None
-        return cls(settings=settings, db=db, store=store, chain=chain, queue=queue, model=model,
-                   registry=ModelRegistry(settings.models_path, db), publisher=publisher, metrics=metrics,
+        return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,
+                   registry=ModelRegistry(settings.models_path, journal_db), publisher=publisher, metrics=metrics,
                    credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher)
 
     def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:
@@ -119,3 +130,4 @@ class Services:
         self.publisher.stop()
         self.webhooks.stop()
         self.db.close()
+        self.journal_db.close()

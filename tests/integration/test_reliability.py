@@ -92,6 +92,34 @@ def test_on_a_disk_with_no_room_at_all_stored_images_are_answered_and_new_work_i
             (disk / "filler").unlink()
 
 
+def test_jobs_accepted_before_a_stop_survive_a_garbled_index(tiny_env, tmp_path):
+    """The image index is derived (rebuilt from the PNGs); the job journal is not, and lives apart from it."""
+    env = server_env(tiny_env, tmp_path, drain_seconds="0")
+    server = Server(env, tmp_path, fake_step_seconds=0.5).start()
+    try:
+        made = httpx.post(server.url + "/generate-image", json={**SMALL, "seed": 30, "steps": 2}, timeout=60).json()
+        accepted = [httpx.post(server.url + "/jobs", json={**SMALL, "seed": s, "steps": 40}).json()["jobId"]
+                    for s in (31, 32, 33)]
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(60) == 0
+    finally:
+        server.stop()
+    index = tmp_path / "images" / "index.db"
+    with open(index, "r+b") as handle:
+        handle.write(b"\xff" * 100)  # the header garbled
+    with Server(env, tmp_path, fake_step_seconds=0.001) as after:
+        assert "index.db.corrupt-" in after.log.read_text()
+        assert httpx.get(after.url + "/images").json()["total"] >= 1  # rebuilt from the PNGs
+        assert httpx.get(after.url + made["imageUrl"]).status_code == 200
+
+        def all_succeeded() -> bool:
+            return all(httpx.get(f"{after.url}/jobs/{job_id}").json().get("status") == "succeeded"
+                       for job_id in accepted)
+
+        assert eventually(all_succeeded, timeout=120), [httpx.get(f"{after.url}/jobs/{j}").json() for j in accepted]
+        assert "journal_lost" not in httpx.get(after.url + "/health").json()
+
+
 def test_a_broken_index_and_bad_entries_do_not_stop_the_start(tiny_env, tmp_path):
     env = server_env(tiny_env, tmp_path)
     with Server(env, tmp_path) as first:

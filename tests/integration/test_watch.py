@@ -220,7 +220,7 @@ def test_kill_9_mid_way_then_restart_misses_no_token_and_renders_none_twice(fres
                      watch_from_block=str(w3.eth.block_number))
     env["FAKE_RENDER_LOG"] = str(log_path)
     tokens = [t for _ in range(3) for t in mint_many(contract, w3, 10, random_base=BASE)]
-    db_path = tmp_path / "images" / "index.db"
+    db_path = tmp_path / "images" / "journal.db"
     server = Server(env, tmp_path, fake_step_seconds=0.005).start()
     try:
         assert eventually(lambda: db_path.exists() and read_journal(db_path)["rendered"] >= 8, timeout=60)
@@ -245,7 +245,7 @@ def test_aleaart_watch_renders_fulfilled_tokens_and_stops_on_sigterm(fresh, tmp_
     first, second = mint_cheap(contract, w3), mint_cheap(contract, w3)
     env = server_env(tiny_env, tmp_path, rpc_url=anvil.url, chain_id="31337", params_contract=contract.address,
                      watch_poll_seconds="0.2", watch_from_block=str(start))
-    db_path = tmp_path / "images" / "index.db"
+    db_path = tmp_path / "images" / "journal.db"
     with aleaart_watch(env, tmp_path, tmp_path / "watch.log") as process:
         assert eventually(lambda: db_path.exists() and read_journal(db_path)["rendered"] == 2, timeout=180), \
             (tmp_path / "watch.log").read_text()[-2000:]
@@ -253,8 +253,8 @@ def test_aleaart_watch_renders_fulfilled_tokens_and_stops_on_sigterm(fresh, tmp_
         assert process.wait(30) == 0
     output = (tmp_path / "watch.log").read_text()
     assert "blocks" in output  # the backfill's progress bar
-    with sqlite3.connect(db_path) as db:
-        keys = dict(db.execute("SELECT token_id, key FROM watch_tokens"))
-        files = {key: file for key, file in db.execute("SELECT key, file FROM images")}
+    with sqlite3.connect(db_path) as journal, sqlite3.connect(tmp_path / "images" / "index.db") as index:
+        keys = dict(journal.execute("SELECT token_id, key FROM watch_tokens"))
+        files = {key: file for key, file in index.execute("SELECT key, file FROM images")}
     assert set(keys) == {str(first), str(second)}
     assert all((tmp_path / "images" / files[keys[str(t)]]).is_file() for t in (first, second))

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from aleaart import __version__
 from aleaart.api.deps import QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
+from aleaart.database import Database
 from aleaart.errors import ShuttingDown
 from aleaart.params import tables_json
 
@@ -83,10 +84,20 @@ def health(request: Request, queue: QueueDep, settings: SettingsDep) -> dict[str
         "generations": queue.generations,
         "api_key_required": bool(settings.api_key),
         "content_credentials": request.app.state.credentials.describe(),
-        "quarantined_rows": request.app.state.store.db.quarantined(),
+        "quarantined_rows": request.app.state.store.db.quarantined() + request.app.state.journal_db.quarantined(),
+        **journal_lost(request.app.state.journal_db),
         **({"chain_watcher": watcher} if (watcher := request.app.state.watch_status()) is not None else {}),
         "version": __version__,
     }
+
+
+def journal_lost(journal: Database) -> dict[str, Any]:
+    """What /health says when the journal could not be read at the start: what was accepted before is lost."""
+    if journal.moved_aside is None:
+        return {}
+    return {"journal_lost": {"movedAside": str(journal.moved_aside), "message": "the job journal could not be "
+                             "read at the start: jobs, records and webhooks accepted before it are lost; the damaged "
+                             "file was kept for inspection"}}
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

@@ -91,7 +91,7 @@ class Publisher:
         return {"ipfsHash": cid, "ipfsUrl": gateway_url(self.gateway, cid) if cid else None}
 
     def pinned_cid(self, key: str) -> str | None:
-        rows = self.db.query("SELECT cid FROM pins WHERE key = ?", (key,))
+        rows = self.store.db.query("SELECT cid FROM pins WHERE key = ?", (key,))
         return rows[0]["cid"] if rows else None
 
     # Pinning
@@ -110,7 +110,7 @@ class Publisher:
         except PinningFailed as error:
             self._pin_failed(image.key, str(error))
             raise
-        self.db.execute(
+        self.store.db.execute(
             "INSERT OR REPLACE INTO pins (key, cid, error, attempts, next_at, pinned_at) VALUES (?, ?, NULL, "
             "COALESCE((SELECT attempts FROM pins WHERE key = ?), 0) + 1, NULL, ?)",
             (image.key, expected, image.key, time.time()),
@@ -118,9 +118,9 @@ class Publisher:
         return expected
 
     def _pin_failed(self, key: str, error: str) -> None:
-        rows = self.db.query("SELECT attempts FROM pins WHERE key = ?", (key,))
+        rows = self.store.db.query("SELECT attempts FROM pins WHERE key = ?", (key,))
         attempts = (rows[0]["attempts"] if rows else 0) + 1
-        self.db.execute(
+        self.store.db.execute(
             "INSERT OR REPLACE INTO pins (key, cid, error, attempts, next_at, pinned_at) "
             "VALUES (?, NULL, ?, ?, ?, NULL)",
             (key, error, attempts, time.time() + backoff(attempts, self.retry_seconds)),
@@ -181,7 +181,7 @@ class Publisher:
         """One pass: pin what is due (and stored images never pinned), then write due records."""
         now = time.time()
         if self.pinner is not None:
-            keys = [r["key"] for r in self.db.query(
+            keys = [r["key"] for r in self.store.db.query(  # pins live with the images they are of
                 "SELECT images.key FROM images LEFT JOIN pins ON pins.key = images.key "
                 "WHERE pins.key IS NULL OR (pins.cid IS NULL AND pins.next_at <= ?) LIMIT ?", (now, BATCH))]
             for key in keys:
