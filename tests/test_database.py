@@ -185,3 +185,32 @@ def test_the_journal_tables_of_an_older_single_file_index_move_to_their_own_file
     assert move_journal_out_of_the_index(index, journal) == 0  # once
     index.close()
     journal.close()
+
+
+def test_the_jobs_a_lost_journal_still_shows_are_named_or_unknown(tmp_path):
+    from aleaart.database import unfinished_jobs_in
+
+    journal = Database(tmp_path / "journal.db")
+    for job_id, state in (("q1", "queued"), ("r1", "running"), ("done", "succeeded")):
+        journal.execute("INSERT INTO jobs (id, kind, request, identity, priority, state, step, total_steps, "
+                        "created_at, images, cached, attempts) VALUES (?, 'render', '{}', ?, 0, ?, 0, 1, 0, '[]', 0, "
+                        "0)", (job_id, job_id, state))
+    journal.close()
+    assert sorted(unfinished_jobs_in(tmp_path / "journal.db")) == ["q1", "r1"]
+    (tmp_path / "garbled.db").write_bytes(b"\xff" * 4096)
+    assert unfinished_jobs_in(tmp_path / "garbled.db") is None  # which were lost cannot be told
+
+
+def test_a_journal_that_cannot_be_read_is_reported_in_health(tmp_path):
+    from fakes import FakeEngine
+    from fastapi.testclient import TestClient
+
+    from aleaart.api import create_app
+    from aleaart.config import Settings
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "journal.db").write_bytes(b"\xff" * 4096)
+    with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
+        lost = client.get("/health").json()["journal_lost"]
+        assert ".corrupt-" in lost["movedAside"] and lost["lostJobs"] is None
+        assert client.post("/jobs", json={"prompt": "after", "width": 256, "height": 256}).status_code == 202

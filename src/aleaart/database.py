@@ -344,6 +344,19 @@ def move_journal_out_of_the_index(index: Database, journal: Database) -> int:
     return moved
 
 
+def unfinished_jobs_in(path: Path) -> list[str] | None:
+    """The ids of the jobs still queued or running in a journal that was moved aside, if any of it can be read
+    (the damage may be elsewhere in the file); None when it cannot."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in db.execute("SELECT id FROM jobs WHERE state IN ('queued', 'running')")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
 def current_schema() -> list[tuple[str, str, str]]:
     """(type, name, sql) of every table and index the migrations make, tables first, as a new database has."""
     fresh = sqlite3.connect(":memory:", isolation_level=None)

@@ -13,7 +13,7 @@ from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.credentials import Credentials
 from aleaart.custom_models import ModelRegistry
-from aleaart.database import Database, move_journal_out_of_the_index
+from aleaart.database import Database, move_journal_out_of_the_index, unfinished_jobs_in
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.metrics import Metrics
@@ -58,6 +58,7 @@ class Services:
     webhooks: Webhooks
     journal: WatchJournal  # the chain watcher's, read by /health and /metrics wherever the watcher runs
     watcher: Watcher | None  # with ALEAART_WATCH=1: this process follows the chain
+    lost_jobs: list[str] | None = None  # unfinished jobs of a journal that could not be read (None: unknown which)
 
     @classmethod
     def open(cls, settings: Settings, *, loader: Loader | None = None, chain: ChainReader | None = None,
@@ -71,9 +72,12 @@ class Services:
         move_journal_out_of_the_index(db, journal_db)
         if db.moved_aside is not None:
             log.warning("the image index is rebuilt from the PNGs' own metadata; the job journal is intact")
+        lost_jobs = unfinished_jobs_in(journal_db.moved_aside) if journal_db.moved_aside is not None else []
         if journal_db.moved_aside is not None:
             log.error("the job journal could not be read: jobs, records and webhooks accepted before this start are "
-                      "lost (the damaged file is kept as %s)", journal_db.moved_aside)
+                      "lost (the damaged file is kept as %s); unfinished jobs lost: %s", journal_db.moved_aside,
+                      "unknown, the file cannot be read" if lost_jobs is None else
+                      f"{len(lost_jobs)} ({', '.join(lost_jobs) or 'none'})")
         store = ImageStore(settings.images_dir, db, min_free_mb=settings.min_free_mb, cache_mb=settings.serve_cache_mb)
         chain = chain or ChainReader.from_settings(settings)
         book = JobBook(journal_db, store)
@@ -100,7 +104,8 @@ class Services:
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None
         return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,
                    registry=ModelRegistry(settings.models_path, journal_db), publisher=publisher, metrics=metrics,
-                   credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher)
+                   credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher,
+                   lost_jobs=lost_jobs)
 
     def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:
         """Load the model in the background, take back unfinished jobs (``resume``: off for a one-off command

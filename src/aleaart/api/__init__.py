@@ -53,6 +53,7 @@ def create_app(
         app.state.watch_status = services.watch_status
         app.state.webhooks = services.webhooks
         app.state.journal_db = services.journal_db
+        app.state.lost_jobs = services.lost_jobs
         queue = services.queue
         # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue (that takes the
         # queue's lock, which may be held where the body is made).

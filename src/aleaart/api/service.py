@@ -85,19 +85,20 @@ def health(request: Request, queue: QueueDep, settings: SettingsDep) -> dict[str
         "api_key_required": bool(settings.api_key),
         "content_credentials": request.app.state.credentials.describe(),
         "quarantined_rows": request.app.state.store.db.quarantined() + request.app.state.journal_db.quarantined(),
-        **journal_lost(request.app.state.journal_db),
+        **journal_lost(request.app.state.journal_db, request.app.state.lost_jobs),
         **({"chain_watcher": watcher} if (watcher := request.app.state.watch_status()) is not None else {}),
         "version": __version__,
     }
 
 
-def journal_lost(journal: Database) -> dict[str, Any]:
-    """What /health says when the journal could not be read at the start: what was accepted before is lost."""
+def journal_lost(journal: Database, lost_jobs: list[str] | None) -> dict[str, Any]:
+    """What /health says when the journal could not be read at the start: what was accepted before is lost, and
+    which unfinished jobs, where what is left of the file says (``lostJobs`` null: unknown)."""
     if journal.moved_aside is None:
         return {}
-    return {"journal_lost": {"movedAside": str(journal.moved_aside), "message": "the job journal could not be "
-                             "read at the start: jobs, records and webhooks accepted before it are lost; the damaged "
-                             "file was kept for inspection"}}
+    return {"journal_lost": {"movedAside": str(journal.moved_aside), "lostJobs": lost_jobs,
+                             "message": "the job journal could not be read at the start: jobs, records and webhooks "
+                             "accepted before it are lost; the damaged file was kept for inspection"}}
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
