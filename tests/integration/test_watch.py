@@ -37,8 +37,9 @@ def fresh(anvil):
 
 def watch_settings(tmp_path, rpc_url: str, address: str, **extra) -> Settings:
     # No palette grade: on full-size fake images it is most of a token's time here, and none of the watcher's.
-    return Settings(images_dir=tmp_path / "images", rpc_url=rpc_url, chain_id=31337, params_contract=address,
-                    watch=True, watch_poll_seconds=0.1, palette_mode="off", **extra)
+    return Settings(images_dir=tmp_path / "images", collections_dir=tmp_path / "collections", rpc_url=rpc_url,
+                    chain_id=31337, params_contract=address, watch=True, watch_poll_seconds=0.1, palette_mode="off",
+                    **extra)
 
 
 @pytest.fixture
