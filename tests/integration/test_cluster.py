@@ -244,8 +244,11 @@ def test_aleaart_watch_only_enqueues_and_the_workers_render_each_fulfilled_token
                        for t in tokens)
 
         assert eventually(rendered, timeout=240), log_path.read_text()[-2000:]
-        watcher = health(cluster.url)["chain_watcher"]  # the API shows the other process's watcher
-        assert watcher["tokens"]["rendered"] >= 2 and watcher["status"] == "following"
+        def watcher_caught_up() -> bool:  # the API shows the other process's watcher, a poll behind the store
+            watcher = health(cluster.url)["chain_watcher"]
+            return watcher["tokens"]["rendered"] >= 2 and watcher["status"] == "following"
+
+        assert eventually(watcher_caught_up, timeout=30), health(cluster.url)["chain_watcher"]
         # The workers rendered them (counts are as of their last heartbeat).
         assert eventually(lambda: sum(jobs_by_worker(cluster.url).values()) - sum(before.values()) >= 2, timeout=10)
         os.killpg(watch.pid, signal.SIGTERM)
