@@ -31,7 +31,6 @@ class WatchStatus:
 
     block: int | None  # the last block read (the cursor)
     head: int | None  # the chain's head when last asked
-    head_at: float | None
     synced_at: float | None  # the last time the cursor reached the confirmed head
     error: str | None
     reorgs: int
@@ -176,7 +175,7 @@ class WatchJournal:
             "FROM watch_tokens WHERE chain = ?", (FAILED_AFTER, self.chain))[0]
         c = cursor[0] if cursor else None
         return WatchStatus(
-            block=c["block"] if c else None, head=c["head"] if c else None, head_at=c["head_at"] if c else None,
+            block=c["block"] if c else None, head=c["head"] if c else None,
             synced_at=c["synced_at"] if c else None, error=c["error"] if c else None,
             reorgs=c["reorgs"] if c else 0, seen=counts["seen"], rendered=counts["rendered"],
             pending=counts["pending"], failed=counts["failed"])

@@ -22,7 +22,6 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True)
 class Target:
-    url: str
     scheme: str
     host: str
     port: int
@@ -41,7 +40,7 @@ def parse_target(url: str) -> Target:
         raise InvalidWebhook(f"webhook: only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
     if not parts.hostname:
         raise InvalidWebhook("webhook: the URL has no host")
-    return Target(url=url, scheme=parts.scheme, host=parts.hostname,
+    return Target(scheme=parts.scheme, host=parts.hostname,
                   port=port or (443 if parts.scheme == "https" else 80))
 
 
