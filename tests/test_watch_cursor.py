@@ -41,8 +41,8 @@ def test_a_token_fulfilled_twice_in_a_range_keeps_its_later_seed():
 
 def test_a_refused_range_is_halved_down_to_one_block_and_grows_back_to_what_passed():
     chunk = ChunkSize(1000)
-    assert chunk.refused() and chunk.blocks == 500
-    assert chunk.refused() and chunk.blocks == 250
+    assert chunk.refused(1000) and chunk.blocks == 500
+    assert chunk.refused(500) and chunk.blocks == 250
     for _ in range(ChunkSize.GROW_AFTER):
         chunk.answered()
     assert chunk.blocks == 499  # twice as many, but under what was refused
@@ -50,8 +50,18 @@ def test_a_refused_range_is_halved_down_to_one_block_and_grows_back_to_what_pass
         chunk.answered()
     assert chunk.blocks == 1000  # a long run of answers: the refused sizes are tried again
     small = ChunkSize(2)
-    assert small.refused() and small.blocks == 1
-    assert not small.refused()  # one block refused: nothing left to halve
+    assert small.refused(2) and small.blocks == 1
+    assert not small.refused(1)  # one block refused: nothing left to halve
+
+
+def test_a_range_cut_short_at_the_head_is_halved_from_what_it_asked_for():
+    chunk = ChunkSize(2000)
+    assert chunk.refused(27) and chunk.blocks == 13  # not 1000: the range stopped at the head, 27 blocks on
+    assert chunk.refused(13) and chunk.blocks == 6
+    for _ in range(ChunkSize.GROW_AFTER):
+        chunk.answered()
+    assert chunk.blocks == 12  # under the 13 refused
+
 
 
 @pytest.mark.parametrize(("failures", "expected"), [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)])

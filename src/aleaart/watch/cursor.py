@@ -68,13 +68,14 @@ class ChunkSize:
         self.ceiling = maximum
         self._answered = 0
 
-    def refused(self) -> bool:
-        """The range was refused: ask for half. False when a single block was refused (nothing to halve)."""
+    def refused(self, asked: int) -> bool:
+        """A range of ``asked`` blocks was refused: ask for half of it (not of ``blocks``: a range cut short at
+        the head asks for fewer). False when a single block was refused (nothing to halve)."""
         self._answered = 0
-        if self.blocks == 1:
+        if asked <= 1:
             return False
-        self.ceiling = self.blocks - 1
-        self.blocks = max(1, self.blocks // 2)
+        self.ceiling = min(self.ceiling, asked - 1)
+        self.blocks = max(1, min(self.blocks, asked) // 2)
         return True
 
     def answered(self) -> None:

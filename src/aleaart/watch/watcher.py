@@ -162,7 +162,7 @@ class Watcher:
         try:
             found = self.log.fulfilments(first, last)
         except RangeRefused as refusal:
-            if not self.chunk.refused():
+            if not self.chunk.refused(last - first + 1):
                 raise
             log.info("%s; asking for %d blocks at a time", refusal, self.chunk.blocks)
             return first - 1
