@@ -110,7 +110,7 @@ def test_a_receiver_down_for_a_while_gets_every_event_in_order_with_stable_ids(m
     assert eventually(lambda: events(receiver, job_id) == ORDER, timeout=30), events(receiver, job_id)
     retried_id = receiver.received[0].id
     assert [r.id for r in receiver.delivered(job_id)][0] == retried_id
-    assert eventually(lambda: 'aleaart_webhook_outbox_depth 0.0' in client.get("/metrics").text, timeout=10)
+    assert eventually(lambda: 'aleaart_webhook_outbox_depth 0.0' in client.get("/metrics").text, timeout=30)
 
 
 def test_410_stops_every_later_event(make_client, receiver):

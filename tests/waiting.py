@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 
-def eventually(condition: Callable[[], object], timeout: float = 10) -> bool:
+def eventually(condition: Callable[[], object], timeout: float = 30) -> bool:
     """True once ``condition()`` is true (polled every 50 ms), False if ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
     while not condition():

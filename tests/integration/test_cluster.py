@@ -250,7 +250,7 @@ def test_aleaart_watch_only_enqueues_and_the_workers_render_each_fulfilled_token
 
         assert eventually(watcher_caught_up, timeout=30), health(cluster.url)["chain_watcher"]
         # The workers rendered them (counts are as of their last heartbeat).
-        assert eventually(lambda: sum(jobs_by_worker(cluster.url).values()) - sum(before.values()) >= 2, timeout=10)
+        assert eventually(lambda: sum(jobs_by_worker(cluster.url).values()) - sum(before.values()) >= 2, timeout=30)
         os.killpg(watch.pid, signal.SIGTERM)
         assert watch.wait(30) == 0
 

@@ -162,7 +162,7 @@ def test_the_service_webhook_hears_each_token_rendered_and_a_collection_tells_it
         assert told[0] == "start" and told[-1] == "completed" and "output" in told
         rendered = [r.body["summary"]["rendered"] for r in mine.delivered(job_id) if r.event == "output"]
         assert rendered == sorted(rendered) and rendered[-1] == 3  # tokens as they land, the last with completed
-        assert eventually(lambda: any(r.event == "collection.succeeded" for r in service.received), timeout=10)
+        assert eventually(lambda: any(r.event == "collection.succeeded" for r in service.received), timeout=30)
     finally:
         service.stop()
         mine.stop()
