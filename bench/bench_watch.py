@@ -1,8 +1,9 @@
 """Render on fulfilment, measured on anvil with the fake engine (everything but the GPU's time).
 
     python bench/bench_watch.py [--burst 1000] [--backfill 10000] [--palette off|grade] [--render-seconds 60]
+                                [--poll 2]
 
-burst: the service follows the chain (ALEAART_WATCH=1, confirmations 0, polling every 0.25 s) while 1,000 tokens
+burst: the service follows the chain (ALEAART_WATCH=1, confirmations 0, polling every --poll seconds) while 1,000 tokens
 are minted and fulfilled in 4 transactions; prints the lag from each fulfilment's block to its image being stored
 (metadata ready), and the watcher thread's own CPU time per token (RPC, journal, queue hand-off).
 backfill: 10,000 tokens fulfilled before the watcher starts with no cursor; prints how long reading them from the
@@ -44,9 +45,9 @@ def mint_timed(contract, w3, count: int) -> dict[int, float]:
     return mined
 
 
-def service(tmp: str, node: Anvil, address: str, palette: str, **extra) -> TestClient:
+def service(tmp: str, node: Anvil, address: str, palette: str, poll: float, **extra) -> TestClient:
     settings = Settings(images_dir=Path(tmp) / "images", rpc_url=node.url, chain_id=31337, params_contract=address,
-                        watch=True, watch_poll_seconds=0.25, palette_mode=palette, chain_timeout=30, **extra)
+                        watch=True, watch_poll_seconds=poll, palette_mode=palette, chain_timeout=30, **extra)
     return TestClient(create_app(settings, loader=FakeEngine))
 
 
@@ -73,10 +74,10 @@ def thread_cpu(name: str) -> float:
     return float("nan")
 
 
-def burst(node: Anvil, count: int, palette: str) -> None:
+def burst(node: Anvil, count: int, palette: str, poll: float) -> None:
     w3 = node.web3()
     contract = deploy(w3)
-    with tempfile.TemporaryDirectory() as tmp, service(tmp, node, contract.address, palette,
+    with tempfile.TemporaryDirectory() as tmp, service(tmp, node, contract.address, palette, poll,
                                                        watch_from_block=w3.eth.block_number) as client:
         client.app.state.model.wait(30)
         cpu_before = thread_cpu("chain-watcher")
@@ -89,21 +90,22 @@ def burst(node: Anvil, count: int, palette: str) -> None:
         lags = sorted(r["rendered_at"] - mined[int(r["token_id"])] for r in rows)
         found = sorted(r["seen_at"] - mined[int(r["token_id"])] for r in rows)
         q = statistics.quantiles(lags, n=100)
-        print(f"burst of {count} fulfilments ({-(-count // MINT_BATCH)} blocks), palette {palette}: all metadata ready "
-              f"{seconds:.1f} s after the first mint ({count / seconds:.1f} tokens/s)")
+        how = f"polling every {poll:g} s"
+        print(f"burst of {count} fulfilments ({-(-count // MINT_BATCH)} blocks), palette {palette}, {how}: all "
+              f"metadata ready {seconds:.1f} s after the first mint ({count / seconds:.1f} tokens/s)")
         print(f"  fulfilment → found by the watcher: median {statistics.median(found):.2f} s, max {max(found):.2f} s")
         print(f"  fulfilment → image stored (metadata ready): p50 {q[49]:.1f} s, p95 {q[94]:.1f} s, "
               f"max {lags[-1]:.1f} s; first {lags[0]:.2f} s")
         print(f"  watcher thread CPU: {cpu * 1000 / count:.2f} ms per token ({cpu:.2f} s in all)")
 
 
-def backfill(node: Anvil, count: int, palette: str, render_seconds: float) -> None:
+def backfill(node: Anvil, count: int, palette: str, render_seconds: float, poll: float) -> None:
     w3 = node.web3()
     contract = deploy(w3)
     mint_timed(contract, w3, count)
     for _ in range(100):
         w3.provider.make_request("evm_mine", [])  # empty blocks after the mints, as a live chain has
-    with tempfile.TemporaryDirectory() as tmp, service(tmp, node, contract.address, palette) as client:
+    with tempfile.TemporaryDirectory() as tmp, service(tmp, node, contract.address, palette, poll) as client:
         started = time.time()
         assert wait_for(client, lambda s: s["tokens"]["seen"] >= count, 3600), client.app.state.watch_status()
         scanned = time.time() - started
@@ -123,13 +125,14 @@ def main() -> None:
     parser.add_argument("--backfill", type=int, default=10_000)
     parser.add_argument("--palette", choices=["off", "grade", "prompt"], default="off")
     parser.add_argument("--render-seconds", type=float, default=60)
+    parser.add_argument("--poll", type=float, default=2.0, help="ALEAART_WATCH_POLL_SECONDS (the service's default)")
     args = parser.parse_args()
     node = Anvil().start()
     try:
         if args.burst:
-            burst(node, args.burst, args.palette)
+            burst(node, args.burst, args.palette, args.poll)
         if args.backfill:
-            backfill(node, args.backfill, args.palette, args.render_seconds)
+            backfill(node, args.backfill, args.palette, args.render_seconds, args.poll)
     finally:
         node.stop()
 

@@ -245,6 +245,17 @@ def test_state_transitions_are_checked():
         job.move(JobState.RUNNING)
 
 
+def test_a_job_tells_once_when_it_ends_and_at_once_when_it_has():
+    job = Job(id="j", request=render())
+    told = []
+    job.when_done(lambda: told.append(job.state))
+    job.move(JobState.RUNNING)
+    assert told == []
+    job.move(JobState.FAILED, error="x")
+    job.when_done(lambda: told.append("late"))
+    assert told == [JobState.FAILED, "late"]
+
+
 def test_a_finished_state_is_never_seen_without_its_result():
     """Regression: v1 set ``state`` before ``image``, so a poller could see SUCCEEDED with no image."""
     seen_inconsistent = []

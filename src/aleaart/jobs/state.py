@@ -6,6 +6,7 @@ import enum
 import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,7 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     interrupted: bool = False  # set with cancel_event when the service stops: re-queue, don't cancel
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _when_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def kind(self) -> str:
@@ -101,7 +103,20 @@ class Job:
                 changes.setdefault("finished_at", current.finished_at or time.time())
             self.status = replace(current, **changes, state=state, version=current.version + 1)
             self._changed.notify_all()
-            return self.status
+            moved = self.status
+            ended, self._when_done = (self._when_done, []) if state.is_terminal() else ([], self._when_done)
+        for callback in ended:
+            callback()
+        return moved
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (quick, non-blocking: it runs on the thread that ends the job) once the job ends;
+        at once if it has."""
+        with self._changed:
+            if not self.status.state.is_terminal():
+                self._when_done.append(callback)
+                return
+        callback()
 
     def progress(self, step: int, total: int, summary: dict[str, Any] | None = None) -> None:
         """Steps done (and, for a coordinating kind, its summary so far); kept in memory, not recorded."""

@@ -92,6 +92,7 @@ class Watcher:
         self.on_progress: Callable[[ReadProgress], None] | None = None
         self._in_flight: dict[int, InFlight] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the loop's wait ends: a render ended
         self._thread: threading.Thread | None = None
 
     # Running
@@ -103,27 +104,49 @@ class Watcher:
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def run(self) -> None:
-        """Until ``stop``: a pass, then wait a poll interval (or back off while the node cannot be read)."""
+        """Until ``stop``: a pass over the chain every poll interval (backing off while the node cannot be read);
+        between passes, each render that ends is collected (stored, pinned, told) and the next tokens handed out."""
         failures = 0
+        next_pass = time.monotonic()
         while not self._stop.is_set():
-            try:
-                self.step()
-                failures = 0
-                wait = self.config.poll_seconds
-            except ChainError as error:
-                failures += 1
-                wait = backoff_seconds(failures, base=self.config.poll_seconds, cap=RPC_RETRY_CAP)
-                self._chain_failed(error, retry_in=wait)
-            except Exception:  # a bug must not end the watcher silently: said, and the pass is tried again
-                failures += 1
-                wait = backoff_seconds(failures, base=self.config.poll_seconds, cap=RPC_RETRY_CAP)
-                log.exception("the chain watcher's pass failed; trying again in %.0f s", wait)
+            self._wake.clear()  # a render that ends from here on ends the wait below at once
+            if time.monotonic() >= next_pass:
+                failures = self._pass(failures)
+                wait = self.config.poll_seconds if failures == 0 else \
+                    backoff_seconds(failures, base=self.config.poll_seconds, cap=RPC_RETRY_CAP)
+                next_pass = time.monotonic() + wait
+            else:
+                self._settle()
+            self._wake.wait(max(0.0, next_pass - time.monotonic()))
+
+    def _pass(self, failures: int) -> int:
+        """One pass, its failure said and recorded; returns the failures in a row."""
+        try:
+            self.step()
+            return 0
+        except ChainError as error:
+            self._chain_failed(error, retry_in=backoff_seconds(failures + 1, base=self.config.poll_seconds,
+                                                               cap=RPC_RETRY_CAP))
+        except Exception:  # a bug must not end the watcher silently: said, and the pass is tried again
+            log.exception("the chain watcher's pass failed; trying again")
+        return failures + 1
+
+    def _settle(self) -> None:
+        """Between passes: note the renders that ended, and hand out the next tokens once half the window is free
+        (one chain read for several tokens, and the queue still has the other half to work on meanwhile)."""
+        try:
             self.collect()
-            self._stop.wait(wait)
+            if len(self._in_flight) <= WINDOW // 2:
+                self.dispatch()
+        except ChainError as error:  # the next pass says it in /health
+            log.warning("the chain watcher could not hand out tokens: %s", error)
+        except Exception:
+            log.exception("the chain watcher could not hand out tokens")
 
     def step(self) -> None:
         """One pass: read up to the confirmed head, handing out renders as tokens are found."""
@@ -252,6 +275,7 @@ class Watcher:
             self._render_failed(due, str(error))
             return True
         self._in_flight[due.token_id] = InFlight(job, due, time.monotonic())
+        job.when_done(self._wake.set)  # collected, pinned and told at once, and the next token handed out
         return True
 
     def collect(self) -> None:
