@@ -1,9 +1,10 @@
 """Render on fulfilment, measured on anvil with the fake engine (everything but the GPU's time).
 
     python bench/bench_watch.py [--burst 1000] [--backfill 10000] [--palette off|grade] [--render-seconds 60]
-                                [--poll 2]
+                                [--poll 2] [--ws]
 
-burst: the service follows the chain (ALEAART_WATCH=1, confirmations 0, polling every --poll seconds) while 1,000 tokens
+burst: the service follows the chain (ALEAART_WATCH=1, confirmations 0, polling every --poll seconds, with --ws
+also subscribed over anvil's websocket) while 1,000 tokens
 are minted and fulfilled in 4 transactions; prints the lag from each fulfilment's block to its image being stored
 (metadata ready), and the watcher thread's own CPU time per token (RPC, journal, queue hand-off).
 backfill: 10,000 tokens fulfilled before the watcher starts with no cursor; prints how long reading them from the
@@ -74,12 +75,15 @@ def thread_cpu(name: str) -> float:
     return float("nan")
 
 
-def burst(node: Anvil, count: int, palette: str, poll: float) -> None:
+def burst(node: Anvil, count: int, palette: str, poll: float, ws: bool) -> None:
     w3 = node.web3()
     contract = deploy(w3)
+    subscribed = {"watch_ws_url": f"ws://127.0.0.1:{node.port}"} if ws else {}
     with tempfile.TemporaryDirectory() as tmp, service(tmp, node, contract.address, palette, poll,
-                                                       watch_from_block=w3.eth.block_number) as client:
+                                                       watch_from_block=w3.eth.block_number, **subscribed) as client:
         client.app.state.model.wait(30)
+        if ws:
+            assert wait_for(client, lambda s: s["subscription"] == "live", 60), client.app.state.watch_status()
         cpu_before = thread_cpu("chain-watcher")
         started = time.time()
         mined = mint_timed(contract, w3, count)
@@ -90,7 +94,7 @@ def burst(node: Anvil, count: int, palette: str, poll: float) -> None:
         lags = sorted(r["rendered_at"] - mined[int(r["token_id"])] for r in rows)
         found = sorted(r["seen_at"] - mined[int(r["token_id"])] for r in rows)
         q = statistics.quantiles(lags, n=100)
-        how = f"polling every {poll:g} s"
+        how = f"polling every {poll:g} s" + (", subscribed" if ws else "")
         print(f"burst of {count} fulfilments ({-(-count // MINT_BATCH)} blocks), palette {palette}, {how}: all "
               f"metadata ready {seconds:.1f} s after the first mint ({count / seconds:.1f} tokens/s)")
         print(f"  fulfilment → found by the watcher: median {statistics.median(found):.2f} s, max {max(found):.2f} s")
@@ -126,11 +130,12 @@ def main() -> None:
     parser.add_argument("--palette", choices=["off", "grade", "prompt"], default="off")
     parser.add_argument("--render-seconds", type=float, default=60)
     parser.add_argument("--poll", type=float, default=2.0, help="ALEAART_WATCH_POLL_SECONDS (the service's default)")
+    parser.add_argument("--ws", action="store_true", help="also subscribe over anvil's websocket")
     args = parser.parse_args()
     node = Anvil().start()
     try:
         if args.burst:
-            burst(node, args.burst, args.palette, args.poll)
+            burst(node, args.burst, args.palette, args.poll, args.ws)
         if args.backfill:
             backfill(node, args.backfill, args.palette, args.render_seconds, args.poll)
     finally:

@@ -5,6 +5,7 @@ import pytest
 from aleaart.watch.cursor import (
     ChunkSize,
     Fulfilment,
+    PushedBlocks,
     backoff_seconds,
     common_ancestor,
     default_confirmations,
@@ -62,6 +63,17 @@ def test_a_range_cut_short_at_the_head_is_halved_from_what_it_asked_for():
         chunk.answered()
     assert chunk.blocks == 12  # under the 13 refused
 
+
+
+def test_a_pushed_fulfilment_is_due_once_it_has_its_confirmations_not_on_every_head():
+    pushed = PushedBlocks(confirmations=2)
+    assert not pushed.new_head(10)  # heads alone: nothing to read
+    assert not pushed.fulfilled_in(11)
+    assert not pushed.new_head(12)
+    assert pushed.new_head(13)  # 11 is 2 under the head
+    assert not pushed.new_head(14)  # once
+    assert pushed.fulfilled_in(12)  # already confirmed by a head seen before the log
+    assert PushedBlocks(confirmations=0).fulfilled_in(5)
 
 
 @pytest.mark.parametrize(("failures", "expected"), [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)])

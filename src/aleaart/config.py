@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -158,6 +159,18 @@ class Settings(BaseSettings):
     watch_poll_seconds: float = Field(2.0, gt=0, le=300, description="how often the watcher asks for new blocks")
     watch_max_blocks: int = Field(10_000, ge=1, description="the most blocks one eth_getLogs asks for; halved "
                                   "while the RPC refuses a range")
+    watch_ws_url: str | None = Field(None, description="a websocket endpoint of the same node or chain (ws:// or "
+                                     "wss://): the watcher subscribes to new heads and fulfilments and reads as "
+                                     "soon as one is confirmed instead of at the next poll; polling goes on")
+
+    @field_validator("watch_ws_url")
+    @classmethod
+    def _websocket_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("ws", "wss"):
+            raise ValueError("a websocket URL starts with ws:// or wss://")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

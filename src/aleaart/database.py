@@ -186,8 +186,13 @@ CREATE TABLE quarantined_rows (
 );
 """
 
+# v7: the state of the chain watcher's websocket subscription, for /health in any process.
+V6_TO_V7 = """
+ALTER TABLE watch_cursor ADD COLUMN subscription TEXT;
+"""
+
 # MIGRATIONS[n] takes version n to n + 1
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5, V5_TO_V6)
+MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5, V5_TO_V6, V6_TO_V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

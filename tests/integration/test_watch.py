@@ -22,7 +22,7 @@ from aleaart.config import Settings
 from aleaart.derive import derive_params
 from integration.receiver import SECRET, Receiver
 from integration.rpc_proxy import RpcProxy
-from integration.server import Server, aleaart_watch, server_env
+from integration.server import Server, aleaart_watch, free_port, server_env
 
 # Cheap to render on the fake engine and distinct per token.
 BASE = bytes(range(32))
@@ -166,6 +166,28 @@ def test_the_service_webhook_hears_each_token_rendered_and_a_collection_tells_it
     finally:
         service.stop()
         mine.stop()
+
+
+def test_a_websocket_subscription_has_a_fulfilment_stored_without_waiting_for_the_poll(fresh, watching, tmp_path,
+                                                                                       anvil):
+    contract, w3 = fresh
+    client = watching(watch_settings(tmp_path, anvil.url, contract.address, watch_from_block=w3.eth.block_number + 1,
+                                     watch_poll_seconds=300, watch_ws_url=f"ws://127.0.0.1:{anvil.port}"))
+    assert eventually(lambda: watcher_health(client)["subscription"] == "live"), watcher_health(client)
+    tokens = mint_many(contract, w3, 12, random_base=BASE)  # more than the 8 handed to the queue at once
+    # The next poll is 300 s away: the pushed log starts the pass, each render's end its collection and the
+    # next tokens' hand-out.
+    assert eventually(lambda: rendered(client) == 12, timeout=60), watcher_health(client)
+    assert all(stored_sha256(client, t) for t in tokens)
+
+
+def test_a_websocket_that_cannot_be_reached_leaves_the_watcher_polling(fresh, watching, tmp_path, anvil):
+    contract, w3 = fresh
+    client = watching(watch_settings(tmp_path, anvil.url, contract.address, watch_from_block=w3.eth.block_number + 1,
+                                     watch_ws_url=f"ws://127.0.0.1:{free_port()}"))
+    token = mint_cheap(contract, w3)
+    assert eventually(lambda: rendered(client) == 1, timeout=60), watcher_health(client)
+    assert stored_sha256(client, token) and watcher_health(client)["subscription"] == "connecting"
 
 
 def test_the_rpc_going_down_is_reported_and_caught_up_by_itself(fresh, watching, tmp_path, anvil):

@@ -1,5 +1,5 @@
 """The watcher's pure logic: how deep a block must be, where a reorganisation forked, how many blocks one
-``eth_getLogs`` may ask for. No web3, no database."""
+``eth_getLogs`` may ask for, when a pushed fulfilment is confirmed. No web3, no database."""
 
 from __future__ import annotations
 
@@ -84,6 +84,28 @@ class ChunkSize:
             self.ceiling = self.maximum
         if self._answered % self.GROW_AFTER == 0:
             self.blocks = min(self.ceiling, self.blocks * 2)
+
+
+class PushedBlocks:
+    """What a websocket subscription told of: the blocks holding fulfilments and the newest head. A pass is
+    due when one of those blocks is ``confirmations`` under the head, not on every new head (on Arbitrum that
+    is four a second), so the subscription adds a read only where there is a token to render."""
+
+    def __init__(self, confirmations: int) -> None:
+        self.confirmations = confirmations
+        self.head: int | None = None
+        self._awaited: set[int] = set()
+
+    def fulfilled_in(self, block: int) -> bool:
+        """A fulfilment log arrived (its block is at most the head); True when a pass is due."""
+        self._awaited.add(block)
+        return self.new_head(block)
+
+    def new_head(self, number: int) -> bool:
+        self.head = number if self.head is None else max(self.head, number)
+        confirmed = {block for block in self._awaited if block + self.confirmations <= self.head}
+        self._awaited -= confirmed
+        return bool(confirmed)
 
 
 def backoff_seconds(failures: int, *, base: float, cap: float) -> float:

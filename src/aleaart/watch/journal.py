@@ -33,6 +33,7 @@ class WatchStatus:
     head: int | None  # the chain's head when last asked
     synced_at: float | None  # the last time the cursor reached the confirmed head
     error: str | None
+    subscription: str | None  # the websocket subscription: live, connecting, refused; None without one
     reorgs: int
     seen: int
     rendered: int
@@ -58,7 +59,7 @@ class WatchStatus:
             "headBlock": self.head, "cursorBlock": self.block, "confirmations": confirmations,
             "lagBlocks": self.lag_blocks(), "lagSeconds": None if lag is None else round(lag, 1),
             "tokens": {"seen": self.seen, "rendered": self.rendered, "pending": self.pending, "failed": self.failed},
-            "reorgs": self.reorgs, "lastError": self.error,
+            "reorgs": self.reorgs, "lastError": self.error, "subscription": self.subscription,
         }
 
 
@@ -125,11 +126,11 @@ class WatchJournal:
                        (ancestor, time.time(), self.chain))
         return gone
 
-    def note_head(self, head: int, *, synced: bool) -> None:
+    def note_head(self, head: int, *, synced: bool, subscription: str | None = None) -> None:
         now = time.time()
         self.db.execute(
-            "UPDATE watch_cursor SET head = ?, head_at = ?, error = NULL, synced_at = CASE WHEN ? THEN ? "
-            "ELSE synced_at END WHERE chain = ?", (head, now, synced, now, self.chain))
+            "UPDATE watch_cursor SET head = ?, head_at = ?, error = NULL, subscription = ?, synced_at = CASE WHEN ? "
+            "THEN ? ELSE synced_at END WHERE chain = ?", (head, now, subscription, synced, now, self.chain))
 
     def note_error(self, error: str) -> None:
         self.db.execute("UPDATE watch_cursor SET error = ?, updated_at = ? WHERE chain = ?",
@@ -177,5 +178,6 @@ class WatchJournal:
         return WatchStatus(
             block=c["block"] if c else None, head=c["head"] if c else None,
             synced_at=c["synced_at"] if c else None, error=c["error"] if c else None,
-            reorgs=c["reorgs"] if c else 0, seen=counts["seen"], rendered=counts["rendered"],
+            subscription=c["subscription"] if c else None, reorgs=c["reorgs"] if c else 0,
+            seen=counts["seen"], rendered=counts["rendered"],
             pending=counts["pending"], failed=counts["failed"])

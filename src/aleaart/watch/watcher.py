@@ -23,6 +23,7 @@ from aleaart.params import PaletteChoice
 from aleaart.watch.cursor import ChunkSize, backoff_seconds, common_ancestor, default_confirmations, latest_per_token
 from aleaart.watch.journal import DueToken, WatchJournal
 from aleaart.watch.rpc import ChainLog, RangeRefused
+from aleaart.watch.subscription import Subscription
 
 if TYPE_CHECKING:
     from aleaart.chain import ChainReader, TokenInfo
@@ -46,13 +47,16 @@ class WatchConfig:
     poll_seconds: float
     max_blocks: int
     palette: PaletteChoice
+    ws_url: str | None = None  # a websocket endpoint whose notifications wake the watcher between polls
+    timeout: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WatchConfig:
         confirmations = settings.watch_confirmations
         return cls(confirmations=default_confirmations(settings.chain_id) if confirmations is None else confirmations,
                    from_block=settings.watch_from_block, poll_seconds=settings.watch_poll_seconds,
-                   max_blocks=settings.watch_max_blocks, palette=settings.palette_choice)
+                   max_blocks=settings.watch_max_blocks, palette=settings.palette_choice,
+                   ws_url=settings.watch_ws_url, timeout=settings.chain_timeout)
 
     @property
     def behind_after(self) -> float:
@@ -92,7 +96,9 @@ class Watcher:
         self.on_progress: Callable[[ReadProgress], None] | None = None
         self._in_flight: dict[int, InFlight] = {}
         self._stop = threading.Event()
-        self._wake = threading.Event()  # the loop's wait ends: a render ended
+        self._wake = threading.Event()  # the loop's wait ends: a render ended, or a pass is due now
+        self._read_now = threading.Event()  # the subscription says a fulfilment is confirmed
+        self.subscription: Subscription | None = None  # with ALEAART_WATCH_WS_URL, while running
         self._thread: threading.Thread | None = None
 
     # Running
@@ -108,14 +114,32 @@ class Watcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def wake(self) -> None:
+        """Read the chain now rather than at the end of the poll interval (a pushed fulfilment is confirmed)."""
+        self._read_now.set()
+        self._wake.set()
+
     def run(self) -> None:
-        """Until ``stop``: a pass over the chain every poll interval (backing off while the node cannot be read);
-        between passes, each render that ends is collected (stored, pinned, told) and the next tokens handed out."""
+        """Until ``stop``: a pass over the chain every poll interval (backing off while the node cannot be read),
+        sooner when the websocket subscription (ALEAART_WATCH_WS_URL) says a fulfilment is confirmed; between
+        passes, each render that ends is collected (stored, pinned, told) and the next token handed out."""
+        if self.config.ws_url is not None:
+            self.subscription = Subscription(self.config.ws_url, address=self.log.address, wake=self.wake,
+                                             confirmations=self.config.confirmations, timeout=self.config.timeout)
+            self.subscription.start()
+        try:
+            self._follow()
+        finally:
+            if self.subscription is not None:
+                self.subscription.stop()
+
+    def _follow(self) -> None:
         failures = 0
         next_pass = time.monotonic()
         while not self._stop.is_set():
-            self._wake.clear()  # a render that ends from here on ends the wait below at once
-            if time.monotonic() >= next_pass:
+            self._wake.clear()  # what ends or is pushed from here on ends the wait below at once
+            if self._read_now.is_set() or time.monotonic() >= next_pass:
+                self._read_now.clear()
                 failures = self._pass(failures)
                 wait = self.config.poll_seconds if failures == 0 else \
                     backoff_seconds(failures, base=self.config.poll_seconds, cap=RPC_RETRY_CAP)
@@ -161,7 +185,8 @@ class Watcher:
                 self.on_progress(ReadProgress(first, cursor, target))
             self.collect()
             self.dispatch()
-        self.journal.note_head(head, synced=cursor >= target)
+        self.journal.note_head(head, synced=cursor >= target,
+                               subscription=self.subscription.state if self.subscription is not None else None)
         self.collect()
         self.dispatch()
 
