@@ -3,6 +3,8 @@ a reorganisation replaced, and have every fulfilled token rendered through the q
 
 One pass (``step``) reads up to the confirmed head in adaptive ranges; between ranges it hands the queue the
 tokens that are due (a few at a time, so interactive requests still go first) and collects finished renders.
+Passes come every poll interval, or sooner when the websocket subscription pushes a confirmed fulfilment;
+between passes, a render that ends wakes the loop to collect it and hand out the next tokens.
 A failure to reach the node is retried with backoff and shown in ``/health``; a token that fails to render is
 retried with backoff and counted as failed after a few attempts, never dropped.
 """
