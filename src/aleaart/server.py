@@ -17,11 +17,11 @@ import time
 from collections.abc import Generator
 from types import FrameType
 
-import h11
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from aleaart.api.errors import error_body
 from aleaart.errors import AleaArtError, BadRequest, RequestTimeout
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ ANSWER_GRACE_SECONDS = 1.0  # for waiting clients to be sent their final answer 
 
 def raw_error(error: AleaArtError) -> bytes:
     """A whole HTTP/1.1 answer with the service's error body, for where no request was parsed to answer."""
-    body = json.dumps({"success": False, "error": str(error), "code": error.code}).encode()
+    body = json.dumps(error_body(str(error), error.code)).encode()
     head = (f"HTTP/1.1 {error.status} {http.HTTPStatus(error.status).phrase}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode() + body
@@ -63,13 +63,7 @@ class EdgeProtocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         self._disarm_head_timer()
-        error = BadRequest(f"the request could not be read as HTTP/1.1 ({msg.rstrip('.')})")
-        body = json.dumps({"success": False, "error": str(error), "code": error.code}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
-                      h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
+        self.transport.write(raw_error(BadRequest(f"the request could not be read as HTTP/1.1 ({msg.rstrip('.')})")))
         self.transport.close()
 
     def _arm_head_timer(self) -> None:
@@ -121,7 +115,7 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve(app: FastAPI, *, host: str, port: int, drain_seconds: float, header_timeout: float = 20.0) -> None:
+def serve(app: FastAPI, *, host: str, port: int, drain_seconds: float, header_timeout: float) -> None:
     protocol = type("EdgeProtocol", (EdgeProtocol,), {"header_timeout": header_timeout})
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, http=protocol,
