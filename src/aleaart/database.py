@@ -213,7 +213,7 @@ class Database:
             self._db, self.migrated_from = open_checked(path)
         except sqlite3.DatabaseError as error:
             if is_disk_full(error, path.parent):
-                raise DiskFull(f"disk full: cannot open the index {path} ({error})") from None
+                raise DiskFull(f"disk full: cannot open the database {path} ({error})") from None
             self.moved_aside = move_aside(path)
             log.error("the database %s could not be read (%s); moved it to %s and starting a new one",
                       path, error, self.moved_aside)
@@ -267,7 +267,7 @@ class Database:
             yield
         except sqlite3.OperationalError as error:
             if is_disk_full(error, self.path.parent):
-                raise DiskFull(f"disk full: the index {self.path.name} cannot be written ({error})") from None
+                raise DiskFull(f"disk full: the database {self.path.name} cannot be written ({error})") from None
             raise
 
 

@@ -5,14 +5,16 @@ tensors' names and shapes fit the architecture of the model the service runs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from safetensors import SafetensorError, safe_open
 
 from aleaart.errors import InvalidModel
+
+T = TypeVar("T")
 
 ModelKind = Literal["checkpoint", "lora"]
 Layout = Mapping[str, tuple[int, ...]]
@@ -59,18 +61,19 @@ def read_layout(path: Path) -> Layout:
         start = handle.read(8)
     if start.startswith(PICKLE_MAGIC):
         raise InvalidModel(f"the file is a pickle, not safetensors: {PICKLE_WARNING}")
-    try:
-        with safe_open(str(path), framework="numpy") as weights:
-            return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise InvalidModel(f"the file is not a readable .safetensors file ({error})") from None
+    return read_header(path, lambda tensor: tuple(tensor.get_shape()))
 
 
 def read_dtypes(path: Path) -> dict[str, str]:
     """Each tensor's stored type (safetensors' names: F16, BF16, F32, I8 ...), from the header."""
+    return read_header(path, lambda tensor: tensor.get_dtype())
+
+
+def read_header(path: Path, fact: Callable[[Any], T]) -> dict[str, T]:
+    """``fact`` of each tensor's header entry (a safetensors slice: no weights are read), by tensor name."""
     try:
         with safe_open(str(path), framework="numpy") as weights:
-            return {name: weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118
+            return {name: fact(weights.get_slice(name)) for name in weights.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as error:
         raise InvalidModel(f"the file is not a readable .safetensors file ({error})") from None
 
@@ -108,7 +111,7 @@ def classify(layout: Layout, architecture: Architecture, claimed: ModelKind | No
     if kind == "checkpoint":
         check_checkpoint(layout, architecture)
     else:
-        check_lora(layout, architecture, dtypes or {})
+        check_lora(layout, architecture, dtypes)
     return ModelFacts(kind=kind, base=architecture.name, tensors=len(layout))
 
 

@@ -72,8 +72,9 @@ class Services:
         move_journal_out_of_the_index(db, journal_db)
         if db.moved_aside is not None:
             log.warning("the image index is rebuilt from the PNGs' own metadata; the job journal is intact")
-        lost_jobs = unfinished_jobs_in(journal_db.moved_aside) if journal_db.moved_aside is not None else []
+        lost_jobs: list[str] | None = []
         if journal_db.moved_aside is not None:
+            lost_jobs = unfinished_jobs_in(journal_db.moved_aside)
             log.error("the job journal could not be read: jobs, records and webhooks accepted before this start are "
                       "lost (the damaged file is kept as %s); unfinished jobs lost: %s", journal_db.moved_aside,
                       "unknown, the file cannot be read" if lost_jobs is None else
