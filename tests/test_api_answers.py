@@ -96,3 +96,16 @@ def test_nothing_is_kept_without_room(tmp_path, monkeypatch):
         assert client.get(f"/jobs/{again['jobId']}").json()["status"] == "succeeded"
     finally:
         client.__exit__(None, None, None)
+
+
+def test_every_kinds_route_keeps_its_store_hits_as_jobs_does(client, monkeypatch):
+    """The derived routes submit through the same layer as /jobs: a stored result's answer is kept too."""
+    body = {**BODY, "count": 2}
+    done = client.post("/variations", json=body).json()
+    client.get(f"/jobs/{done['jobId']}/events")  # waits for the end
+    first = client.post("/variations", json=body)
+    submits = counting(monkeypatch, client.app.state.queue, "submit")
+    again = client.post("/variations", json=body)
+    assert first.json()["result"]["cached"] is True and len(first.json()["results"]) == 2 and submits == []
+    assert again.status_code == first.status_code == 202 and again.content == first.content
+    assert again.headers["location"] == f"/jobs/{first.json()['jobId']}"

@@ -5,6 +5,8 @@
     schemas.py    request bodies (pydantic)
     responses.py  what routes answer: image results, job snapshots, SSE
     service.py    /, /params, /health, /ready
+    submit.py     the one way a route submits a job (webhook checked, kept answers, 202 or the image)
+    token_reads.py  a token read for a route, and the render request its image is
     generate.py   /generate-image and /jobs
     images.py     /images and /generated_images
     tokens.py     /tokens/...
@@ -28,6 +30,7 @@ from aleaart.api.edge import AllowedMethods, DrainUnreadBody, HeadAsGet, JsonCOR
 from aleaart.api.errors import install_error_handlers
 from aleaart.api.openapi import error_only_openapi
 from aleaart.api.responses import job_snapshot
+from aleaart.api.submit import Submitter
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.metrics import Metrics
@@ -58,8 +61,10 @@ def create_app(
         # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue (that takes the
         # queue's lock, which may be held where the body is made).
         services.webhooks.snapshot = lambda job, status: job_snapshot(queue, job, status, placed=False)
-        app.state.answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
-                                          keep_seconds=settings.keep_jobs_hours * 3600 / 2)
+        app.state.answers = answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
+                                                    keep_seconds=settings.keep_jobs_hours * 3600 / 2)
+        app.state.submitter = Submitter(queue=queue, hub=services.webhooks, answers=answers,
+                                        publisher=services.publisher, settings=settings)
         services.start()
         yield
         services.close()

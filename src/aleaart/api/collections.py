@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import ConfigDict, Field
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, WebhooksDep
+from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
-from aleaart.api.generate import accepted
 from aleaart.api.schemas import WebhookFields
-from aleaart.api.webhooks import checked_webhook
+from aleaart.api.submit import SubmitDep
 from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import CollectionRequest, JobState, Queue
 from aleaart.token_ids import MAX_JSON_TOKEN_ID, MAX_TOKEN_ID
@@ -40,8 +39,7 @@ def collection_job(queue: Queue, job_id: str) -> CollectionRequest:
 
 @router.post("/collections", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 409, 422, 429, 502, 503))
-async def start_collection(body: CollectionBody, queue: QueueDep, settings: SettingsDep,
-                           hub: WebhooksDep) -> JSONResponse:
+async def start_collection(body: CollectionBody, submit: SubmitDep, settings: SettingsDep) -> Response:
     """Render every token first..last (at bulk priority: interactive requests go first) and export
     the folder and CAR for IPFS; follow it at /jobs/<id> (its ``summary``)."""
     if body.last is not None and body.last < body.first:
@@ -49,8 +47,7 @@ async def start_collection(body: CollectionBody, queue: QueueDep, settings: Sett
     name = f"{body.first}-{body.last if body.last is not None else 'latest'}"
     request = CollectionRequest(out=str(settings.collections_dir / name), first=body.first, last=body.last,
                                 palette=settings.palette_choice)
-    spec = await checked_webhook(body, hub)
-    return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
+    return await submit.accept(request, body)
 
 
 @router.get("/collections/{job_id}/tokens", responses=error_responses(404, 422, 502, 503))

@@ -1,4 +1,4 @@
-"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, the key check.
+"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, uploads, the key check.
 
 All are ``async def``: none blocks, and FastAPI would run a plain ``def`` on its thread pool, a thread hop per
 dependency per request.
@@ -14,6 +14,7 @@ from pydantic import WithJsonSchema
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
+from aleaart.custom_models import ModelRegistry
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Queue
@@ -46,12 +47,17 @@ async def get_webhooks(request: Request) -> Webhooks:
     return request.app.state.webhooks
 
 
+async def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WebhooksDep = Annotated[Webhooks, Depends(get_webhooks)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
 def given_key(request: Request) -> str:

@@ -6,19 +6,16 @@ No ``from __future__ import annotations`` here: the routes' body types are built
 them from the annotations as objects.
 """
 
-import asyncio
 import inspect
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
-from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, QueueDep, SettingsDep, StoreDep, TokenIdPath, WebhooksDep
+from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, RegistryDep, SettingsDep, StoreDep, TokenIdPath
 from aleaart.api.errors import error_responses
-from aleaart.api.generate import SUBMIT_ERRORS, accepted
-from aleaart.api.models import RegistryDep
 from aleaart.api.schemas import chosen_options, image_kind_body, kind_bodies
-from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
-from aleaart.api.webhooks import checked_webhook
+from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
+from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
 from aleaart.jobs import KINDS
 from aleaart.jobs.image_kind import FromStoredImage, SourceImage
@@ -34,18 +31,14 @@ def add_kind_routes(cls: type[SpecRequest]) -> None:
     """POST <path> with a seed or flat body, and POST /tokens/{token_id}/<token_path>, for the kind ``cls``."""
     bodies = kind_bodies(cls)
 
-    async def create(body: bodies.body, queue: QueueDep, settings: SettingsDep,  # type: ignore[name-defined]
-                     registry: RegistryDep, hub: WebhooksDep) -> JSONResponse:
-        request = body.chosen(body.to_job(settings.palette_choice), registry)
-        spec = await checked_webhook(body, hub)
-        return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
+    async def create(body: bodies.body, submit: SubmitDep, settings: SettingsDep,  # type: ignore[name-defined]
+                     registry: RegistryDep) -> Response:
+        return await submit.accept(body.chosen(body.to_job(settings.palette_choice), registry), body)
 
     async def create_for_token(token_id: TokenIdPath, body: bodies.token, chain: ChainDep,  # type: ignore[name-defined]
-                               queue: QueueDep, settings: SettingsDep, hub: WebhooksDep) -> JSONResponse:
+                               submit: SubmitDep, settings: SettingsDep) -> Response:
         info = await read_token(chain, token_id)
-        spec = await checked_webhook(body, hub)
-        job = await asyncio.to_thread(queue.submit, cls.of(token_request(info, settings), **chosen_options(cls, body)))
-        return await accepted(queue, job, hub, spec)
+        return await submit.accept(cls.of(token_request(info, settings), **chosen_options(cls, body)), body)
 
     # Their names are their OpenAPI summaries and operation ids, as for every route.
     create.__name__, create_for_token.__name__ = f"create_{cls.kind}", f"create_token_{cls.kind}"
@@ -66,10 +59,8 @@ def add_image_kind_route(cls: type[FromStoredImage]) -> None:
     body_model = image_kind_body(cls)
 
     async def create(key: ImageKeyPath, body: body_model, store: StoreDep,  # type: ignore[valid-type]
-                     queue: QueueDep, hub: WebhooksDep) -> JSONResponse:
-        request = cls(stored_source(store, key), **chosen_options(cls, body))  # type: ignore[call-arg]
-        spec = await checked_webhook(body, hub)
-        return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
+                     submit: SubmitDep) -> Response:
+        return await submit.accept(cls(stored_source(store, key), **chosen_options(cls, body)), body)  # type: ignore[call-arg]
 
     create.__name__ = f"{cls.kind}_image"  # its OpenAPI summary, as for every route
     router.add_api_route(f"/images/{{key}}/{cls.routes.path}", create, methods=["POST"], status_code=202,

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from aleaart.api.deps import QueueDep, SettingsDep
+from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep
 from aleaart.api.errors import error_responses
-from aleaart.custom_models import ID_LENGTH, ModelRegistry
+from aleaart.custom_models import ID_LENGTH
 from aleaart.errors import InvalidModel, InvalidParams, Unauthorized, UploadsDisabled
 from aleaart.jobs import ModelHolder
 from aleaart.model_files import ModelKind
@@ -35,11 +35,6 @@ UPLOAD_BODY = {
 }
 
 
-async def get_registry(request: Request) -> ModelRegistry:  # async: no thread hop per request
-    return request.app.state.registry
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelIdPath = Annotated[str, Path(pattern=f"^[0-9a-f]{{{ID_LENGTH}}}$|^[0-9a-f]{{64}}$",
                                   description="an upload's id (16 hex digits) or its whole sha256")]
 

@@ -6,25 +6,15 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from aleaart.api.answers import AnswersDep
-from aleaart.api.deps import (
-    KEYED,
-    ChainDep,
-    PublisherDep,
-    QueueDep,
-    SettingsDep,
-    TokenIdPath,
-    WebhooksDep,
-    key_is_valid,
-)
+from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
-from aleaart.api.generate import accepted
-from aleaart.api.responses import FILE_RESPONSES, answer_of, file_response, job_snapshot, succeeded
+from aleaart.api.responses import FILE_RESPONSES, file_response
 from aleaart.api.schemas import JobOptions
-from aleaart.api.webhooks import checked_webhook, subscribed
-from aleaart.chain import ChainReader, TokenInfo, token_json
+from aleaart.api.submit import SubmitDep
+from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
+from aleaart.chain import TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
 from aleaart.credentials import file_provenance
@@ -35,23 +25,12 @@ from aleaart.metadata import FileIds, token_metadata
 from aleaart.store import StoredImage
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"
-CHAIN_ERRORS = (404, 409, 422, 502, 503)
 
 router = APIRouter(tags=["tokens"])
 
 
 class TokenJobBody(JobOptions):
     """Optional: the job's webhook."""
-
-
-async def read_token(chain: ChainReader, token_id: int) -> TokenInfo:
-    # web3 blocks: a thread keeps the event loop free, and the generation worker never waits on the chain.
-    return chain.known(token_id) or await asyncio.to_thread(chain.token, token_id)
-
-
-def token_request(info: TokenInfo, settings: Settings) -> RenderRequest:
-    """The token's image as this service renders it (ALEAART_PALETTE_MODE and _STRENGTH)."""
-    return RenderRequest.of_params(info.params, str(info.token_id), settings.palette_choice)
 
 
 @router.get("/tokens/latest", responses=error_responses(*CHAIN_ERRORS))
@@ -66,34 +45,18 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
 
 @router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
              responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
-async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, publisher: PublisherDep,
-                               settings: SettingsDep, answers: AnswersDep, hub: WebhooksDep,
+async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
                                body: TokenJobBody | None = None) -> Response:
     info = await read_token(chain, token_id)
-    request, shape = token_request(info, settings), f"token:{info.derived_match}"
-    spec = await checked_webhook(body, hub)
-    plain = publisher.pinner is None and spec is None  # an answer with a CID that may arrive later is never kept
-    if plain and (kept := answers.get(shape, request, queue)) is not None:
-        return kept
-    job = await asyncio.to_thread(queue.submit, request)
-    await subscribed(hub, job, spec, {})
-    answer = {**await answer_of(queue, job, publisher=publisher, user_id=None), "derivedMatch": info.derived_match}
-    return answers.keep(shape, request, job, answer) if plain else JSONResponse(answer)
+    return await submit.answer(token_request(info, settings), body, shape=f"token:{info.derived_match}",
+                               extra={"derivedMatch": info.derived_match}, keep_alive=False)
 
 
 @router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
              responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
-async def create_token_job(token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, settings: SettingsDep,
-                           answers: AnswersDep, hub: WebhooksDep, body: TokenJobBody | None = None) -> Response:
-    info = await read_token(chain, token_id)
-    request = token_request(info, settings)
-    if (spec := await checked_webhook(body, hub)) is not None:
-        return await accepted(queue, await asyncio.to_thread(queue.submit, request), hub, spec)
-    if (kept := answers.get("jobs", request, queue)) is not None:
-        return kept
-    job = await asyncio.to_thread(queue.submit, request)
-    return answers.keep("jobs", request, job, job_snapshot(queue, job), status_code=202,
-                        headers={"Location": f"/jobs/{job.id}"})
+async def create_token_job(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
+                           body: TokenJobBody | None = None) -> Response:
+    return await submit.accept(token_request(await read_token(chain, token_id), settings), body)
 
 
 @router.get("/tokens/{token_id}/metadata.json", responses=error_responses(*CHAIN_ERRORS))
@@ -133,7 +96,7 @@ def stored_animation(queue: Queue, still: RenderRequest) -> StoredImage | None:
 
 @router.get("/tokens/{token_id}/image.png", response_class=Response,
             responses={**FILE_RESPONSES, **error_responses(401, 429, 500, 507, *CHAIN_ERRORS)})
-async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
+async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, submit: SubmitDep,
                       settings: SettingsDep) -> Response:
     info = await read_token(chain, token_id)
     wanted = token_request(info, settings)
@@ -145,7 +108,6 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
             raise Unauthorized(
                 f"token {token_id}'s image is not generated yet, and generating it needs the API key (X-API-Key)"
             )
-        job = await asyncio.to_thread(queue.submit, wanted)
-        image = (await succeeded(queue, job)).images[0]
+        image = (await submit.render(wanted)).images[0]
     # Not immutable: this address follows the token to whatever the current model renders.
     return await file_response(request, queue.store, image.file, TOKEN_IMAGE_CACHE)

@@ -11,10 +11,10 @@ from starlette.datastructures import UploadFile
 
 from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
 from aleaart.api.errors import error_responses
-from aleaart.api.responses import succeeded
-from aleaart.api.tokens import CHAIN_ERRORS, read_token, token_request
+from aleaart.api.submit import SubmitDep, Submitter
+from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import InvalidParams, NotFound, Unauthorized
-from aleaart.jobs import Queue, RenderRequest
+from aleaart.jobs import RenderRequest
 from aleaart.params import RenderSpec
 from aleaart.verify import Verification, compare, inspect_file, verify
 
@@ -37,7 +37,7 @@ RerenderQuery = Annotated[bool | None, Query(
 
 @router.post("/verify", openapi_extra={"requestBody": UPLOAD_BODY},
              responses=error_responses(401, 413, 422, 429, 500, 503, 507, *CHAIN_ERRORS))
-async def verify_upload(request: Request, queue: QueueDep, chain: ChainDep, settings: SettingsDep,
+async def verify_upload(request: Request, submit: SubmitDep, chain: ChainDep, settings: SettingsDep,
                         tokenId: Annotated[int | None, Query(ge=0, description="check the file against this "  # noqa: N803
                                                              "token's on-chain parameters")] = None,
                         rerender: RerenderQuery = None) -> dict[str, Any]:
@@ -61,7 +61,7 @@ async def verify_upload(request: Request, queue: QueueDep, chain: ChainDep, sett
                                      token_id=str(tokenId) if tokenId is not None else None,
                                      trust_anchors=trust_anchors(request))
     if wants_rerender(request, rerender):
-        await rerendered(queue, result, token_spec, str(tokenId) if tokenId is not None else None)
+        await rerendered(submit, result, token_spec, str(tokenId) if tokenId is not None else None)
     return result.to_json()
 
 
@@ -87,7 +87,7 @@ def wants_rerender(request: Request, asked: bool | None) -> bool:
     return allowed if asked is None else asked
 
 
-async def rerendered(queue: Queue, result: Verification, token_spec: dict[str, Any] | None,
+async def rerendered(submit: Submitter, result: Verification, token_spec: dict[str, Any] | None,
                      token_id: str | None) -> None:
     """Render the token's spec (or the recorded one) through the queue, and compare the file with it."""
     inspection = result.inspection
@@ -97,9 +97,8 @@ async def rerendered(queue: Queue, result: Verification, token_spec: dict[str, A
         result.notes.append("nothing to render again: the file is not an image, or records no spec and no token "
                             "was given")
         return
-    job = await asyncio.to_thread(queue.submit, RenderRequest(RenderSpec.from_canonical(spec), token_id))
-    status = await succeeded(queue, job)
-    data = await asyncio.to_thread(queue.store.path_of(status.images[0].file).read_bytes)
+    status = await submit.render(RenderRequest(RenderSpec.from_canonical(spec), token_id))
+    data = await asyncio.to_thread(submit.queue.store.path_of(status.images[0].file).read_bytes)
 
     def compared() -> None:
         here = inspect_file(data)  # the render's own credentials state its recipe
