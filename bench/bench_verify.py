@@ -32,7 +32,8 @@ from aleaart.credentials import Credentials  # noqa: E402
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
 from aleaart.engine.runtime import bench_runtime  # noqa: E402
-from aleaart.jobs import RenderRequest, render_image  # noqa: E402
+from aleaart.jobs import RenderRequest  # noqa: E402
+from aleaart.jobs.runner import Runner  # noqa: E402
 from aleaart.params import RenderParams, RenderSpec, spec_from_params  # noqa: E402
 from aleaart.provenance import Claim  # noqa: E402
 from aleaart.verify import PERCEPTUAL_THRESHOLD, phash_distance  # noqa: E402
@@ -68,7 +69,7 @@ def recipes(sd15: bool, threads: int) -> dict[str, Engine]:
 
 
 def render(engine: Engine, spec: RenderSpec) -> Image.Image:
-    artifact = render_image(engine, spec, token_id=None, key=RenderRequest(spec).key(engine.recipe))
+    [artifact] = Runner(engine).run(RenderRequest(spec))
     with Image.open(io.BytesIO(artifact.data)) as image:
         return image.convert("RGB")
 

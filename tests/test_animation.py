@@ -14,8 +14,7 @@ from PIL import Image
 from pixels import psnr
 
 from aleaart.errors import GenerationCancelled, InvalidParams
-from aleaart.jobs import AnimationRequest, RenderRequest
-from aleaart.jobs.kind import RunContext
+from aleaart.jobs import AnimationRequest, RenderRequest, Runner
 from aleaart.jobs.render import graded
 from aleaart.motion import noise_walk, style_morph
 from aleaart.params import STYLES, RenderParams, RenderSpec, spec_from_params
@@ -128,9 +127,7 @@ def test_an_animation_is_cancelled_between_batches(tiny_engine):
 def test_the_job_stores_an_mp4_whose_first_frame_is_the_tokens_still(tiny_engine):
     spec = RenderSpec(**TINY)
     request = AnimationRequest(spec, "5", frames=8, fps=8)
-    context = RunContext(engine=tiny_engine, key=request.key(tiny_engine.recipe), store=None,
-                         on_step=lambda s, t: None, cancel=threading.Event())
-    mp4, webp = request.run(context)
+    mp4, webp = Runner(tiny_engine).run(request)
     assert mp4.record.file.endswith(".mp4") and webp.record.file.endswith(".webp")
     assert mp4.record.kind == "animation" and mp4.record.source == RenderRequest(spec, "5").key(tiny_engine.recipe)
     frames, fps, tags = decode_mp4(mp4.data)

@@ -31,7 +31,7 @@ from aleaart.cluster.wire import (
 from aleaart.cluster.worker import ClusterWorker
 from aleaart.config import Settings
 from aleaart.database import Database
-from aleaart.jobs import JobBook, JobState, RenderRequest
+from aleaart.jobs import JobBook, JobState, RenderRequest, Runner
 from aleaart.params import RenderSpec
 from aleaart.store import ImageStore
 
@@ -99,7 +99,7 @@ def engine():
 
 @pytest.fixture
 def worker(redis_server, client, engine):
-    return ClusterWorker(engine, client, settings_for(redis_server), name="w1")
+    return ClusterWorker(Runner(engine), client, settings_for(redis_server), name="w1")
 
 
 def request_json() -> dict:
@@ -207,7 +207,7 @@ def test_an_interrupted_job_is_handed_back_without_an_outcome(worker, client, en
 @needs_redis
 def test_an_engine_failure_is_the_jobs_outcome_and_frees_the_key(redis_server, client):
     engine = FakeEngine(fail_with=RuntimeError("CUDA error: an illegal memory access"))
-    worker = ClusterWorker(engine, client, settings_for(redis_server), name="w2")
+    worker = ClusterWorker(Runner(engine), client, settings_for(redis_server), name="w2")
     worker.run("job-8", "render", request_json())
     outcome = outcome_of(client, "job-8")
     assert outcome.state == "failed" and outcome.code == "generation_failed" and "illegal memory" in outcome.error
@@ -241,11 +241,9 @@ def queue(redis_server, client, tmp_path):
 
 
 def finished_artifact(engine: FakeEngine):
-    from aleaart.jobs.render import render_image
-
     request = RenderRequest(SPEC, "7")
-    key = request.key(engine.recipe)
-    return request, key, render_image(engine, SPEC, token_id="7", key=key)
+    [artifact] = Runner(engine).run(request)
+    return request, Runner(engine).key(request), artifact
 
 
 @needs_redis

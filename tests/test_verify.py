@@ -18,7 +18,8 @@ from aleaart.api import create_app
 from aleaart.cli import main
 from aleaart.config import Settings
 from aleaart.credentials import Credentials, read_credentials
-from aleaart.jobs import RenderRequest, render_image
+from aleaart.jobs import RenderRequest
+from aleaart.jobs.runner import Runner
 from aleaart.params import RenderSpec
 from aleaart.provenance import DIGITAL_SOURCE_TYPE, LABEL
 from aleaart.verify import PERCEPTUAL_THRESHOLD
@@ -134,8 +135,7 @@ def test_the_upload_must_be_a_file_field(client):
 # `aleaart verify` on the tiny model
 
 def tiny_png(engine, spec: RenderSpec, path, credentials) -> None:
-    artifact = render_image(engine, spec, token_id="3", key=RenderRequest(spec, "3").key(engine.recipe),
-                            credentials=credentials)
+    [artifact] = Runner(engine, credentials=credentials).run(RenderRequest(spec, "3"))
     path.write_bytes(artifact.data)
 
 
@@ -181,7 +181,7 @@ def test_the_cli_reports_a_forged_seed_and_a_changed_pixel(tiny_cli, tiny_engine
     real = tmp_path / "real.png"
     tiny_png(tiny_engine, SPEC, real, tiny_cli)
     forged = tmp_path / "forged.png"  # seed 22's pixels, signed as if they were seed 21's
-    artifact = render_image(tiny_engine, replace(SPEC, seed=22), token_id="3", key="f" * 64)
+    [artifact] = Runner(tiny_engine).run(RenderRequest(replace(SPEC, seed=22), "3"), key="f" * 64)
     with Image.open(io.BytesIO(artifact.data)) as image:
         tiny_png(_Pixels(tiny_engine, image.convert("RGB")), SPEC, forged, tiny_cli)
     code, answer = run_verify(capsys, str(forged), "--rerender")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -75,60 +76,63 @@ def step_bar(steps: int) -> Iterator[Callable[[int, int], None]]:
         yield on_step
 
 
-def credentials_of(settings: Settings) -> Any:
-    """The signing identity files written here are signed with (the service's, with the same settings)."""
-    from aleaart.credentials import Credentials
+def run_job(request: Any, settings: Settings, *, steps: int, source: bytes | None = None) -> tuple[Any, list[Any]]:
+    """Run ``request`` as the service does (one Runner, the same outcomes), with a progress bar of ``steps`` on
+    stderr; the runner and the job's artifacts, or its error. ``source``: the PNG a job starts from."""
+    from aleaart.errors import error_for
+    from aleaart.jobs import JobState
+    from aleaart.jobs.runner import outcome_of
+    from aleaart.services import open_runner
 
-    return Credentials.from_settings(settings)
+    runner = open_runner(settings)
+    if source is not None:
+        runner = dataclasses.replace(runner, read_png=lambda _key, _sha256: source)
+    with step_bar(steps) as on_step:
+        outcome = outcome_of(lambda: runner.run(request, on_step=on_step))
+    if outcome.state is not JobState.SUCCEEDED:
+        raise error_for(outcome.code, outcome.error or f"the job {outcome.state.value}")
+    return runner, outcome.result
 
 
 def render_to_file(spec: RenderSpec, token_id: str | None, out_path: str | None, settings: Settings) -> dict[str, Any]:
-    """Load the engine, render ``spec`` with a progress bar on stderr, write the PNG."""
-    from aleaart.engine.pipeline import Engine
-    from aleaart.jobs import RenderRequest, render_image
+    """Render ``spec`` with a progress bar on stderr, write the PNG."""
+    from aleaart.jobs import RenderRequest
 
-    engine = Engine.load(settings)
-    key = RenderRequest(spec, token_id).key(engine.recipe)
-    with step_bar(spec.steps) as on_step:
-        artifact = render_image(engine, spec, token_id=token_id, key=key, on_step=on_step,
-                                credentials=credentials_of(settings))
-    out = Path(out_path) if out_path else Path(artifact.record.file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(artifact.data)
+    request = RenderRequest(spec, token_id)
+    runner, [artifact] = run_job(request, settings, steps=spec.steps)
+    out = write_file(artifact, out_path)
     return {
         "prompt": spec.prompt,
         "parameters": spec.summary(),
         "tokenId": token_id,
         "file": str(out),
-        "key": key,
-        "model": engine.model_name,
+        "key": runner.key(request),
+        "model": runner.engine.model_name,
         "seconds": artifact.record.seconds,
     }
 
 
+def write_file(artifact: Any, out_path: str | None) -> Path:
+    """Write an artifact to ``out_path`` (default: its own file name, here)."""
+    out = Path(out_path) if out_path else Path(artifact.record.file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(artifact.data)
+    return out
+
+
 def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Variations of a token's image, written as PNGs into --out, with a progress bar on stderr."""
-    import threading
-
-    from aleaart.jobs import RenderRequest, RunContext, VariationsRequest
+    from aleaart.jobs import RenderRequest, VariationsRequest
 
     image = RenderRequest.of_params(parse_params_argument(args.params), check_token_id(args.token_id),
                                     settings.palette_choice)
     # bad input is answered before torch loads
     request = VariationsRequest.of(image, count=args.count, strength=args.strength)
-    from aleaart.engine.pipeline import Engine
-
-    engine = Engine.load(settings)
-    key = request.key(engine.recipe)
-    with step_bar(image.spec.steps) as on_step:
-        artifacts = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
-                                           cancel=threading.Event(), credentials=credentials_of(settings)))
+    runner, artifacts = run_job(request, settings, steps=image.spec.steps)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for artifact in artifacts:
-        (out / artifact.record.file).write_bytes(artifact.data)
-    return {"source": request.source_key(engine.recipe), "strength": args.strength,
-            "files": [str(out / a.record.file) for a in artifacts], "model": engine.model_name}
+    files = [write_file(artifact, str(out / artifact.record.file)) for artifact in artifacts]
+    return {"source": request.source_key(runner.engine.recipe), "strength": args.strength,
+            "files": [str(f) for f in files], "model": runner.engine.model_name}
 
 
 def cmd_upscale(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -145,26 +149,15 @@ def cmd_restyle(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def transform_png(args: argparse.Namespace, settings: Settings, make_request: Callable[[Any], Any]) -> dict[str, Any]:
     """Run an upscale or restyle of a PNG this service (or the CLI) wrote; the result is written beside --out."""
-    import threading
-
-    from aleaart.jobs import RunContext, SourceImage
+    from aleaart.jobs import SourceImage
 
     data = read_input_png(args.image)
     request = make_request(SourceImage.from_png(data))  # bad input is answered before torch loads
-    from aleaart.engine.pipeline import Engine
-
-    engine = Engine.load(settings)
-    key = request.key(engine.recipe)
-    with step_bar(request.total_steps()) as on_step:
-        [artifact] = request.run(RunContext(engine=engine, key=key, store=None, on_step=on_step,
-                                            cancel=threading.Event(), read_png=lambda _key, _sha: data,
-                                            credentials=credentials_of(settings)))
-    out = Path(args.out) if args.out else Path(artifact.record.file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(artifact.data)
+    runner, [artifact] = run_job(request, settings, steps=request.total_steps(), source=data)
+    out = write_file(artifact, args.out)
     return {"source": request.source.key, "operation": request.operation, "settings": request.settings(),
-            "file": str(out), "key": key, "width": artifact.record.width, "height": artifact.record.height,
-            "model": engine.model_name, "seconds": artifact.record.seconds}
+            "file": str(out), "key": runner.key(request), "width": artifact.record.width,
+            "height": artifact.record.height, "model": runner.engine.model_name, "seconds": artifact.record.seconds}
 
 
 def read_input_png(path: str) -> bytes:
@@ -290,14 +283,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from aleaart.cluster.worker import serve_worker
-    from aleaart.engine.pipeline import Engine
+    from aleaart.services import open_runner
 
     if not settings.broker_url:
         raise InvalidParams("aleaart worker needs ALEAART_BROKER_URL (e.g. redis://127.0.0.1:6379/0), "
                             "the same as the API's")
     if args.device:
         settings = settings.model_copy(update={"device": args.device})
-    if code := serve_worker(settings, lambda: Engine.load(settings), name=args.name):
+    if code := serve_worker(settings, lambda: open_runner(settings), name=args.name):
         raise SystemExit(code)
 
 

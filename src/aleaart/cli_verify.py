@@ -98,19 +98,20 @@ def verify_export(out: Path, settings: Settings, *, rerender: bool, as_json: boo
 
 def engine_rerender(settings: Settings) -> Rerender:
     """Renders a spec with the engine the settings load (once, on first use), as the service would."""
-    engine: Any = None
+    runner: Any = None
 
     def rerender(spec_json: dict[str, Any]) -> tuple[Image.Image, dict[str, Any]]:
-        nonlocal engine
+        nonlocal runner
         from PIL import Image
 
-        from aleaart.engine.pipeline import Engine
-        from aleaart.jobs import RenderRequest, render_image
+        from aleaart.jobs import RenderRequest
         from aleaart.params import RenderSpec
+        from aleaart.services import open_runner
 
-        engine = engine or Engine.load(settings)
+        runner = runner or open_runner(settings)
         spec = RenderSpec.from_canonical(spec_json)
-        artifact = render_image(engine, spec, token_id=None, key=RenderRequest(spec).key(engine.recipe))
+        [artifact] = runner.run(RenderRequest(spec))
+        engine = runner.engine
         with Image.open(io.BytesIO(artifact.data)) as image:
             return image.convert("RGB"), {**engine.recipe, **engine.recipe_details(spec)}
 

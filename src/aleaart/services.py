@@ -1,6 +1,8 @@
 """The composition root: the one place the service's parts are built and wired, for the API, the CLI and the
 benches alike. ``Services.open(settings)`` gives the database, store, chain reader, queue (on the in-process
-backend, or on Celery's with ALEAART_BROKER_URL), the model, uploads and publishing; ``close`` ends them."""
+backend, or on Celery's with ALEAART_BROKER_URL), the model, uploads and publishing; ``close`` ends them.
+``open_runner(settings)`` is its smaller part for what runs jobs without a service (the CLI's commands, a cluster
+worker): the engine, loaded now, and the signing identity."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from aleaart.custom_models import ModelRegistry
 from aleaart.database import Database, move_journal_out_of_the_index, unfinished_jobs_in
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
+from aleaart.jobs.runner import Runner
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
 from aleaart.watch.journal import WatchJournal
@@ -34,6 +37,13 @@ def engine_loader(settings: Settings) -> Loader:
         return Engine.load(settings)
 
     return load
+
+
+def open_runner(settings: Settings, *, loader: Loader | None = None) -> Runner:
+    """The engine loaded now, with the signing identity: what the CLI's commands and a cluster worker run jobs
+    with (the service loads its engine in the background instead: ``ModelHolder``)."""
+    credentials = Credentials.from_settings(settings)  # a key that cannot sign is said before the model loads
+    return Runner((loader or engine_loader(settings))(), credentials=credentials)
 
 
 def probe_cuda() -> bool:

@@ -42,10 +42,9 @@ from aleaart.cluster.wire import (
     worker_key,
 )
 from aleaart.config import Settings
-from aleaart.credentials import Credentials
 from aleaart.errors import AleaArtError, GenerationCancelled, NotFound
-from aleaart.jobs import Artifact, EngineLike, RunContext, request_from_json
-from aleaart.jobs.kind import Sealer
+from aleaart.jobs import Artifact, JobState, request_from_json
+from aleaart.jobs.runner import Runner, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +68,11 @@ class Running:
 class ClusterWorker:
     """Runs jobs handed over by Celery on one loaded engine, and tells Redis it is alive."""
 
-    def __init__(self, engine: EngineLike, client: redis.Redis, settings: Settings, *, name: str,
-                 credentials: Sealer | None = None) -> None:
-        self.credentials = credentials  # the files this worker makes are signed here, where they are encoded
-        self.engine = engine
+    def __init__(self, runner: Runner, client: redis.Redis, settings: Settings, *, name: str) -> None:
+        # The files this worker makes are signed here, where they are encoded (the runner's credentials); the
+        # stored images its jobs start from come through Redis.
+        self.runner = replace(runner, store=None, read_png=self._read_png)
+        engine = self.engine = runner.engine
         self.redis = client
         self.name = name
         self.heartbeat_seconds = settings.heartbeat_seconds
@@ -161,28 +161,20 @@ class ClusterWorker:
         self._beat_once()  # /health says busy now, not at the next heartbeat
         started = time.perf_counter()
         try:
-            artifacts = request.run(RunContext(engine=self.engine, key=key, store=None, credentials=self.credentials,
-                                               on_step=self._step_reporter(running), cancel=running.cancel,
-                                               read_png=self._read_png))
-        except GenerationCancelled as error:
-            self._release(keys=[claim_key(key)], args=[running.holder])
-            if running.interrupted:
+            outcome = outcome_of(lambda: self.runner.run(request, key=key, on_step=self._step_reporter(running),
+                                                         cancel=running.cancel), job_id=job_id)
+            if outcome.state is not JobState.SUCCEEDED:
+                self._release(keys=[claim_key(key)], args=[running.holder])
+            if outcome.state is JobState.CANCELLED and running.interrupted:
                 log.warning("job %s: interrupted by the shutdown; handed back to the queue", job_id)
-                raise Reject("interrupted by a second SIGTERM", requeue=True) from None
-            self._conclude(Outcome(job=job_id, state="cancelled", worker=self.name, key=key, error=str(error),
-                                   code=error.code))
-        except AleaArtError as error:
-            self._release(keys=[claim_key(key)], args=[running.holder])
-            self._conclude(Outcome(job=job_id, state="failed", worker=self.name, key=key, error=str(error),
-                                   code=error.code))
-        except Exception as error:  # one job's failure is that job's, not the worker's
-            log.exception("job %s failed", job_id)
-            self._release(keys=[claim_key(key)], args=[running.holder])
-            self._conclude(Outcome(job=job_id, state="failed", worker=self.name, key=key, code="generation_failed",
-                                   error=f"generation failed: {type(error).__name__}: {error}"))
-        else:
+                raise Reject("interrupted by a second SIGTERM", requeue=True)
+            if outcome.state is not JobState.SUCCEEDED:
+                self._conclude(Outcome(job=job_id, state=outcome.state.value, worker=self.name, key=key,
+                                       **outcome.failure))
+                return
             seconds = time.perf_counter() - started
             self.rendered += 1
+            artifacts = outcome.result
             self._conclude(Outcome(job=job_id, state="succeeded", worker=self.name, key=key, seconds=round(seconds, 3),
                                    images=tuple(a.record for a in artifacts)), artifacts, running)
             log.info("job %s: rendered in %.1f s", job_id, seconds)
@@ -257,7 +249,7 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def serve_worker(settings: Settings, loader: Callable[[], EngineLike], *, name: str | None = None) -> int:
+def serve_worker(settings: Settings, open_runner: Callable[[], Runner], *, name: str | None = None) -> int:
     """Load the model, then run a Celery worker (solo pool: one job at a time, in this process) until stopped.
 
     SIGTERM is Celery's warm shutdown: the running job finishes first. A second SIGTERM stops it at
@@ -265,10 +257,10 @@ def serve_worker(settings: Settings, loader: Callable[[], EngineLike], *, name: 
     """
     name = name or settings.worker_name or default_worker_name()
     started = time.perf_counter()
-    engine = loader()
+    runner = open_runner()
     client = redis_client(settings)
-    worker = ClusterWorker(engine, client, settings, name=name, credentials=Credentials.from_settings(settings))
-    print(f"aleaart worker {name}: loaded {engine.model_name} on {worker.info.device} in "
+    worker = ClusterWorker(runner, client, settings, name=name)
+    print(f"aleaart worker {name}: loaded {runner.engine.model_name} on {worker.info.device} in "
           f"{time.perf_counter() - started:.1f} s; recipe {worker.info.recipe}; queue {worker.info.queue}", flush=True)
 
     terms = 0

@@ -12,6 +12,7 @@
     book.py        job records in SQLite
     model.py       the model, loaded in the background
     queue.py       the queue's core: dedup, records, priorities, progress, cancel, coordinators
+    runner.py      Runner: the one way a worker job runs (in process, on a cluster worker, in the CLI), and outcome_of
     backend.py     the protocol a queue backend implements (where worker jobs run)
     inprocess.py   the in-process backend (one worker thread owns the model), and JobQueue: the queue on it
 
@@ -30,7 +31,8 @@ from aleaart.jobs.inprocess import JobQueue
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import Progress, Queue
-from aleaart.jobs.render import RenderRequest, render_image
+from aleaart.jobs.render import RenderRequest
+from aleaart.jobs.runner import Outcome, Runner, outcome_of
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 from aleaart.jobs.transform import RestyleRequest, UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
@@ -40,7 +42,7 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = [
     "KINDS", "AnimationRequest", "Artifact", "CollectionRequest", "EngineLike", "Job", "JobBook", "JobQueue",
-    "JobRequest", "JobState", "JobStatus", "ModelHolder", "Priority", "Progress", "Queue", "RenderRequest",
-    "RestyleRequest", "RunContext", "SourceImage", "UpscaleRequest", "VariationsRequest", "identity", "render_image",
-    "request_from_json",
+    "JobRequest", "JobState", "JobStatus", "ModelHolder", "Outcome", "Priority", "Progress", "Queue", "RenderRequest",
+    "RestyleRequest", "RunContext", "Runner", "SourceImage", "UpscaleRequest", "VariationsRequest", "identity",
+    "outcome_of", "request_from_json",
 ]

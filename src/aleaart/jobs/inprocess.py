@@ -14,9 +14,10 @@ from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.backend import QueueCore
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import EngineLike, Recipe, RunContext, Sealer
+from aleaart.jobs.kind import EngineLike, Recipe, Sealer
 from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import Queue
+from aleaart.jobs.runner import Rendering, Runner
 from aleaart.jobs.state import Job, JobState
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
@@ -150,21 +151,19 @@ class InProcessBackend:
             last_step = now
             job.progress(step, total)
 
-        store = self.core.store
-        context = RunContext(engine=engine, key=key, store=store, on_step=on_step, cancel=job.cancel_event,
-                             read_png=store.read_png, credentials=self.credentials)
-        rendered = job.request.render(context)
+        runner = Runner(engine, store=self.core.store, read_png=self.core.store.read_png, credentials=self.credentials)
+        rendering = runner.render(job.request, key=key, on_step=on_step, cancel=job.cancel_event)
         self._encoding.acquire()
         try:
-            future = self._encoder.submit(self._store_result, job, rendered, context, started)
+            future = self._encoder.submit(self._store_result, job, rendering, started)
         except RuntimeError:  # the encoder was shut down by a stop that this render outlived: store it here
             self._encoding.release()
-            return self._store_result(job, rendered, context, started)
+            return self._store_result(job, rendering, started)
         future.add_done_callback(lambda _: self._encoding.release())
         return future
 
-    def _store_result(self, job: Job, rendered: Any, context: RunContext, started: float) -> dict[str, Any]:
-        artifacts = job.request.encode(rendered, context)
+    def _store_result(self, job: Job, rendering: Rendering, started: float) -> dict[str, Any]:
+        artifacts = rendering.encode()
         images = tuple(self.core.store.put(a.record, a.data) for a in artifacts)
         self.core.count_generation(job.kind, time.perf_counter() - started)
         return {"images": images, "step": job.status.total_steps}

@@ -23,6 +23,7 @@ from aleaart.errors import AleaArtError, DiskFull, GenerationCancelled, NotFound
 from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
+from aleaart.jobs.runner import Outcome, outcome_of
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.logs import current_job
 from aleaart.metrics import Metrics
@@ -244,23 +245,13 @@ class Queue:
     def settle(self, job: Job, work: Work) -> None:
         token = current_job.set(job.id)
         try:
-            changes = work()
-            if isinstance(changes, Future):  # the rest runs on another thread: settle the job when it ends
-                changes.add_done_callback(lambda done: self.settle(job, done.result))
+            outcome = outcome_of(work, job_id=job.id)
+            if isinstance(outcome.result, Future):  # the rest runs on another thread: settle the job when it ends
+                outcome.result.add_done_callback(lambda done: self.settle(job, done.result))
                 return
-        except GenerationCancelled as error:
-            if job.interrupted:
-                self._requeue_interrupted(job)
-            else:
-                self._finish(job, JobState.CANCELLED, error=str(error), code=error.code)
-        except AleaArtError as error:
-            self._finish(job, JobState.FAILED, error=str(error), code=error.code)
-        except Exception as error:  # any failure of one job is that job's, not the worker's
-            log.exception("job %s failed", job.id)
-            self._finish(job, JobState.FAILED, error=f"generation failed: {type(error).__name__}: {error}",
-                         code="generation_failed")
-        else:
-            self._finish(job, JobState.SUCCEEDED, **changes)
+            recorded = outcome_of(lambda: self._end(job, outcome), job_id=job.id)
+            if recorded.state is not JobState.SUCCEEDED:  # its record could not be written (a full disk): say so
+                self._finish(job, recorded.state, **recorded.failure)
         finally:
             current_job.reset(token)
 
@@ -271,6 +262,14 @@ class Queue:
             self.generations += 1
 
     # How a job ends
+
+    def _end(self, job: Job, outcome: Outcome) -> None:
+        if outcome.state is JobState.CANCELLED and job.interrupted:
+            self._requeue_interrupted(job)
+        elif outcome.state is JobState.SUCCEEDED:
+            self._finish(job, JobState.SUCCEEDED, **outcome.result)
+        else:
+            self._finish(job, outcome.state, **outcome.failure)
 
     def _finish(self, job: Job, state: JobState, **changes: object) -> None:
         """Record the outcome, publish it, then let the job leave the in-memory table."""

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from PIL import Image
 
 from aleaart.grading import grade
-from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, Sealer, StepCallback, register
+from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, Sealer, register
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
@@ -99,24 +98,6 @@ class Pixels:
     image: Image.Image
     seconds: float
     final: bool = False
-
-
-def render_image(
-    engine: EngineLike,
-    spec: RenderSpec,
-    *,
-    token_id: str | None,
-    key: str,
-    on_step: StepCallback | None = None,
-    cancel: threading.Event | None = None,
-    credentials: Sealer | None = None,
-) -> Artifact:
-    """Render ``spec`` into a PNG and its record (the CLI). The queue takes the same two steps apart
-    (RenderRequest.render, then encode on another thread), so a PNG has the same pixels whichever made it."""
-    rendered = engine.generate(spec, on_step=on_step, cancel=cancel)
-    sealing = Sealing(credentials, engine) if credentials is not None else None
-    return image_artifact(graded(rendered.image, spec), spec, token_id=token_id, key=key, model=engine.model_name,
-                          recipe=engine.recipe, seconds=rendered.seconds, sealing=sealing)
 
 
 def stored_pixels(store: ImageStore | None, spec: RenderSpec, recipe: Recipe) -> Image.Image | None:
