@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aleaart.errors import DiskFull
+from aleaart.locks import refuse_io
 
 log = logging.getLogger(__name__)
 
@@ -236,20 +237,20 @@ class Database:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        with self._lock, self._full_disk_is_disk_full():
+        with self._using():
             return self._db.execute(sql, args).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock, self._full_disk_is_disk_full():
+        with self._using():
             self._db.executemany(sql, rows)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock, self._full_disk_is_disk_full():
+        with self._using():
             return self._db.execute(sql, args).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._full_disk_is_disk_full():
+        with self._using():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -260,11 +261,13 @@ class Database:
             self._db.execute("COMMIT")
 
     @contextmanager
-    def _full_disk_is_disk_full(self) -> Iterator[None]:
-        """A write the disk has no room for is DiskFull (507 ``disk_full``, a job's ``disk_full``), as a file
-        that cannot be written is: not a bug's 500."""
+    def _using(self) -> Iterator[None]:
+        """The connection, never under a state lock (locks.py). A write the disk has no room for is DiskFull
+        (507 ``disk_full``, a job's ``disk_full``), as a file that cannot be written is: not a bug's 500."""
+        refuse_io(f"a statement on the database {self.path.name}")
         try:
-            yield
+            with self._lock:
+                yield
         except sqlite3.OperationalError as error:
             if is_disk_full(error, self.path.parent):
                 raise DiskFull(f"disk full: the database {self.path.name} cannot be written ({error})") from None

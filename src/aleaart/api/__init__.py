@@ -58,8 +58,8 @@ def create_app(
         app.state.journal_db = services.journal_db
         app.state.lost_jobs = services.lost_jobs
         queue = services.queue
-        # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue (that takes the
-        # queue's lock, which may be held where the body is made).
+        # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue and ETA: stale by
+        # the time a delivery (perhaps a retry) arrives.
         services.webhooks.snapshot = lambda job, status: job_snapshot(queue, job, status, placed=False)
         app.state.answers = answers = StoredAnswers(max_bytes=settings.serve_cache_mb * 2**20,
                                                     keep_seconds=settings.keep_jobs_hours * 3600 / 2)

@@ -110,7 +110,7 @@ def image_result(store: ImageStore, image: StoredImage, *, cached: bool, with_ba
 
 def job_snapshot(queue: Queue, job: Job, status: JobStatus | None = None, *, placed: bool = True) -> dict[str, Any]:
     """A job as clients see it, from one status snapshot (never half of a change). ``placed`` off leaves out its
-    queue position and ETA, which take the queue's lock (a webhook's body is made where it may be held)."""
+    queue position and ETA (a webhook's body: they would be stale when it arrives)."""
     status = status or job.status
     progress = queue.progress(job) if placed else Progress(None, None)
     snapshot = {

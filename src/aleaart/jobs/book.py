@@ -31,6 +31,10 @@ class JobBook:
         self.on_save: Callable[[sqlite3.Connection, Job], None] | None = None
 
     def save(self, job: Job) -> None:
+        with job.recording:
+            self._write(job)
+
+    def _write(self, job: Job) -> None:
         row = job_row(job)
         with self.db.transaction() as conn:
             conn.execute(f"INSERT OR REPLACE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",

@@ -10,6 +10,7 @@ in-process backend, ``aleaart.cluster.CeleryQueue`` the queue on GPU workers thr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
 from aleaart.jobs.runner import Outcome, outcome_of
 from aleaart.jobs.state import Job, JobState, Priority
+from aleaart.locks import StateLock
 from aleaart.logs import current_job
 from aleaart.metrics import Metrics
 from aleaart.store import FindImage, ImageStore, StoredImage
@@ -44,7 +46,8 @@ class Progress:
 
 class Queue:
     """Accepts jobs of any kind, deduplicates them, records them, runs coordinating kinds in threads, and hands
-    worker jobs to its ``backend``. Only this class takes its lock, and it never calls the backend holding it."""
+    worker jobs to its ``backend``. Only this class takes its lock, and it holds it for memory only: it never calls
+    the backend or writes a record holding it (the database refuses: locks.py)."""
 
     def __init__(self, *, backend: Backend, store: ImageStore, book: JobBook, settings: Settings,
                  metrics: Metrics | None = None, chain: Any = None) -> None:
@@ -58,7 +61,7 @@ class Queue:
         self.generations = 0
         self._jobs: dict[str, Job] = {}  # id → queued or running job
         self._by_identity: dict[str, Job] = {}
-        self._lock = threading.Lock()
+        self._lock = StateLock("the queue's lock")
         self._seconds_per_job = 0.0
         self._finished = 0
         self.draining = False
@@ -141,22 +144,24 @@ class Queue:
         with self._lock:
             if (active := self._by_identity.get(ident)) is not None:
                 return active
-            if stored is not None:
-                return self._answered_from_store(request, stored, priority, ident)
-            if self._queued_count() >= self.max_queue:
-                raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
-                                retry_after=self._retry_after())
-            job = Job(id=_new_id(), request=request, priority=priority)
-            job.move(JobState.QUEUED, total_steps=request.total_steps())
-            self.book.save(job)
-            self._register(job)
+            if stored is None:
+                if self._queued_count() >= self.max_queue:
+                    raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
+                                    retry_after=self._retry_after())
+                job = Job(id=_new_id(), request=request, priority=priority)
+                job.move(JobState.QUEUED, total_steps=request.total_steps())
+                self._register(job)
+        if stored is not None:
+            return self._answered_from_store(request, stored, priority, ident)
         try:
+            self.book.save(job)  # before it can run: what runs is recorded
             self._launch(job)
-        except AleaArtError as error:  # the backend could not take it: the job ends here, said why
+        except AleaArtError as error:  # not recorded, or the backend could not take it: the job ends here, said why
             with self._lock:
                 self._forget(job)
             job.move(JobState.FAILED, error=str(error), code=error.code)
-            self.book.save(job)
+            with contextlib.suppress(DiskFull):  # a record the disk had no room for is not there to end
+                self.book.save(job)
             raise
         return job
 
@@ -229,10 +234,12 @@ class Queue:
             job = self._jobs.get(job_id)
             if job is None or job.state.is_terminal():
                 return None
-            if job.state is JobState.QUEUED:
+            moved = job.state is JobState.QUEUED
+            if moved:
                 job.move(JobState.RUNNING, started_at=time.time(), step=0, **changes)
-                self.book.save(job)
-            return job
+        if moved:
+            self.book.save(job)
+        return job
 
     def waiting_jobs(self) -> list[Job]:
         with self._lock:
@@ -283,6 +290,22 @@ class Queue:
         if self._finished % PRUNE_EVERY == 0:
             self.book.prune(older_than_seconds=self.keep_jobs_seconds)
 
+    def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int,
+                             ident: str) -> Job:
+        """A job already succeeded with the stored result. Its id comes from the request's identity and its record
+        is written once, so repeat requests add nothing to the database (they were ~0.9 KB each, kept a day); and
+        a disk too full for the record does not stop the answer, which is the store's."""
+        job = Job(id=ident[:32], request=request, priority=priority)
+        steps = request.total_steps()
+        job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
+        try:
+            self.book.save_once(job)
+        except DiskFull:
+            log.warning("disk full: store hit %s answered without its job record", job.id)
+        self.metrics.cache_hits.labels(job.kind).inc()
+        self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
+        return job
+
     def _requeue_interrupted(self, job: Job) -> None:
         job.move(JobState.QUEUED, step=0, attempts=job.status.attempts + 1)
         self.book.save(job)
@@ -327,22 +350,6 @@ class Queue:
             if job.state is JobState.RUNNING and (job.request.coordinates or not coordinators_only):
                 job.interrupted = True
                 job.cancel_event.set()
-
-    def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int,
-                             ident: str) -> Job:
-        """A job already succeeded with the stored result. Its id comes from the request's identity and its record
-        is written once, so repeat requests add nothing to the database (they were ~0.9 KB each, kept a day); and
-        a disk too full for the record does not stop the answer, which is the store's."""
-        job = Job(id=ident[:32], request=request, priority=priority)
-        steps = request.total_steps()
-        job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
-        try:
-            self.book.save_once(job)
-        except DiskFull:
-            log.warning("disk full: store hit %s answered without its job record", job.id)
-        self.metrics.cache_hits.labels(job.kind).inc()
-        self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
-        return job
 
     def _queued_count(self) -> int:
         return sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED and not j.request.coordinates)

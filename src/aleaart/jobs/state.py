@@ -78,6 +78,9 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     interrupted: bool = False  # set with cancel_event when the service stops: re-queue, don't cancel
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    # Held while the job's record is written, from reading its status to the commit: the newest status is the
+    # last written, whichever threads save it at once (a cancel and the job's own start, say).
+    recording: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _when_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 from aleaart.config import Settings
 from aleaart.database import Database
 from aleaart.jobs import Job, JobStatus
+from aleaart.locks import StateLock
 from aleaart.metrics import Metrics
 from aleaart.webhooks.delivery import Deliverer, DeliveryPolicy
 from aleaart.webhooks.events import THROTTLE_SECONDS, Event, Seen, Sent, WebhookSpec, due_events
@@ -47,7 +48,7 @@ class Webhooks:
         self._watched: set[str] = set()  # jobs with a subscription not yet told of completion
         self._followed: set[str] = set()
         self._last_sent: dict[tuple[str, str], float] = {}  # (subscription, output|logs) → when
-        self._lock = threading.Lock()
+        self._lock = StateLock("the webhook hub's lock")
         self._stop = threading.Event()
         metrics.watch_outbox(self._depth)
 
