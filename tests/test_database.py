@@ -1,4 +1,5 @@
-"""The schema version and the migration of a database written by v1."""
+"""The schema: each package's tables and versions, their migrations (from a database written by v1 too), and
+what a damaged database is made into."""
 
 import hashlib
 import sqlite3
@@ -6,15 +7,23 @@ import sqlite3
 import pytest
 from test_store import make_image
 
-from aleaart.database import IMAGES_V1, SCHEMA_VERSION, Database
+import aleaart.services  # noqa: F401  (every package, so every schema is declared, as in the service)
+from aleaart.database import PER_OWNER, SCHEMAS, Database, Schema
+from aleaart.records import IMAGES
 from aleaart.store import ImageStore
+
+CURRENT = {schema.owner: schema.version for schema in SCHEMAS.values()}
+
+
+def versions(db: Database) -> dict[str, int]:
+    return {row["owner"]: row["version"] for row in db.query("SELECT owner, version FROM schema_versions")}
 
 
 def v1_database(folder, images):
     """A database exactly as v1 of the service wrote it (its schema, no user_version), with files."""
     folder.mkdir(parents=True)
     db = sqlite3.connect(folder / "index.db")
-    db.executescript(IMAGES_V1)
+    db.executescript(IMAGES.steps[0])
     for record, png in images:
         row = record.to_row()
         del row["kind"], row["source"], row["pixels"], row["size"]  # columns v1 did not have
@@ -27,7 +36,8 @@ def v1_database(folder, images):
 def test_a_new_database_is_at_the_current_version(tmp_path):
     db = Database(tmp_path / "index.db")
     assert db.migrated_from == 0
-    assert db.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert db.query("PRAGMA user_version")[0][0] == PER_OWNER and versions(db) == CURRENT
+    assert set(CURRENT) >= {"images", "jobs", "pins", "user_records", "models", "watch", "webhooks", "quarantine"}
     assert {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {"images", "jobs"}
     db.close()
 
@@ -39,7 +49,7 @@ def test_a_v1_database_is_migrated_and_all_its_images_still_served(tmp_path):
     store = ImageStore.open(folder, folder / "index.db")
     try:
         assert store.db.migrated_from == 1
-        assert store.db.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+        assert store.db.query("PRAGMA user_version")[0][0] == PER_OWNER and versions(store.db) == CURRENT
         for record, png in images:
             found = store.get(record.key)
             assert found is not None and found.kind == "render" and found.source is None
@@ -48,17 +58,58 @@ def test_a_v1_database_is_migrated_and_all_its_images_still_served(tmp_path):
     finally:
         store.close()
     reopened = Database(folder / "index.db")  # a second open finds nothing to migrate
-    assert reopened.migrated_from == SCHEMA_VERSION
+    assert reopened.migrated_from == PER_OWNER
     reopened.close()
 
 
-def test_a_newer_database_is_refused_not_damaged(tmp_path):
-    path = tmp_path / "index.db"
+def test_a_database_of_one_version_for_everything_gets_its_owners_versions_and_the_steps_it_missed(tmp_path):
+    """A database the service wrote at whole-database v6: the watcher's tables had no subscription column yet."""
+    path = tmp_path / "journal.db"
+    Database(path).close()
     db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.execute("ALTER TABLE watch_cursor DROP COLUMN subscription")
+    db.execute("DROP TABLE schema_versions")
+    db.execute("PRAGMA user_version = 6")
+    db.close()
+    older = Database(path)
+    assert older.migrated_from == 6 and versions(older) == CURRENT
+    columns = {row["name"] for row in older.query("PRAGMA table_info(watch_cursor)")}
+    assert "subscription" in columns
+    older.close()
+
+
+@pytest.mark.parametrize("newer", ["user_version", "an owner's version"])
+def test_a_newer_database_is_refused_not_damaged(tmp_path, newer):
+    path = tmp_path / "index.db"
+    if newer == "user_version":
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version = 8")
+    else:
+        Database(path).close()
+        db = sqlite3.connect(path)
+        db.execute("UPDATE schema_versions SET version = 99 WHERE owner = 'images'")
+    db.commit()
     db.close()
     with pytest.raises(RuntimeError, match="newer than this aleaart"):
         Database(path)
+    db = sqlite3.connect(path)
+    kept = db.execute("PRAGMA user_version").fetchone()[0] if newer == "user_version" else \
+        db.execute("SELECT version FROM schema_versions WHERE owner = 'images'").fetchone()[0]
+    db.close()
+    assert kept == (8 if newer == "user_version" else 99)
+
+
+def test_a_package_declared_after_the_database_opened_gets_its_tables_when_it_requires_them(tmp_path):
+    db = Database(tmp_path / "x.db")
+    first = Schema("late", ("CREATE TABLE late (a TEXT)",))
+    db.require(first)
+    db.require(first)  # once
+    assert versions(db)["late"] == 1
+    db.close()
+    db = Database(tmp_path / "x.db")
+    db.require(Schema("late", (*first.steps, "ALTER TABLE late ADD COLUMN b TEXT")))  # its next version
+    assert versions(db)["late"] == 2 and {r["name"] for r in db.query("PRAGMA table_info(late)")} == {"a", "b"}
+    db.close()
 
 
 def garble(path, how):

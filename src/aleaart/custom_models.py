@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aleaart.database import Database
+from aleaart.database import Database, Schema, declare
 from aleaart.errors import BodyTooLarge, InvalidParams, NotFound
 from aleaart.model_files import (
     Architecture,
@@ -25,6 +25,22 @@ from aleaart.model_files import (
     refuse_pickle_name,
 )
 from aleaart.store import TEMP_PREFIX, clip
+
+# Weights users uploaded (SD 1.x checkpoints and LoRAs), their files named by sha256 in the models folder.
+MODELS = declare(Schema("models", (
+    """
+CREATE TABLE models (
+    sha256     TEXT PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    base       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+""",
+)))
+
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +77,7 @@ class ModelRegistry:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = db
+        db.require(MODELS)
         for temp in self.folder.glob(TEMP_PREFIX + "*"):  # an upload cut off by a crash
             temp.unlink(missing_ok=True)
 

@@ -1,7 +1,11 @@
-"""The SQLite database (WAL) shared by the image index and the job records, with its migrations.
+"""The SQLite database (WAL) shared by the image index and the job records, with the one migration mechanism.
 
-The schema's version is ``PRAGMA user_version``. v1 of the service never set it, so a database
-with an ``images`` table and version 0 is a v1 database; it is migrated in place on open.
+Each package declares its own tables next to its code, as a ``Schema`` with its versions (``declare``: the store's
+in records.py, the jobs' in jobs/book.py, pins and records in integrations/publisher.py, uploads in
+custom_models.py, the watcher's in watch/journal.py, webhooks' in webhooks/outbox.py). A database is brought to every
+declared schema's version when it is opened, and a class that owns tables ``require``s its schema of the database
+it is given, so no import order can leave them out. Each owner's version is a row of ``schema_versions``; a
+database from before that (one ``user_version`` for everything, 1..7) is read as what those versions held.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,179 +27,57 @@ from aleaart.locks import refuse_io
 
 log = logging.getLogger(__name__)
 
-IMAGES_V1 = """
-CREATE TABLE images (
-    key        TEXT PRIMARY KEY,
-    token_id   TEXT,
-    file       TEXT NOT NULL UNIQUE,
-    prompt     TEXT NOT NULL,
-    params     TEXT,
-    spec       TEXT NOT NULL,
-    sampler    TEXT NOT NULL,
-    width      INTEGER NOT NULL,
-    height     INTEGER NOT NULL,
-    model      TEXT NOT NULL,
-    seconds    REAL NOT NULL,
-    sha256     TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX images_token ON images (token_id, created_at);
-CREATE INDEX images_created ON images (created_at);
-"""
+@dataclass(frozen=True)
+class Schema:
+    """A package's tables, declared next to its code: ``steps[n]`` takes them from version n to n + 1 (the first
+    makes them). Each owner's version is kept in ``schema_versions``; a database is brought to the version of every
+    schema declared so far when it is opened (``declare`` at import, as job kinds register)."""
 
-# v2: an image may derive from another (``source``) by an operation (``kind``) and has a pixel
-# identity; jobs are durable; pins and the frontend's MongoDB records are kept until done.
-V1_TO_V2 = """
-ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
-ALTER TABLE images ADD COLUMN source TEXT;
-ALTER TABLE images ADD COLUMN pixels TEXT;
-ALTER TABLE images ADD COLUMN size INTEGER;
-CREATE INDEX images_source ON images (source);
-CREATE INDEX images_pixels ON images (pixels);
-CREATE TABLE jobs (
-    id          TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL,
-    request     TEXT NOT NULL,
-    identity    TEXT NOT NULL,
-    priority    INTEGER NOT NULL,
-    state       TEXT NOT NULL,
-    key         TEXT,
-    step        INTEGER NOT NULL,
-    total_steps INTEGER NOT NULL,
-    created_at  REAL NOT NULL,
-    started_at  REAL,
-    finished_at REAL,
-    images      TEXT NOT NULL,
-    summary     TEXT,
-    cached      INTEGER NOT NULL,
-    error       TEXT,
-    code        TEXT,
-    attempts    INTEGER NOT NULL
-);
-CREATE INDEX jobs_state ON jobs (state, priority, created_at);
-CREATE INDEX jobs_finished ON jobs (finished_at);
-CREATE TABLE pins (
-    key       TEXT PRIMARY KEY,
-    cid       TEXT,
-    error     TEXT,
-    attempts  INTEGER NOT NULL,
-    next_at   REAL,
-    pinned_at REAL
-);
-CREATE TABLE user_records (
-    id          TEXT PRIMARY KEY,
-    image_key   TEXT NOT NULL,
-    document    TEXT NOT NULL,
-    inserted_at REAL,
-    error       TEXT,
-    attempts    INTEGER NOT NULL,
-    next_at     REAL
-);
-"""
+    owner: str
+    steps: tuple[str, ...]
 
-# v3: weights users uploaded (SD 1.x checkpoints and LoRAs), their files named by sha256 in the models folder.
-V2_TO_V3 = """
-CREATE TABLE models (
-    sha256     TEXT PRIMARY KEY,
-    id         TEXT NOT NULL UNIQUE,
-    name       TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    base       TEXT NOT NULL,
-    size       INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
+    @property
+    def version(self) -> int:
+        return len(self.steps)
 
-# v4: the chain watcher's journal: how far it has read (with the hashes of the blocks it read, to notice a
-# reorganisation) and every fulfilled token it has seen until its image is stored. Token ids are uint256: TEXT.
-V3_TO_V4 = """
-CREATE TABLE watch_cursor (
-    chain     TEXT PRIMARY KEY,
-    block     INTEGER NOT NULL,
-    head      INTEGER,
-    head_at   REAL,
-    synced_at REAL,
-    error     TEXT,
-    reorgs    INTEGER NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE watch_blocks (
-    chain  TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    hash   TEXT NOT NULL,
-    PRIMARY KEY (chain, number)
-);
-CREATE TABLE watch_tokens (
-    chain       TEXT NOT NULL,
-    token_id    TEXT NOT NULL,
-    seed        TEXT NOT NULL,
-    block       INTEGER NOT NULL,
-    block_hash  TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    key         TEXT,
-    attempts    INTEGER NOT NULL,
-    next_at     REAL NOT NULL,
-    error       TEXT,
-    seen_at     REAL NOT NULL,
-    rendered_at REAL,
-    PRIMARY KEY (chain, token_id)
-);
-CREATE INDEX watch_tokens_due ON watch_tokens (chain, state, next_at);
-CREATE INDEX watch_tokens_block ON watch_tokens (chain, block);
-"""
 
-# v5: webhooks: each subscription (a job's, or the service's own) with what it has been sent, and the outbox of
-# events not yet delivered, written in the same transaction as the job change they tell of.
-V4_TO_V5 = """
-CREATE TABLE webhook_subscriptions (
-    id         TEXT PRIMARY KEY,
-    job_id     TEXT,
-    url        TEXT NOT NULL,
-    events     TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started    INTEGER NOT NULL DEFAULT 0,
-    outputs    INTEGER NOT NULL DEFAULT 0,
-    completed  INTEGER NOT NULL DEFAULT 0,
-    gone       INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX webhook_subscriptions_job ON webhook_subscriptions (job_id);
-CREATE TABLE webhook_outbox (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    id           TEXT NOT NULL UNIQUE,
-    subscription TEXT NOT NULL,
-    event        TEXT NOT NULL,
-    body         TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    attempts     INTEGER NOT NULL,
-    next_at      REAL NOT NULL,
-    created_at   REAL NOT NULL,
-    finished_at  REAL,
-    last_status  INTEGER,
-    error        TEXT
-);
-CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
-CREATE INDEX webhook_outbox_subscription ON webhook_outbox (subscription, state, seq);
-"""
+SCHEMAS: dict[str, Schema] = {}
 
-# v6: rows that could not be read (a key that is not UTF-8, JSON that does not parse) are moved here, with why,
+
+def declare(schema: Schema) -> Schema:
+    if (known := SCHEMAS.get(schema.owner)) is not None and known != schema:
+        raise RuntimeError(f"the tables of {schema.owner!r} are declared twice")
+    SCHEMAS[schema.owner] = schema
+    return schema
+
+
+# Rows that could not be read (a key that is not UTF-8, JSON that does not parse) are moved here, with why,
 # rather than stopping the start or answering 500 until someone edits the database.
-V5_TO_V6 = """
+QUARANTINE = declare(Schema("quarantine", ("""
 CREATE TABLE quarantined_rows (
     tbl    TEXT NOT NULL,
     data   TEXT NOT NULL,
     why    TEXT NOT NULL,
     at     REAL NOT NULL
 );
-"""
+""",)))
 
-# v7: the state of the chain watcher's websocket subscription, for /health in any process.
-V6_TO_V7 = """
-ALTER TABLE watch_cursor ADD COLUMN subscription TEXT;
-"""
+VERSIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_versions (owner TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+PER_OWNER = 100
+"""``PRAGMA user_version`` of a database whose versions are its owners' (in ``schema_versions``): an aleaart from
+before that refuses it as newer than itself, rather than reading tables it does not know."""
 
-# MIGRATIONS[n] takes version n to n + 1
-MIGRATIONS: tuple[str, ...] = (IMAGES_V1, V1_TO_V2, V2_TO_V3, V3_TO_V4, V4_TO_V5, V5_TO_V6, V6_TO_V7)
-SCHEMA_VERSION = len(MIGRATIONS)
+# Before each package owned its tables, the whole database had one version (user_version 1..7; v1 of the service
+# never set it). What each of those held, by owner, for a database written then:
+WHOLE_VERSIONS: tuple[dict[str, int], ...] = (
+    {"images": 1},
+    {"images": 2, "jobs": 1, "pins": 1, "user_records": 1},  # durable jobs, pins and the frontend's records
+    {"models": 1},  # uploads
+    {"watch": 1},  # the chain watcher's journal
+    {"webhooks": 1},
+    {"quarantine": 1},
+    {"watch": 2},  # its websocket subscription's state
+)
 
 
 class Database:
@@ -211,14 +94,23 @@ class Database:
         self._lock = threading.RLock()
         self.moved_aside: Path | None = None
         try:
-            self._db, self.migrated_from = open_checked(path)
+            self._db, self.migrated_from, self._owners = open_checked(path)
         except sqlite3.DatabaseError as error:
             if is_disk_full(error, path.parent):
                 raise DiskFull(f"disk full: cannot open the database {path} ({error})") from None
             self.moved_aside = move_aside(path)
             log.error("the database %s could not be read (%s); moved it to %s and starting a new one",
                       path, error, self.moved_aside)
-            self._db, self.migrated_from = open_checked(path)
+            self._db, self.migrated_from, self._owners = open_checked(path)
+
+    def require(self, schema: Schema) -> None:
+        """Bring ``schema``'s tables to its version here, if opening did not (it was declared after)."""
+        if schema.owner in self._owners:
+            return
+        with self._using():
+            migrate(self._db, [schema])
+            restore_missing_tables(self._db, [schema])
+            self._owners.add(schema.owner)
 
     def close(self) -> None:
         with self._lock:
@@ -274,8 +166,9 @@ class Database:
             raise
 
 
-def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
-    """Connect, check every page (quick_check), migrate; any of it failing is a DatabaseError."""
+def open_checked(path: Path) -> tuple[sqlite3.Connection, int, set[str]]:
+    """Connect, check every page (quick_check), migrate every declared schema; any of it failing is a
+    DatabaseError. The ``user_version`` found, and the owners whose tables are now current."""
     if path.exists() and not path.is_file():
         raise sqlite3.DatabaseError(f"{path} is not a file")
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -288,9 +181,10 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, int]:
         problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(f"quick_check found: {'; '.join(problems[:3])}")
-        found = migrate(db)
-        restore_missing_tables(db)
-        return db, found
+        schemas = list(SCHEMAS.values())
+        found = migrate(db, schemas)
+        restore_missing_tables(db, schemas)
+        return db, found, {schema.owner for schema in schemas}
     except BaseException:
         db.close()
         raise
@@ -315,11 +209,22 @@ def is_disk_full(error: BaseException, folder: Path) -> bool:
     return "disk i/o error" in text and shutil.disk_usage(folder).free < 1024 * 1024
 
 
-def schema_version(db: sqlite3.Connection) -> int:
+def whole_version(db: sqlite3.Connection) -> int:
+    """The database's ``user_version`` (PER_OWNER once its owners are versioned; 0 for a new one)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'images'").fetchone():
         return 1  # written by v1, which never set user_version
     return version
+
+
+def owner_versions(db: sqlite3.Connection, found: int) -> dict[str, int]:
+    """Each owner's version in a database whose ``user_version`` is ``found``."""
+    if found == PER_OWNER:
+        return dict(db.execute("SELECT owner, version FROM schema_versions").fetchall())
+    versions: dict[str, int] = {}
+    for held in WHOLE_VERSIONS[:found]:
+        versions.update(held)
+    return versions
 
 
 # What is not derived from the PNGs, kept in the journal (its own file): losing the index loses nothing accepted.
@@ -332,7 +237,9 @@ def move_journal_out_of_the_index(index: Database, journal: Database) -> int:
     """Before the journal had a file of its own, its tables were in the index: move their rows over (copied with
     INSERT OR IGNORE, then deleted from the index, so a crash between the two only repeats the copy). Returns how
     many rows moved."""
-    counts = {t: index.query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in JOURNAL_TABLES}
+    present = {row[0] for row in index.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = [t for t in JOURNAL_TABLES if t in present]
+    counts = {t: index.query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
     if not any(counts.values()):
         return 0
     with journal.transaction() as db:  # one transaction: a crash here leaves the index as it was
@@ -344,7 +251,7 @@ def move_journal_out_of_the_index(index: Database, journal: Database) -> int:
             db.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "
                            f"({', '.join('?' * len(columns))})", [tuple(row) for row in rows])
     with index.transaction() as db:
-        for table in JOURNAL_TABLES:
+        for table in tables:
             db.execute(f"DELETE FROM {table}")
     moved = sum(counts.values())
     log.warning("moved %d rows of jobs, records, uploads, watcher and webhooks from %s to their own journal %s",
@@ -365,44 +272,65 @@ def unfinished_jobs_in(path: Path) -> list[str] | None:
         return None
 
 
-def current_schema() -> list[tuple[str, str, str]]:
-    """(type, name, sql) of every table and index the migrations make, tables first, as a new database has."""
+def current_schema(schemas: Iterable[Schema]) -> list[tuple[str, str, str]]:
+    """(type, name, sql) of every table and index ``schemas`` make, tables first, as a new database has."""
     fresh = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        migrate(fresh)
+        migrate(fresh, schemas)
         return fresh.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
                              "AND name NOT LIKE 'sqlite_%' ORDER BY type DESC, name").fetchall()
     finally:
         fresh.close()
 
 
-def restore_missing_tables(db: sqlite3.Connection) -> None:
-    """Make again a table (and its indexes) that is missing from a database of the current version: its rows are
+def restore_missing_tables(db: sqlite3.Connection, schemas: Iterable[Schema]) -> None:
+    """Make again a table (and its indexes) that is missing from a database of the current versions: its rows are
     gone, the rest of the database is kept."""
     present = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    missing = [(kind, name, sql) for kind, name, sql in current_schema() if name not in present]
+    missing = [(kind, name, sql) for kind, name, sql in current_schema(schemas) if name not in present]
     for kind, name, sql in missing:
         db.execute(sql)
         if kind == "table":
             log.error("the database had no %s table: made an empty one", name)
 
 
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION, each step in one transaction; returns the version found."""
-    found = schema_version(db)
-    if found > SCHEMA_VERSION:
-        raise RuntimeError(f"the database is schema v{found}, newer than this aleaart (v{SCHEMA_VERSION})")
-    for version in range(found, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    if 0 < found < SCHEMA_VERSION:
-        log.warning("database migrated from schema v%d to v%d", found, SCHEMA_VERSION)
+def migrate(db: sqlite3.Connection, schemas: Iterable[Schema]) -> int:
+    """Bring each schema's tables to its version, each step in one transaction; returns the ``user_version`` found.
+    A database from before owners were versioned gets its owners' versions first."""
+    found = whole_version(db)
+    if found > len(WHOLE_VERSIONS) and found != PER_OWNER:
+        raise RuntimeError(f"the database is schema v{found}, newer than this aleaart")
+    if found != PER_OWNER:
+        with immediate(db):
+            db.execute(VERSIONS_TABLE)
+            db.executemany("INSERT OR REPLACE INTO schema_versions (owner, version) VALUES (?, ?)",
+                           owner_versions(db, found).items())
+            db.execute(f"PRAGMA user_version = {PER_OWNER}")
+    versions = owner_versions(db, PER_OWNER)
+    for schema in schemas:
+        have = versions.get(schema.owner, 0)
+        if have > schema.version:
+            raise RuntimeError(f"the database's {schema.owner} tables are v{have}, newer than this aleaart "
+                               f"(v{schema.version})")
+        for version in range(have, schema.version):
+            with immediate(db):
+                for statement in schema.steps[version].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR REPLACE INTO schema_versions (owner, version) VALUES (?, ?)",
+                           (schema.owner, version + 1))
+        if 0 < have < schema.version:
+            log.warning("the %s tables migrated from v%d to v%d", schema.owner, have, schema.version)
     return found
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on an autocommit connection: committed, or rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -9,6 +9,40 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from aleaart.database import Schema, declare
+
+# The index: one row per stored file. v2: an image may derive from another (``source``) by an operation (``kind``)
+# and has a pixel identity.
+IMAGES = declare(Schema("images", (
+    """
+CREATE TABLE images (
+    key        TEXT PRIMARY KEY,
+    token_id   TEXT,
+    file       TEXT NOT NULL UNIQUE,
+    prompt     TEXT NOT NULL,
+    params     TEXT,
+    spec       TEXT NOT NULL,
+    sampler    TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    model      TEXT NOT NULL,
+    seconds    REAL NOT NULL,
+    sha256     TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX images_token ON images (token_id, created_at);
+CREATE INDEX images_created ON images (created_at);
+""",
+    """
+ALTER TABLE images ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
+ALTER TABLE images ADD COLUMN source TEXT;
+ALTER TABLE images ADD COLUMN pixels TEXT;
+ALTER TABLE images ADD COLUMN size INTEGER;
+CREATE INDEX images_source ON images (source);
+CREATE INDEX images_pixels ON images (pixels);
+""",
+)))
+
 
 @dataclass(frozen=True)
 class StoredImage:

@@ -107,7 +107,7 @@ class Services:
                              credentials=credentials)
             metrics.model_load_seconds.set_function(lambda: model.load_seconds or 0.0)
         metrics.watch_queue(lambda: queue.depth)
-        publisher = Publisher.from_settings(settings, store, journal_db)
+        publisher = Publisher.from_settings(settings, store, index=db, journal=journal_db)
         journal = WatchJournal(journal_db, chain_id=settings.chain_id, address=settings.params_contract)
         watch_config = WatchConfig.from_settings(settings)
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))

@@ -21,7 +21,7 @@ from cachetools import LRUCache
 from aleaart.database import Database
 from aleaart.errors import DiskFull, NotFound
 from aleaart.metadata import JSON_KEY, read_png_text
-from aleaart.records import FindImage, StoredImage, new_record
+from aleaart.records import IMAGES, FindImage, StoredImage, new_record
 
 __all__ = ["FindImage", "ImageStore", "ServedFile", "StoredImage", "new_record", "write_atomically"]
 
@@ -88,6 +88,7 @@ class ImageStore:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = db
+        db.require(IMAGES)
         self.min_free_mb = min_free_mb
         self._served: dict[str, ServedFile] = {}
         self._found: dict[str, StoredImage] = {}  # what get() found, by key: known() answers from it

@@ -17,10 +17,40 @@ from typing import TYPE_CHECKING, Any
 
 from aleaart.cid import file_cid
 from aleaart.config import Settings
-from aleaart.database import Database
+from aleaart.database import Database, Schema, declare
 from aleaart.errors import PinningFailed, RecordFailed
 from aleaart.integrations.ipfs import Pinner, gateway_url, pinner_from_settings
 from aleaart.store import ImageStore, StoredImage
+
+# Pins live in the index, with the images they are of (a pin found missing is made again: the CID is the file's).
+PINS = declare(Schema("pins", (
+    """
+CREATE TABLE pins (
+    key       TEXT PRIMARY KEY,
+    cid       TEXT,
+    error     TEXT,
+    attempts  INTEGER NOT NULL,
+    next_at   REAL,
+    pinned_at REAL
+);
+""",
+)))
+
+# The frontend's MongoDB records, in the journal until they are written.
+USER_RECORDS = declare(Schema("user_records", (
+    """
+CREATE TABLE user_records (
+    id          TEXT PRIMARY KEY,
+    image_key   TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    inserted_at REAL,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    next_at     REAL
+);
+""",
+)))
+
 
 if TYPE_CHECKING:
     from aleaart.integrations.mongo import MongoRecorder
@@ -36,11 +66,14 @@ def backoff(attempts: int, base: float) -> float:
 
 
 class Publisher:
-    def __init__(self, *, store: ImageStore, db: Database, pinner: Pinner | None, recorder: MongoRecorder | None,
-                 gateway: str, retry_seconds: float, image_data: bool = True) -> None:
+    def __init__(self, *, store: ImageStore, index: Database, journal: Database, pinner: Pinner | None,
+                 recorder: MongoRecorder | None, gateway: str, retry_seconds: float, image_data: bool = True) -> None:
         self.store = store
         self.image_data = image_data  # the frontend's record carries the PNG as a data URL
-        self.db = db
+        self.journal = journal  # the records owed
+        self.index = index  # the pins, which live with the images they are of
+        journal.require(USER_RECORDS)
+        self.index.require(PINS)
         self.pinner = pinner
         self.recorder = recorder
         self.gateway = gateway
@@ -49,13 +82,13 @@ class Publisher:
         self._thread = threading.Thread(target=self._retry_loop, name="aleaart-publisher", daemon=True)
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: ImageStore, db: Database) -> Publisher:
+    def from_settings(cls, settings: Settings, store: ImageStore, *, index: Database, journal: Database) -> Publisher:
         recorder: MongoRecorder | None = None
         if settings.mongodb_uri:
             from aleaart.integrations.mongo import MongoRecorder  # pymongo only when it is used
 
             recorder = MongoRecorder(settings.mongodb_uri)
-        return cls(store=store, db=db, pinner=pinner_from_settings(settings), recorder=recorder,
+        return cls(store=store, index=index, journal=journal, pinner=pinner_from_settings(settings), recorder=recorder,
                    gateway=settings.ipfs_gateway, retry_seconds=settings.retry_seconds,
                    image_data=settings.mongodb_image_data)
 
@@ -91,7 +124,7 @@ class Publisher:
         return {"ipfsHash": cid, "ipfsUrl": gateway_url(self.gateway, cid) if cid else None}
 
     def pinned_cid(self, key: str) -> str | None:
-        rows = self.store.db.query("SELECT cid FROM pins WHERE key = ?", (key,))
+        rows = self.index.query("SELECT cid FROM pins WHERE key = ?", (key,))
         return rows[0]["cid"] if rows else None
 
     # Pinning
@@ -110,7 +143,7 @@ class Publisher:
         except PinningFailed as error:
             self._pin_failed(image.key, str(error))
             raise
-        self.store.db.execute(
+        self.index.execute(
             "INSERT OR REPLACE INTO pins (key, cid, error, attempts, next_at, pinned_at) VALUES (?, ?, NULL, "
             "COALESCE((SELECT attempts FROM pins WHERE key = ?), 0) + 1, NULL, ?)",
             (image.key, expected, image.key, time.time()),
@@ -118,9 +151,9 @@ class Publisher:
         return expected
 
     def _pin_failed(self, key: str, error: str) -> None:
-        rows = self.store.db.query("SELECT attempts FROM pins WHERE key = ?", (key,))
+        rows = self.index.query("SELECT attempts FROM pins WHERE key = ?", (key,))
         attempts = (rows[0]["attempts"] if rows else 0) + 1
-        self.store.db.execute(
+        self.index.execute(
             "INSERT OR REPLACE INTO pins (key, cid, error, attempts, next_at, pinned_at) "
             "VALUES (?, NULL, ?, ?, ?, NULL)",
             (key, error, attempts, time.time() + backoff(attempts, self.retry_seconds)),
@@ -134,7 +167,7 @@ class Publisher:
 
         rid = str(record_id(user_id, token_id, image.key))
         fields = {"userId": user_id, "tokenId": token_id, "createdAt": datetime.now(UTC).isoformat()}
-        self.db.execute(
+        self.journal.execute(
             "INSERT OR IGNORE INTO user_records (id, image_key, document, attempts) VALUES (?, ?, ?, 0)",
             (rid, image.key, json.dumps(fields)),
         )
@@ -143,12 +176,12 @@ class Publisher:
     def _insert_record(self, rid: str) -> None:
         from aleaart.integrations.mongo import frontend_document
 
-        row = self.db.query("SELECT * FROM user_records WHERE id = ?", (rid,))[0]
+        row = self.journal.query("SELECT * FROM user_records WHERE id = ?", (rid,))[0]
         if row["inserted_at"] is not None:
             return
         image = self.store.get(row["image_key"])
-        if image is None:
-            self.db.execute("DELETE FROM user_records WHERE id = ?", (rid,))  # the image is gone; nothing to record
+        if image is None:  # the image is gone: nothing to record
+            self.journal.execute("DELETE FROM user_records WHERE id = ?", (rid,))
             return
         cid = self.pinned_cid(image.key)
         if self.pinner is not None and cid is None:
@@ -164,15 +197,16 @@ class Publisher:
         except RecordFailed as error:
             self._record_failed(rid, row["attempts"], str(error))
             raise
-        self.db.execute("UPDATE user_records SET inserted_at = ?, error = NULL, attempts = attempts + 1 WHERE id = ?",
-                        (time.time(), rid))
+        self.journal.execute(
+            "UPDATE user_records SET inserted_at = ?, error = NULL, attempts = attempts + 1 WHERE id = ?",
+            (time.time(), rid))
 
     def _ipfs(self, cid: str | None) -> dict[str, str | None]:
         fields = self.ipfs_fields(cid)
         return {"ipfs_hash": fields["ipfsHash"], "ipfs_url": fields["ipfsUrl"]}
 
     def _record_failed(self, rid: str, attempts: int, error: str) -> None:
-        self.db.execute("UPDATE user_records SET error = ?, attempts = ?, next_at = ? WHERE id = ?",
+        self.journal.execute("UPDATE user_records SET error = ?, attempts = ?, next_at = ? WHERE id = ?",
                         (error, attempts + 1, time.time() + backoff(attempts + 1, self.retry_seconds), rid))
 
     # Retrying in the background
@@ -181,14 +215,14 @@ class Publisher:
         """One pass: pin what is due (and stored images never pinned), then write due records."""
         now = time.time()
         if self.pinner is not None:
-            keys = [r["key"] for r in self.store.db.query(  # pins live with the images they are of
+            keys = [r["key"] for r in self.index.query(  # pins live with the images they are of
                 "SELECT images.key FROM images LEFT JOIN pins ON pins.key = images.key "
                 "WHERE pins.key IS NULL OR (pins.cid IS NULL AND pins.next_at <= ?) LIMIT ?", (now, BATCH))]
             for key in keys:
                 if (image := self.store.get(key)) is not None:
                     self._quietly(self._pin, image)
         if self.recorder is not None:
-            for row in self.db.query("SELECT id FROM user_records WHERE inserted_at IS NULL AND "
+            for row in self.journal.query("SELECT id FROM user_records WHERE inserted_at IS NULL AND "
                                      "(next_at IS NULL OR next_at <= ?) LIMIT ?", (now, BATCH)):
                 self._quietly(self._insert_record, row["id"])
 

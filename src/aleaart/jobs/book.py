@@ -10,11 +10,40 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aleaart.database import Database
+from aleaart.database import Database, Schema, declare
 from aleaart.errors import AleaArtError
 from aleaart.jobs.kind import request_from_json
 from aleaart.jobs.state import Job, JobState, JobStatus
 from aleaart.store import ImageStore
+
+# Every job accepted, written on each change of state, so queued and interrupted jobs run after a restart.
+JOBS = declare(Schema("jobs", (
+    """
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    identity    TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    key         TEXT,
+    step        INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    images      TEXT NOT NULL,
+    summary     TEXT,
+    cached      INTEGER NOT NULL,
+    error       TEXT,
+    code        TEXT,
+    attempts    INTEGER NOT NULL
+);
+CREATE INDEX jobs_state ON jobs (state, priority, created_at);
+CREATE INDEX jobs_finished ON jobs (finished_at);
+""",
+)))
+
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +55,7 @@ class JobBook:
 
     def __init__(self, db: Database, store: ImageStore) -> None:
         self.db = db
+        db.require(JOBS)
         self.store = store
         # Called in the record's transaction on every save: what must be written with the change (webhook events).
         self.on_save: Callable[[sqlite3.Connection, Job], None] | None = None

@@ -11,8 +11,53 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aleaart.database import Database
+from aleaart.database import Database, Schema, declare
 from aleaart.watch.cursor import Fulfilment
+
+# How far the watcher has read (with the hashes of the blocks it read, to notice a reorganisation) and every
+# fulfilled token it has seen until its image is stored. Token ids are uint256: TEXT. v2: the state of its
+# websocket subscription, for /health in any process.
+WATCH = declare(Schema("watch", (
+    """
+CREATE TABLE watch_cursor (
+    chain     TEXT PRIMARY KEY,
+    block     INTEGER NOT NULL,
+    head      INTEGER,
+    head_at   REAL,
+    synced_at REAL,
+    error     TEXT,
+    reorgs    INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE watch_blocks (
+    chain  TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    hash   TEXT NOT NULL,
+    PRIMARY KEY (chain, number)
+);
+CREATE TABLE watch_tokens (
+    chain       TEXT NOT NULL,
+    token_id    TEXT NOT NULL,
+    seed        TEXT NOT NULL,
+    block       INTEGER NOT NULL,
+    block_hash  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    key         TEXT,
+    attempts    INTEGER NOT NULL,
+    next_at     REAL NOT NULL,
+    error       TEXT,
+    seen_at     REAL NOT NULL,
+    rendered_at REAL,
+    PRIMARY KEY (chain, token_id)
+);
+CREATE INDEX watch_tokens_due ON watch_tokens (chain, state, next_at);
+CREATE INDEX watch_tokens_block ON watch_tokens (chain, block);
+""",
+    """
+ALTER TABLE watch_cursor ADD COLUMN subscription TEXT;
+""",
+)))
+
 
 KEPT_BLOCKS = 256  # recent block hashes kept: a reorganisation deeper than this re-reads from the oldest kept
 FAILED_AFTER = 3  # attempts after which a token counts as failed (it is still retried, less often)
@@ -66,6 +111,7 @@ class WatchStatus:
 class WatchJournal:
     def __init__(self, db: Database, *, chain_id: int, address: str) -> None:
         self.db = db
+        db.require(WATCH)
         self.chain = f"{chain_id}:{address.lower()}"
 
     # The cursor

@@ -15,8 +15,44 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aleaart.database import Database
+from aleaart.database import Database, Schema, declare
 from aleaart.webhooks.events import Event, Sent, WebhookSpec
+
+# Each subscription (a job's, or the service's own) with what it has been sent, and the outbox of events not yet
+# delivered, written in the same transaction as the job change they tell of.
+WEBHOOKS = declare(Schema("webhooks", (
+    """
+CREATE TABLE webhook_subscriptions (
+    id         TEXT PRIMARY KEY,
+    job_id     TEXT,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started    INTEGER NOT NULL DEFAULT 0,
+    outputs    INTEGER NOT NULL DEFAULT 0,
+    completed  INTEGER NOT NULL DEFAULT 0,
+    gone       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_subscriptions_job ON webhook_subscriptions (job_id);
+CREATE TABLE webhook_outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    subscription TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    next_at      REAL NOT NULL,
+    created_at   REAL NOT NULL,
+    finished_at  REAL,
+    last_status  INTEGER,
+    error        TEXT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
+CREATE INDEX webhook_outbox_subscription ON webhook_outbox (subscription, state, seq);
+""",
+)))
+
 
 SERVICE = "service"  # the subscription of ALEAART_WEBHOOK_URL
 
@@ -50,6 +86,7 @@ def subscription_of(row: sqlite3.Row) -> Subscription:
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+        db.require(WEBHOOKS)
 
     # Subscriptions
 
