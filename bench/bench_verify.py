@@ -112,7 +112,7 @@ def signing(args: argparse.Namespace) -> None:
     from aleaart.video import encode_mp4
 
     credentials = Credentials.from_settings(Settings(cache_dir=Path(tempfile.mkdtemp(prefix="aleaart-bench-"))))
-    claim = Claim(title="bench", kind="render", software_agent="aleaart bench", assertion={"bench": True})
+    claim = Claim(title="bench", action="c2pa.created", software_agent="aleaart bench", assertion={"bench": True})
     frames = [Image.effect_noise((512, 512), 40 + i).convert("RGB") for i in range(48)]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="PNG")

@@ -16,7 +16,7 @@ from aleaart.credentials import LOCAL_FOLDER, ROOT_FILE, Credentials, _certifica
 from aleaart.errors import InvalidParams, ModelUnavailable
 from aleaart.provenance import LABEL, Claim
 
-CLAIM = Claim(title="t.png", kind="render", software_agent="aleaart test", assertion={"key": "k"})
+CLAIM = Claim(title="t.png", action="c2pa.created", software_agent="aleaart test", assertion={"key": "k"})
 
 
 def png() -> bytes:
@@ -112,7 +112,7 @@ def test_a_scheduler_config_with_infinities_still_signs():
                                  recipe={"model": "m"}, size=(16, 16), pixels=None,
                                  details={"schedulerConfig": {"lambda_min_clipped": float("-inf"), "eta": 1.0}})
     credentials = Credentials.from_settings(Settings())
-    signed = credentials.sign(png(), "image/png", Claim(title="t.png", kind="render", software_agent="aleaart",
+    signed = credentials.sign(png(), "image/png", Claim(title="t.png", action="c2pa.created", software_agent="aleaart",
                                                          assertion=assertion))
     ours = next(a for a in credentials.read(signed).manifest["assertions"] if a["label"] == LABEL)
     assert ours["data"]["recipe"]["schedulerConfig"] == {"lambda_min_clipped": "-inf", "eta": 1.0}

@@ -37,7 +37,7 @@ def test_a_render_is_created_by_trained_algorithmic_media_with_the_aleaart_asser
     assertion = render_assertion(key="k" * 64, kind="render", spec={"seed": 1}, params={"latentSeed": 1},
                                  token_id="7", chain={"chainId": 1, "contract": "0xc"}, recipe=RECIPE,
                                  details={"threads": 2}, pixels="p" * 64, size=(512, 512))
-    claim = Claim(title="a.png", kind="render", software_agent="aleaart 0.1.0 (tiny)", assertion=assertion)
+    claim = Claim(title="a.png", action="c2pa.created", software_agent="aleaart 0.1.0 (tiny)", assertion=assertion)
     manifest = claim.manifest()
     actions = manifest["assertions"][0]["data"]["actions"]
     assert actions == [{"action": "c2pa.created", "digitalSourceType": DIGITAL_SOURCE_TYPE,
@@ -56,7 +56,7 @@ def test_a_manual_request_states_no_chain():
 
 
 def test_a_derived_file_opens_its_parent_then_says_what_it_did():
-    claim = Claim(title="b.png", kind="upscale", software_agent="aleaart", assertion={},
+    claim = Claim(title="b.png", action="c2pa.resized", software_agent="aleaart", assertion={},
                   parent=Parent("s" * 64, b"png"))
     opened, resized = claim.actions()
     assert opened == {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}}

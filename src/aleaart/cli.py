@@ -1,5 +1,5 @@
-"""The ``aleaart`` command: generate | token | render-token | variations | serve | worker | collection | watch |
-make-tiny-model | verify."""
+"""The ``aleaart`` command: generate | token | render-token | serve | worker | collection | watch | make-tiny-model |
+verify, and a command for each job kind that declares one (variations, upscale, restyle, animation, ...)."""
 
 from __future__ import annotations
 
@@ -120,44 +120,71 @@ def write_file(artifact: Any, out_path: str | None) -> Path:
     return out
 
 
-def cmd_variations(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Variations of a token's image, written as PNGs into --out, with a progress bar on stderr."""
-    from aleaart.jobs import RenderRequest, VariationsRequest
+def run_kind(cls: Any, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """A job of a kind that declares a ``CliForm``, from its flags; its files written to --out."""
+    from aleaart.jobs.spec_kind import SpecRequest
+
+    options = {field: getattr(args, field) for field, _ in cls.options()}
+    if issubclass(cls, SpecRequest):
+        return run_spec_kind(cls, args, settings, options)
+    return run_image_kind(cls, args, settings, options)
+
+
+def run_spec_kind(cls: Any, args: argparse.Namespace, settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """A kind made from an image's parameters: its files into the folder --out."""
+    from aleaart.jobs import RenderRequest
 
     image = RenderRequest.of_params(parse_params_argument(args.params), check_token_id(args.token_id),
                                     settings.palette_choice)
-    # bad input is answered before torch loads
-    request = VariationsRequest.of(image, count=args.count, strength=args.strength)
-    runner, artifacts = run_job(request, settings, steps=image.spec.steps)
-    out = Path(args.out)
-    files = [write_file(artifact, str(out / artifact.record.file)) for artifact in artifacts]
-    return {"source": request.source_key(runner.engine.recipe), "strength": args.strength,
+    request = cls.of(image, **options)  # bad input is answered before torch loads
+    runner, artifacts = run_job(request, settings, steps=request.total_steps())
+    files = [write_file(artifact, str(Path(args.out) / artifact.record.file)) for artifact in artifacts]
+    return {"source": request.source_key(runner.engine.recipe), **request.option_values(),
             "files": [str(f) for f in files], "model": runner.engine.model_name}
 
 
-def cmd_upscale(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from aleaart.jobs import UpscaleRequest
-
-    return transform_png(args, settings, lambda source: UpscaleRequest(source, args.scale, args.mode, args.strength))
-
-
-def cmd_restyle(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from aleaart.jobs import RestyleRequest
-
-    return transform_png(args, settings, lambda source: RestyleRequest(source, args.style, args.strength))
-
-
-def transform_png(args: argparse.Namespace, settings: Settings, make_request: Callable[[Any], Any]) -> dict[str, Any]:
-    """Run an upscale or restyle of a PNG this service (or the CLI) wrote; the result is written beside --out."""
+def run_image_kind(cls: Any, args: argparse.Namespace, settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """A kind that starts from a PNG this service (or the CLI) wrote; the result is written to --out."""
     from aleaart.jobs import SourceImage
 
     data = read_input_png(args.image)
-    request = make_request(SourceImage.from_png(data))  # bad input is answered before torch loads
+    request = cls(SourceImage.from_png(data), **options)  # bad input is answered before torch loads
     runner, [artifact] = run_job(request, settings, steps=request.total_steps(), source=data)
     out = write_file(artifact, args.out)
     return {"source": request.source.key, "operation": request.operation, "settings": request.settings(),
             "file": str(out), "key": runner.key(request), "width": artifact.record.width,
             "height": artifact.record.height, "model": runner.engine.model_name, "seconds": artifact.record.seconds}
+
+
+def add_kind_commands(commands: Any) -> None:
+    """A command for each kind that declares a ``CliForm``: a flag per option, from its declaration."""
+    import dataclasses
+
+    from aleaart.jobs import KINDS
+    from aleaart.jobs.spec_kind import SpecRequest
+
+    for cls in KINDS.values():
+        if (form := cls.cli) is None:
+            continue
+        command = commands.add_parser(form.command, help=form.help)
+        if issubclass(cls, SpecRequest):
+            command.add_argument("--params", required=True, help="RenderParams JSON, or @file.json")
+            command.add_argument("--token-id", help="the token id to record in the files and their names")
+            command.add_argument("--out", default=form.command,
+                                 help=f"folder for its files (default: ./{form.command})")
+        else:
+            command.add_argument("image", help="a PNG written by aleaart (it carries its parameters)")
+            command.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
+        defaults = cls.option_defaults()
+        for field, opt in cls.options():
+            flag = form.flags.get(opt.name) or "--" + "".join(f"-{c.lower()}" if c.isupper() else c for c in opt.name)
+            required = defaults[field] is dataclasses.MISSING
+            kind = str if opt.choices is not None else int if opt.integer else float
+            default = None if required else defaults[field]
+            shown = f" (default {default})" if default is not None else ""
+            command.add_argument(flag, dest=field, type=kind, required=required, default=default,
+                                 help=opt.description + shown)
+        command.set_defaults(run=lambda args, settings, cls=cls: run_kind(cls, args, settings))
 
 
 def read_input_png(path: str) -> bytes:
@@ -318,29 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default: ALEAART_PORT or 8000")
     serve.set_defaults(run=cmd_serve)
 
-    variations = commands.add_parser("variations", help="images near a token's: its noise blended with seed + i")
-    variations.add_argument("--params", required=True, help="RenderParams JSON, or @file.json")
-    variations.add_argument("--token-id", help="the token id to record in the images and file names")
-    variations.add_argument("--count", type=int, default=4, help="how many, 1..8 (default 4)")
-    variations.add_argument("--strength", type=float, default=0.3, help="0: the image itself .. 1: another seed's")
-    variations.add_argument("--out", default="variations", help="folder for the PNGs (default: ./variations)")
-    variations.set_defaults(run=cmd_variations)
-
-    upscale = commands.add_parser("upscale", help="enlarge a PNG aleaart made: hires (img2img) or lanczos")
-    upscale.add_argument("image", help="a PNG written by aleaart (it carries its parameters)")
-    upscale.add_argument("--scale", type=int, default=2, help="2 with hires; up to 4 with lanczos (default 2)")
-    upscale.add_argument("--mode", default="hires", help="hires (default) or lanczos")
-    upscale.add_argument("--strength", type=float, help="hires' denoising strength, 0.1..0.75 (default 0.35)")
-    upscale.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
-    upscale.set_defaults(run=cmd_upscale)
-
-    restyle = commands.add_parser("restyle", help="redraw a PNG aleaart made in another of the 10 styles")
-    restyle.add_argument("image", help="a PNG written by aleaart (it carries its parameters)")
-    restyle.add_argument("--style", type=int, required=True, help="styleIndex 0..9")
-    restyle.add_argument("--strength", type=float, default=0.5, help="denoising strength, 0.2..0.8 (default 0.5)")
-    restyle.add_argument("--out", help="PNG path (default: art_token_<id>_<key>.png here)")
-    restyle.set_defaults(run=cmd_restyle)
-
     worker = commands.add_parser("worker", help="a GPU worker: loads the model once, runs jobs from "
                                  "ALEAART_BROKER_URL one at a time")
     worker.add_argument("--device", help="cuda, cuda:1, cpu … (default: ALEAART_DEVICE, else the best available)")
@@ -355,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", help="export folder (default: collection-<from>-<to> here)")
     render.set_defaults(run=cmd_collection_render)
 
+    add_kind_commands(commands)
     add_verify_parser(commands)
 
     watch_command = commands.add_parser("watch", help="follow the contract's EntropyFulfilled events and render "

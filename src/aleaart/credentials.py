@@ -132,8 +132,8 @@ class Credentials:
         buffer = io.BytesIO()
         Image.new("RGB", (1, 1)).save(buffer, format="PNG")
         try:
-            self.sign(buffer.getvalue(), "image/png", Claim(title="check", kind="render", software_agent="aleaart",
-                                                              assertion={}))
+            self.sign(buffer.getvalue(), "image/png", Claim(title="check", action="c2pa.created",
+                                                              software_agent="aleaart", assertion={}))
         except c2pa.C2paError as error:
             raise ModelUnavailable(f"the C2PA signing certificate or key cannot sign ({error}); check "
                                    "ALEAART_C2PA_CERT and ALEAART_C2PA_KEY") from None

@@ -19,9 +19,6 @@ ASSERTION_VERSION = 1
 
 # The C2PA action each way of making a stored file is: an image rendered from its spec is created; the rest are
 # made from another image (their parentOf ingredient), which the manifest says was opened first.
-ACTIONS = {"render": "c2pa.created", "variation": "c2pa.edited", "restyle": "c2pa.edited", "upscale": "c2pa.resized",
-           "animation": "c2pa.edited"}
-
 XMP = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
@@ -58,7 +55,7 @@ class Claim:
     """What one stored file's manifest says."""
 
     title: str
-    kind: str  # the record's kind: render, variation, upscale, restyle, animation
+    action: str  # the C2PA action its kind declares (JobRequest.action): c2pa.created, c2pa.edited, ...
     software_agent: str
     assertion: dict[str, Any]
     parent: Parent | None = None
@@ -74,7 +71,7 @@ class Claim:
         }
 
     def actions(self) -> list[dict[str, Any]]:
-        made = {"action": ACTIONS.get(self.kind, "c2pa.edited"), "digitalSourceType": DIGITAL_SOURCE_TYPE,
+        made = {"action": self.action, "digitalSourceType": DIGITAL_SOURCE_TYPE,
                 "softwareAgent": {"name": self.software_agent}}
         if self.parent is None:
             return [{**made, "action": "c2pa.created"}]

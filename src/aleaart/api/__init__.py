@@ -83,7 +83,10 @@ def create_app(
     app.add_middleware(RequestLimits, max_body=settings.max_body_bytes,
                        uploads={"/models": settings.max_upload_mb, "/verify": verify.MAX_VERIFY_MB})
     app.add_middleware(DrainUnreadBody)  # outermost: it sees the body as it arrives
-    for module in (service, generate, images, tokens, collections, derived, models, verify):
+    for module in (service, generate, images, tokens, collections):
+        app.include_router(module.router)
+    app.include_router(derived.kinds_router())
+    for module in (models, verify):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

@@ -22,12 +22,23 @@ from aleaart.jobs.image_kind import FromStoredImage, SourceImage
 from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.store import ImageStore, clip
 
-router = APIRouter(tags=["derived images"], dependencies=KEYED)
 SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
 TOKEN_ERRORS = error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS)
 
 
-def add_kind_routes(cls: type[SpecRequest]) -> None:
+def kinds_router() -> APIRouter:
+    """Every registered kind's routes, from its declaration: made when the app is, so a kind registered after this
+    module was imported (a test's) is served too."""
+    router = APIRouter(tags=["derived images"], dependencies=KEYED)
+    for kind in KINDS.values():
+        if issubclass(kind, SpecRequest):
+            add_kind_routes(router, kind)
+        elif issubclass(kind, FromStoredImage):
+            add_image_kind_route(router, kind)
+    return router
+
+
+def add_kind_routes(router: APIRouter, cls: type[SpecRequest]) -> None:
     """POST <path> with a seed or flat body, and POST /tokens/{token_id}/<token_path>, for the kind ``cls``."""
     bodies = kind_bodies(cls)
 
@@ -54,7 +65,7 @@ def stored_source(store: ImageStore, key: str) -> SourceImage:
     return SourceImage.of(image)
 
 
-def add_image_kind_route(cls: type[FromStoredImage]) -> None:
+def add_image_kind_route(router: APIRouter, cls: type[FromStoredImage]) -> None:
     """POST /images/{key}/<path> for the stored-image kind ``cls``: a job whose result is stored under its source."""
     body_model = image_kind_body(cls)
 
@@ -65,10 +76,3 @@ def add_image_kind_route(cls: type[FromStoredImage]) -> None:
     create.__name__ = f"{cls.kind}_image"  # its OpenAPI summary, as for every route
     router.add_api_route(f"/images/{{key}}/{cls.routes.path}", create, methods=["POST"], status_code=202,
                          responses=SOURCE_ERRORS, description=inspect.cleandoc(cls.__doc__ or ""))
-
-
-for kind in KINDS.values():
-    if issubclass(kind, SpecRequest):
-        add_kind_routes(kind)
-    elif issubclass(kind, FromStoredImage):
-        add_image_kind_route(kind)

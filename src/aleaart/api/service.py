@@ -14,6 +14,9 @@ from aleaart.api.deps import QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.database import Database
 from aleaart.errors import ShuttingDown
+from aleaart.jobs import KINDS
+from aleaart.jobs.image_kind import FromStoredImage
+from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.params import tables_json
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the dashboard: static HTML, CSS and JS modules
@@ -70,7 +73,25 @@ def index(request: Request) -> dict[str, Any] | HTMLResponse:
 
 @router.get("/params")
 def parameter_tables() -> dict[str, Any]:
-    return tables_json()
+    """The mapping tables and ranges, and the kinds the dashboard offers under an image (``kinds``)."""
+    return {**tables_json(), "kinds": offered_kinds()}
+
+
+def offered_kinds() -> list[dict[str, Any]]:
+    """Each kind that declares an ``Offer``, with where it is asked for: ``from`` params (a token's or the manual
+    parameters: ``path``, ``tokenPath``) or from the image shown (``/images/{key}/<path>``)."""
+    offered = []
+    for cls in KINDS.values():
+        if cls.offer is None:
+            continue
+        if issubclass(cls, SpecRequest):
+            where = {"from": "params", "path": cls.routes.path, "tokenPath": cls.routes.token_path}
+        elif issubclass(cls, FromStoredImage):
+            where = {"from": "image", "path": cls.routes.path}
+        else:
+            continue
+        offered.append({"kind": cls.kind, **where, **cls.offer.to_json()})
+    return sorted(offered, key=lambda offer: offer["order"])
 
 
 @router.get("/health")

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
-from aleaart.jobs.kind import Artifact, RunContext, option, register
+from aleaart.jobs.kind import Artifact, CliForm, Offer, RunContext, option, register
 from aleaart.jobs.render import Sealing, graded, stored_artifact
 from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.motion import (
@@ -49,6 +49,11 @@ class AnimationRequest(SpecRequest):
     kind: ClassVar[str] = "animation"
     operation: ClassVar[str] = OPERATION
     routes: ClassVar[SpecRoutes] = SpecRoutes("/animations", "animation", "Animation")
+    cli: ClassVar[CliForm] = CliForm("animation", "a looping MP4 and WebP of a token's world (its noise walked, or "
+                                     "its prompt morphed)")
+    offer: ClassVar[Offer] = Offer(
+        "Animate", "Animation", "24 frames at 12 fps: the starting noise walks through three neighbour seeds and back, "
+        "so the loop begins and ends on this image.", {"frames": 24, "fps": 12}, shows="video", order=4)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -44,6 +44,7 @@ class CollectionRequest(JobRequest):
     palette: PaletteChoice = DEFAULT_PALETTE
 
     kind: ClassVar[str] = "collection"
+    ended_event: ClassVar[str] = "collection"
     coordinates: ClassVar[bool] = True
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +65,10 @@ class CollectionRequest(JobRequest):
 
     def total_steps(self) -> int:
         return 0  # known once the chain is read
+
+    def outputs(self, status: Any) -> int:
+        """Its tokens rendered so far: each lands as an ``output`` event."""
+        return int((status.summary or {}).get("rendered", 0) or 0)
 
     def coordinate(self, context: CoordinatorContext) -> dict[str, Any]:
         if context.chain is None:

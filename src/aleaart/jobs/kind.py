@@ -2,9 +2,11 @@
 
 A new kind is one module in ``jobs/`` with a frozen dataclass subclassing ``JobRequest`` (most often through
 ``spec_kind.SpecRequest`` or ``image_kind.FromStoredImage``), decorated with ``@register``; ``jobs/__init__.py``
-imports every module of the package, so there is no list to add it to. Its HTTP options are fields declared with
-``option(...)``. The queue, the job record, dedup, progress, cancel, SSE and the store treat every kind the same
-way; the README's "Adding a job kind" walks through one.
+imports every module of the package, so there is no list to add it to. Its options are fields declared with
+``option(...)`` (checked, whichever way the request is made); its declaration also says its Content Credentials
+action, its command-line form (``CliForm``), how the dashboard offers it (``Offer``) and what its events carry.
+The queue, the job record, dedup, progress, cancel, SSE and the store treat every kind the same way; the README's
+"Adding a job kind" walks through one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from PIL import Image
 from aleaart.errors import InvalidParams
 from aleaart.model_files import Architecture
 from aleaart.motion import Frame
-from aleaart.params import RenderSpec
+from aleaart.params import RenderSpec, check_int
 from aleaart.provenance import Claim
 from aleaart.store import FindImage, ImageStore, StoredImage
 
@@ -90,6 +92,49 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
+def check_option(opt: Option, value: Any) -> None:
+    """``value`` within ``opt``'s range or choices, else InvalidParams naming it."""
+    if opt.choices is not None:
+        if value not in opt.choices:
+            raise InvalidParams(f"{opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
+    elif opt.integer:
+        check_int(opt.name, value, int(opt.low or 0), int(opt.high or 0))
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not opt.low <= value <= opt.high:  # type: ignore[operator]
+        raise InvalidParams(f"{opt.name} must be {opt.low:g}..{opt.high:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CliForm:
+    """The kind as an ``aleaart`` command: ``aleaart <command>`` with a flag per option (``--<json-name>`` in
+    kebab case, or the name ``flags`` gives it). A kind from an image's spec takes ``--params``/``--token-id`` and
+    writes its files into ``--out`` (a folder); one from a stored image takes the PNG and writes ``--out``."""
+
+    command: str
+    help: str
+    flags: dict[str, str] = dataclasses.field(default_factory=dict)  # option JSON name → flag
+
+
+@dataclass(frozen=True)
+class Offer:
+    """How the dashboard offers the kind: a button under the image shown, asking with ``body``; ``pick`` an
+    option chosen beside it from one of /params' tables (``pick_table``), named in ``heading`` as ``{pick}``."""
+
+    label: str
+    heading: str
+    note: str
+    body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pick: str | None = None
+    pick_table: str | None = None
+    pick_label: str | None = None
+    shows: str = "all"  # which results are shown: "all", or "video" (an animation's MP4, not its WebP)
+    order: int = 0  # the buttons' order, left to right
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "heading": self.heading, "note": self.note, "body": self.body,
+                "pick": self.pick, "pickTable": self.pick_table, "pickLabel": self.pick_label, "shows": self.shows,
+                "order": self.order}
+
+
 def option(default: Any, description: str, *, low: float | None = None, high: float | None = None,
            name: str | None = None, integer: bool = True, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field that is an option of its kind (``dataclasses.MISSING``: a required one); ``name`` is its
@@ -120,6 +165,7 @@ class RunContext:
     cancel: threading.Event
     read_png: PngReader | None = None
     credentials: Sealer | None = None  # None: files are stored unsigned (tests of other things)
+    action: str = "c2pa.edited"  # the kind's, for its files' Content Credentials
 
 
 @dataclass(frozen=True)
@@ -144,6 +190,27 @@ class JobRequest:
 
     kind: ClassVar[str]
     coordinates: ClassVar[bool] = False
+    action: ClassVar[str] = "c2pa.edited"  # what its files' Content Credentials say was done (a C2PA action)
+    cli: ClassVar[CliForm | None] = None  # its ``aleaart`` command, if it has one
+    offer: ClassVar[Offer | None] = None  # its button on the dashboard, if it has one
+    ended_event: ClassVar[str | None] = None  # the service's webhook event when it ends: "<ended_event>.<state>"
+
+    def __post_init__(self) -> None:
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Every option in its declared range (None where its default is None), however the request is made (HTTP,
+        the CLI, a job record, the Celery wire)."""
+        defaults = self.option_defaults()
+        for field, opt in self.options():
+            value = getattr(self, field)
+            if value is None and defaults[field] is None:
+                continue
+            check_option(opt, value)
+
+    def outputs(self, status: Any) -> int:
+        """How many results a status has announced (a webhook's ``output`` events): its images by default."""
+        return len(status.images)
 
     @classmethod
     def options(cls) -> list[tuple[str, Option]]:

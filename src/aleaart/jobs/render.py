@@ -26,10 +26,13 @@ class Sealing:
     credentials: Sealer
     engine: EngineLike
     parent: Parent | None = None
+    action: str = "c2pa.edited"  # the kind's C2PA action
 
     @classmethod
     def of(cls, context: RunContext, parent: Parent | None = None) -> Sealing | None:
-        return cls(context.credentials, context.engine, parent) if context.credentials is not None else None
+        if context.credentials is None:
+            return None
+        return cls(context.credentials, context.engine, parent, context.action)
 
 
 def image_artifact(image: Image.Image, spec: RenderSpec, *, token_id: str | None, key: str, model: str,
@@ -79,7 +82,7 @@ def file_claim(sealing: Sealing, spec: RenderSpec, *, file: str, key: str, kind:
                                  pixels=pixel_sha256, size=size, source=source, operation=operation)
     parent = sealing.parent or (Parent(source) if source is not None else None)
     agent = software_agent(version, recipe, details.get("weightsSha256", ""))
-    return Claim(title=file, kind=kind, software_agent=agent, assertion=assertion, parent=parent,
+    return Claim(title=file, action=sealing.action, software_agent=agent, assertion=assertion, parent=parent,
                  generator={"name": "aleaart", "version": version})
 
 
@@ -118,6 +121,7 @@ class RenderRequest(JobRequest):
     token: str | None = None
 
     kind: ClassVar[str] = "render"
+    action: ClassVar[str] = "c2pa.created"
 
     @classmethod
     def of_params(cls, params: RenderParams, token_id: str | None,

@@ -88,7 +88,7 @@ class Runner:
         """The part of ``request`` that needs the engine, on this thread."""
         context = RunContext(engine=self.engine, key=key or self.key(request), store=self.store, on_step=on_step,
                              cancel=cancel or threading.Event(), read_png=self.read_png,
-                             credentials=self.credentials)
+                             credentials=self.credentials, action=request.action)
         return Rendering(request, context, request.render(context))
 
     def run(self, request: JobRequest, *, key: str | None = None, on_step: StepCallback = no_progress,

@@ -12,23 +12,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from aleaart.errors import InvalidParams
-from aleaart.jobs.kind import JobRequest, Option, Recipe
+from aleaart.jobs.kind import JobRequest, Recipe
 from aleaart.metadata import derived_key, render_key
-from aleaart.params import RenderSpec, check_int
+from aleaart.params import RenderSpec
 from aleaart.store import FindImage, StoredImage
 from aleaart.token_ids import check_token_id
-
-
-def check_option(opt: Option, value: Any) -> None:
-    """``value`` within ``opt``'s range or choices, else InvalidParams naming it."""
-    if opt.choices is not None:
-        if value not in opt.choices:
-            raise InvalidParams(f"{opt.name} must be one of {', '.join(opt.choices)}, got {value!r}")
-    elif opt.integer:
-        check_int(opt.name, value, int(opt.low or 0), int(opt.high or 0))
-    elif isinstance(value, bool) or not isinstance(value, int | float) or not opt.low <= value <= opt.high:  # type: ignore[operator]
-        raise InvalidParams(f"{opt.name} must be {opt.low:g}..{opt.high:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -50,15 +38,6 @@ class SpecRequest(JobRequest):
     token: str | None
     routes: ClassVar[SpecRoutes]
     operation: ClassVar[str]  # what its stored files' records say they are
-
-    def __post_init__(self) -> None:
-        """Every option in its declared range (None where its default is None)."""
-        defaults = self.option_defaults()
-        for field, opt in self.options():
-            value = getattr(self, field)
-            if value is None and defaults[field] is None:
-                continue
-            check_option(opt, value)
 
     @classmethod
     def of(cls, image: Any, **options: Any) -> Self:

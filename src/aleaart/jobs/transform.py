@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from aleaart.errors import InvalidParams
 from aleaart.jobs.image_kind import FromStoredImage, ImageRoutes, SourceImage
-from aleaart.jobs.kind import Artifact, RunContext, option, register
+from aleaart.jobs.kind import Artifact, CliForm, Offer, RunContext, option, register
 from aleaart.jobs.render import Pixels
 from aleaart.params import STYLES, RenderSpec, restyle_prompt
 from aleaart.resample import lanczos, scaled_size
@@ -60,7 +60,12 @@ class UpscaleRequest(FromStoredImage):
 
     kind: ClassVar[str] = "upscale"
     operation: ClassVar[str] = "upscale"
+    action: ClassVar[str] = "c2pa.resized"
     routes: ClassVar[ImageRoutes] = ImageRoutes("upscale", "Upscale")
+    cli: ClassVar[CliForm] = CliForm("upscale", "enlarge a PNG aleaart made: hires (img2img) or lanczos")
+    offer: ClassVar[Offer] = Offer(
+        "Upscale 2x", "Upscale 2x", "Lanczos to twice the size, then redrawn (img2img, strength 0.35) with the same "
+        "prompt, seed and sampler.", {"scale": 2, "mode": "hires"}, order=2)
 
     def __post_init__(self) -> None:
         if self.mode not in MAX_SCALE:
@@ -74,11 +79,12 @@ class UpscaleRequest(FromStoredImage):
             if self.strength is not None:
                 raise InvalidParams("strength applies to mode hires only (lanczos does not redraw)")
             check_side(spec.width, spec.height, MAX_LANCZOS_SIDE, "the upscaled image")
-            return
-        object.__setattr__(self, "strength", check_strength(
-            DEFAULT_HIRES_STRENGTH if self.strength is None else self.strength, *HIRES_STRENGTH))
-        check_side(spec.width, spec.height, MAX_MODEL_SIDE, "the hires image")
-        check_some_steps(spec.steps, self.strength)
+        else:
+            object.__setattr__(self, "strength", check_strength(
+                DEFAULT_HIRES_STRENGTH if self.strength is None else self.strength, *HIRES_STRENGTH))
+            check_side(spec.width, spec.height, MAX_MODEL_SIDE, "the hires image")
+            check_some_steps(spec.steps, self.strength)
+        super().__post_init__()
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"scale": self.scale, "mode": self.mode}
@@ -122,12 +128,19 @@ class RestyleRequest(FromStoredImage):
     kind: ClassVar[str] = "restyle"
     operation: ClassVar[str] = "restyle"
     routes: ClassVar[ImageRoutes] = ImageRoutes("restyle", "Restyle")
+    cli: ClassVar[CliForm] = CliForm("restyle", f"redraw a PNG aleaart made in another of the {len(STYLES)} styles",
+                                     flags={"styleIndex": "--style"})
+    offer: ClassVar[Offer] = Offer(
+        "Restyle", "Restyled: {pick}", "Redrawn (img2img, strength 0.5) with the prompt's style replaced; same seed "
+        "and sampler.", {"strength": 0.5}, pick="styleIndex", pick_table="styles", pick_label="Restyle style",
+        order=3)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", check_strength(self.strength, *RESTYLE_STRENGTH))
         spec = self.result_spec()  # checks styleIndex
         check_side(spec.width, spec.height, MAX_MODEL_SIDE, "the restyled image")
         check_some_steps(spec.steps, self.strength)
+        super().__post_init__()
 
     def settings(self) -> dict[str, Any]:
         return {"styleIndex": self.style_index, "strength": self.strength}

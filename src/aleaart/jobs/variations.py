@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from aleaart.jobs.kind import Artifact, Recipe, RunContext, option, register
+from aleaart.jobs.kind import Artifact, CliForm, Offer, Recipe, RunContext, option, register
 from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
 from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
 from aleaart.metadata import Derivation
@@ -32,6 +32,10 @@ class VariationsRequest(SpecRequest):
     kind: ClassVar[str] = "variations"
     operation: ClassVar[str] = "variation"
     routes: ClassVar[SpecRoutes] = SpecRoutes("/variations", "variations", "Variations")
+    cli: ClassVar[CliForm] = CliForm("variations", "images near a token's: its noise blended with seed + i")
+    offer: ClassVar[Offer] = Offer(
+        "Variations", "Variations", "The same parameters, their starting noise blended 30 % toward seeds +1 … +4.",
+        {"count": 4, "strength": 0.3}, order=1)
 
     def total_steps(self) -> int:
         return self.spec.steps  # the engine reports its passes as one count of this many steps

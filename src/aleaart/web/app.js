@@ -9,7 +9,7 @@ const state = {
   tables: null,
   source: null, // { kind: "token", tokenId, params } | { kind: "manual", params }
   job: null,
-  result: null, // the image shown under "Result": upscale and restyle start from it
+  result: null, // the image shown under "Result": the kinds offered from an image start from it
   galleryOffset: 0,
   keyRequired: false,
   adminKey: "",
@@ -125,7 +125,7 @@ function manualParams() {
 
 function setBusy(busy) {
   $("generate").disabled = busy;
-  for (const id of ["variations", "upscale", "restyle", "animate"]) $(id).disabled = busy;
+  for (const button of $("offers").querySelectorAll("button")) button.disabled = busy;
   $("cancel").hidden = !busy;
   $("progress-box").hidden = !busy;
 }
@@ -210,56 +210,51 @@ async function generate() {
   );
 }
 
-const VARIATIONS = { count: 4, strength: 0.3 };
-
-async function makeVariations() {
-  const source = state.source;
-  if (!source) return;
-  await runJob(
-    () => source.kind === "token"
-      ? request("POST", `/tokens/${source.tokenId}/variations`, { body: VARIATIONS })
-      : request("POST", "/variations", { body: { parameters: source.params, ...VARIATIONS } }),
-    (job) => showDerived("Variations", "The same parameters, their starting noise blended 30 % toward seeds +1 … +4.",
-      job.results),
-  );
+// What the page offers under the image: each kind that declares an offer (GET /params' kinds), a button (and a
+// picker, for a kind asked with an option chosen from one of the tables) that starts it from the parameters shown
+// or from the image shown.
+function buildOffers() {
+  const row = $("offers");
+  for (const offer of state.tables.kinds) {
+    let picker = null;
+    if (offer.pick) {
+      picker = document.createElement("select");
+      picker.id = `offer-${offer.kind}-${offer.pick}`;
+      picker.replaceChildren(...state.tables[offer.pickTable].map((name, i) => new Option(name, i)));
+      const label = document.createElement("label");
+      label.htmlFor = picker.id;
+      label.textContent = offer.pickLabel;
+      row.append(label, " ", picker, " ");
+    }
+    const button = document.createElement("button");
+    Object.assign(button, { type: "button", id: `offer-${offer.kind}`, textContent: offer.label });
+    button.addEventListener("click", () => runOffer(offer, picker));
+    row.append(button, " ");
+  }
 }
 
-// Upscale and restyle start from the image shown: its key names it.
-async function upscale() {
-  const image = state.result;
-  if (!image) return;
-  await runJob(
-    () => request("POST", `/images/${image.imageId}/upscale`, { body: { scale: 2, mode: "hires" } }),
-    (job) => showDerived("Upscale 2x", "Lanczos to twice the size, then redrawn (img2img, strength 0.35) with the " +
-      "same prompt, seed and sampler.", job.results),
-  );
-}
-
-async function restyle() {
-  const image = state.result;
-  const style = Number($("restyle-style").value);
-  if (!image) return;
-  await runJob(
-    () => request("POST", `/images/${image.imageId}/restyle`, { body: { styleIndex: style, strength: 0.5 } }),
-    (job) => showDerived(`Restyled: ${state.tables.styles[style]}`, "Redrawn (img2img, strength 0.5) with the " +
-      "prompt's style replaced; same seed and sampler.", job.results),
-  );
-}
-
-const ANIMATION = { frames: 24, fps: 12 };
-
-async function animate() {
-  const source = state.source;
-  if (!source) return;
-  await runJob(
-    () => source.kind === "token"
-      ? request("POST", `/tokens/${source.tokenId}/animation`, { body: ANIMATION })
-      : request("POST", "/animations", { body: { parameters: source.params, ...ANIMATION } }),
-    // The job's results are the MP4 and the same loop as an animated WebP; the video is the one shown.
-    (job) => showDerived("Animation", `${ANIMATION.frames} frames at ${ANIMATION.fps} fps: the starting noise ` +
-      "walks through three neighbour seeds and back, so the loop begins and ends on this image.",
-    job.results.filter(isVideo)),
-  );
+async function runOffer(offer, picker) {
+  const body = { ...offer.body };
+  let picked = "";
+  if (picker) {
+    body[offer.pick] = Number(picker.value);
+    picked = picker.selectedOptions[0].textContent;
+  }
+  let submit;
+  if (offer.from === "image") {
+    const image = state.result; // the image shown: its key names it
+    if (!image) return;
+    submit = () => request("POST", `/images/${image.imageId}/${offer.path}`, { body });
+  } else {
+    const source = state.source;
+    if (!source) return;
+    submit = () => source.kind === "token"
+      ? request("POST", `/tokens/${source.tokenId}/${offer.tokenPath}`, { body })
+      : request("POST", offer.path, { body: { parameters: source.params, ...body } });
+  }
+  await runJob(submit, (job) => showDerived(offer.heading.replace("{pick}", picked), offer.note,
+    // an animation's results are the MP4 and the same loop as an animated WebP; the video is the one shown
+    offer.shows === "video" ? job.results.filter(isVideo) : job.results));
 }
 
 const isVideo = (result) => result.imageUrl.endsWith(".mp4");
@@ -426,7 +421,7 @@ async function main() {
     return;
   }
   buildManualForm();
-  $("restyle-style").replaceChildren(...state.tables.styles.map((name, i) => new Option(name, i)));
+  buildOffers();
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     loadToken(`/tokens/${encodeURIComponent($("token-id").value)}`);
@@ -438,10 +433,6 @@ async function main() {
     showParams({ kind: "manual", params: manualParams() });
   });
   $("generate").addEventListener("click", generate);
-  $("variations").addEventListener("click", makeVariations);
-  $("upscale").addEventListener("click", upscale);
-  $("restyle").addEventListener("click", restyle);
-  $("animate").addEventListener("click", animate);
   $("cancel").addEventListener("click", cancel);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 Snapshot = Callable[[Job, JobStatus], dict[str, Any]]
 
 
-def seen_of(status: JobStatus) -> Seen:
-    outputs = len(status.images) if status.images else int((status.summary or {}).get("rendered", 0) or 0)
-    return Seen(running_or_done=status.state.value != "queued", outputs=outputs, terminal=status.state.is_terminal())
+def seen_of(job: Job, status: JobStatus) -> Seen:
+    return Seen(running_or_done=status.state.value != "queued", outputs=job.request.outputs(status),
+                terminal=status.state.is_terminal())
 
 
 class Webhooks:
@@ -100,12 +100,12 @@ class Webhooks:
                     for key in [k for k in self._last_sent if k[0] in ended]:
                         del self._last_sent[key]
             self.deliverer.wake()
-        if self.service_url and status.state.is_terminal() and job.kind == "collection":
-            self.service_event(f"collection.{status.state.value}", self.snapshot(job, status), conn=conn)
+        if self.service_url and status.state.is_terminal() and (event := job.request.ended_event) is not None:
+            self.service_event(f"{event}.{status.state.value}", self.snapshot(job, status), conn=conn)
 
     def _record(self, conn: sqlite3.Connection, job: Job, status: JobStatus, subscriptions: list[Subscription], *,
                 final: bool, logs: bool = False) -> None:
-        seen = seen_of(status)
+        seen = seen_of(job, status)
         body = None
         now = time.monotonic()
         for subscription in subscriptions:
