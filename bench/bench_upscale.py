@@ -30,7 +30,7 @@ def one_case(case: str, aspect: int, steps: int, device: str) -> dict:
     from bench_sd15_random import sd15_engine
     from PIL import Image
 
-    from aleaart.jobs.transform import DEFAULT_HIRES_STRENGTH
+    from aleaart.jobs.upscale import DEFAULT_HIRES_STRENGTH
     from aleaart.params import ASPECTS, RenderParams, spec_from_params
     from aleaart.resample import lanczos
 

@@ -28,15 +28,15 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from aleaart.config import Settings  # noqa: E402
-from aleaart.credentials import Credentials  # noqa: E402
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
 from aleaart.engine.runtime import bench_runtime  # noqa: E402
 from aleaart.jobs import RenderRequest  # noqa: E402
 from aleaart.jobs.runner import Runner  # noqa: E402
 from aleaart.params import RenderParams, RenderSpec, spec_from_params  # noqa: E402
-from aleaart.provenance import Claim  # noqa: E402
-from aleaart.verify import PERCEPTUAL_THRESHOLD, phash_distance  # noqa: E402
+from aleaart.provenance.claim import Claim  # noqa: E402
+from aleaart.provenance.credentials import Credentials  # noqa: E402
+from aleaart.provenance.verify import PERCEPTUAL_THRESHOLD, phash_distance  # noqa: E402
 
 
 def specs(count: int, size: int, steps: int) -> list[RenderSpec]:

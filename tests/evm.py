@@ -29,7 +29,7 @@ def cheap_random_number(token_id: int) -> bytes:
     """A random number whose token renders fast on the tiny model (square, few steps, one-step sampler)."""
     import os
 
-    from aleaart.derive import derive_params, token_seed
+    from aleaart.entropy import derive_params, token_seed
 
     while True:
         candidate = os.urandom(32)

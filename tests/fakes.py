@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from aleaart.errors import GenerationCancelled
-from aleaart.model_files import Architecture
 from aleaart.params import RenderSpec
+from aleaart.weights import Architecture
 
 # What uploads are checked against when the fake engine is loaded: a few tensors of a made-up SD 1.x layout.
 FAKE_ARCHITECTURE = Architecture(

@@ -11,7 +11,7 @@ from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import ContractLogicError
 
 from aleaart.chain import ChainReader, params_from_tuple, revert_reason, token_json
-from aleaart.derive import derive_params, token_seed
+from aleaart.entropy import derive_params, token_seed
 from aleaart.errors import ChainError, ChainUnavailable, NotFound, TokenNotReady
 
 

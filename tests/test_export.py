@@ -14,7 +14,7 @@ from aleaart.database import Database
 from aleaart.export import ExportedToken, check_export, export_collection
 from aleaart.jobs.render import image_artifact
 from aleaart.params import RenderParams, spec_from_params
-from aleaart.provenance import pixel_hash
+from aleaart.provenance.claim import pixel_hash
 from aleaart.store import ImageStore
 
 

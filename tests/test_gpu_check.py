@@ -96,7 +96,7 @@ def test_the_carried_wheels_and_the_gpu_image_hold_everything_the_check_imports(
     assert gpu & carried == other_versions, "carried but already there (carry one only for another version)"
     imported = subprocess.run(
         [sys.executable, "-c", "import sys, json, importlib.metadata as m; sys.path[:0] = ['bench', 'bench/gpu'];"
-         "import check, aleaart.engine.pipeline, aleaart.jobs, aleaart.jobs.inprocess, aleaart.credentials,"
+         "import check, aleaart.engine.pipeline, aleaart.jobs, aleaart.jobs.inprocess, aleaart.provenance.credentials,"
          " aleaart.store, aleaart.motion, bench_sd15_random;"
          "d = m.packages_distributions();"
          "print(json.dumps(sorted({x for k in sys.modules for x in d.get(k.split('.')[0], [])})))"],

@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeEngine
 
 from aleaart.engine.checkpoint import export_single_file
-from aleaart.engine.models import ModelShelf
+from aleaart.engine.shelf import ModelShelf
 from aleaart.engine.tiny import build_tiny_pipeline, tiny_variant
 from aleaart.jobs import ModelHolder
 

@@ -10,7 +10,7 @@ from PIL import Image
 from pixels import psnr
 
 from aleaart.params import RenderSpec
-from aleaart.provenance import DIGITAL_SOURCE_TYPE
+from aleaart.provenance.claim import DIGITAL_SOURCE_TYPE
 from aleaart.video import decode_mp4, encode_mp4, encode_webp, even_size
 
 TINY = dict(prompt="animation test, oil painting, dramatic lighting", sampler="DPM++ 2M Karras", width=96, height=96,

@@ -294,11 +294,11 @@ def batches(run: Run, budget: PartBudget) -> list[dict[str, Any]]:
 def service_path(run: Run, budget: PartBudget) -> list[dict[str, Any]]:
     """One token through JobQueue as the service runs it: the engine, then PNG, Content Credentials, store."""
     from aleaart.config import Settings
-    from aleaart.credentials import Credentials
     from aleaart.database import Database
     from aleaart.jobs import JobBook, JobQueue, ModelHolder, RenderRequest
     from aleaart.metrics import Metrics
     from aleaart.params import RenderParams
+    from aleaart.provenance.credentials import Credentials
     from aleaart.store import ImageStore
 
     if not budget.allows("one token through the queue", run.plan.estimates["service"]):

@@ -15,7 +15,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 
 from aleaart.config import Settings
-from aleaart.derive import derive_params
+from aleaart.entropy import derive_params
 from aleaart.errors import ChainError, ChainUnavailable, NotFound, TokenNotReady
 from aleaart.params import FIELDS, RenderParams, describe
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aleaart.cli_verify import add_parser as add_verify_parser
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, InvalidParams
 from aleaart.params import RenderParams, RenderSpec, spec_from_params
+from aleaart.provenance.cli import add_parser as add_verify_parser
 from aleaart.token_ids import check_token_id, parse_token_id
 
 EXIT_BAD_INPUT = 2

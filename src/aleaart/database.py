@@ -2,7 +2,7 @@
 
 Each package declares its own tables next to its code, as a ``Schema`` with its versions (``declare``: the store's
 in records.py, the jobs' in jobs/book.py, pins and records in integrations/publisher.py, uploads in
-custom_models.py, the watcher's in watch/journal.py, webhooks' in webhooks/outbox.py). A database is brought to every
+uploads.py, the watcher's in watch/journal.py, webhooks' in webhooks/outbox.py). A database is brought to every
 declared schema's version when it is opened, and a class that owns tables ``require``s its schema of the database
 it is given, so no import order can leave them out. Each owner's version is a row of ``schema_versions``; a
 database from before that (one ``user_version`` for everything, 1..7) is read as what those versions held.

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aleaart.car import CarWriter, car_header
-from aleaart.credentials import file_provenance
 from aleaart.metadata import FileIds, token_metadata
 from aleaart.params import RenderSpec
+from aleaart.provenance.credentials import file_provenance
 from aleaart.store import ImageStore, StoredImage
 
 if TYPE_CHECKING:  # web3 loads with the chain reader: importing the job kinds should not pull it in

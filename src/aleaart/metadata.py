@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from aleaart.cid import file_cid
 from aleaart.params import RenderParams, RenderSpec, describe
-from aleaart.provenance import XMP
+from aleaart.provenance.claim import XMP
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111's "PNG Info" and most galleries read
 JSON_KEY = "aleaart"

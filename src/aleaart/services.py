@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
-from aleaart.credentials import Credentials
-from aleaart.custom_models import ModelRegistry
 from aleaart.database import Database, move_journal_out_of_the_index, unfinished_jobs_in
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.jobs.runner import Runner
 from aleaart.metrics import Metrics
+from aleaart.provenance.credentials import Credentials
 from aleaart.store import ImageStore
+from aleaart.uploads import ModelRegistry
 from aleaart.watch.journal import WatchJournal
 from aleaart.watch.watcher import WatchConfig, Watcher
 from aleaart.webhooks.hub import Webhooks

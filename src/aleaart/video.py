@@ -15,7 +15,7 @@ import av
 from av.codec.context import Flags
 from PIL import Image
 
-from aleaart.provenance import XMP
+from aleaart.provenance.claim import XMP
 
 # Quality, not size, decides: a loop of a few seconds is small anyway. A constant quantiser of 18 (about what
 # CRF 18, visually lossless, gives) on one thread: CRF's rate control gave other bytes for the same frames in a

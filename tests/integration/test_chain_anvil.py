@@ -15,7 +15,7 @@ from PIL import Image
 
 from aleaart.chain import ChainReader, params_from_tuple
 from aleaart.cid import file_cid
-from aleaart.derive import derive_params
+from aleaart.entropy import derive_params
 from aleaart.errors import ChainError, TokenNotReady
 from aleaart.params import ASPECTS
 from integration.anvil import Anvil

@@ -22,7 +22,7 @@ from sse import sse_events
 from waiting import eventually
 
 from aleaart.cluster.wire import Outcome, outcome_key
-from aleaart.credentials import read_credentials
+from aleaart.provenance.credentials import read_credentials
 from integration.cluster import RedisServer, Worker, health, jobs_by_worker
 from integration.server import Server, aleaart_watch, server_env
 

@@ -89,7 +89,7 @@ def test_a_collection_renders_every_ready_token_and_exports_it_for_ipfs(make_cli
 
 def test_aleaart_verify_checks_every_image_of_an_export_and_fails_on_any_change(make_client, tokens, tmp_path,
                                                                                  capsys):
-    from aleaart.cli_verify import verify_export
+    from aleaart.provenance.cli import verify_export
 
     ready, _ = tokens
     client = make_client(FakeEngine())

@@ -19,7 +19,7 @@ from waiting import eventually
 
 from aleaart.api import create_app
 from aleaart.config import Settings
-from aleaart.derive import derive_params
+from aleaart.entropy import derive_params
 from integration.receiver import SECRET, Receiver
 from integration.rpc_proxy import RpcProxy
 from integration.server import Server, aleaart_watch, free_port, server_env

@@ -10,8 +10,8 @@
     generate.py   /generate-image and /jobs
     images.py     /images and /generated_images
     tokens.py     /tokens/...
-    derived.py    images made from others: every derived kind's routes, from its declaration
-    models.py     /models: uploaded checkpoints and LoRAs
+    kinds.py      every job kind's routes, from its declaration (variations, animations, upscale, restyle, ...)
+    uploads.py    /models: the service's model, uploaded checkpoints and LoRAs
     verify.py     /verify and /tokens/{id}/verify: Content Credentials and re-renders compared
 """
 
@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import collections, derived, generate, images, models, service, tokens, verify
+from aleaart.api import collections, generate, images, kinds, service, tokens, uploads, verify
 from aleaart.api.answers import StoredAnswers
 from aleaart.api.edge import AllowedMethods, DrainUnreadBody, HeadAsGet, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
@@ -85,8 +85,8 @@ def create_app(
     app.add_middleware(DrainUnreadBody)  # outermost: it sees the body as it arrives
     for module in (service, generate, images, tokens, collections):
         app.include_router(module.router)
-    app.include_router(derived.kinds_router())
-    for module in (models, verify):
+    app.include_router(kinds.kinds_router())
+    for module in (uploads, verify):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

@@ -14,12 +14,12 @@ from pydantic import WithJsonSchema
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
-from aleaart.custom_models import ModelRegistry
 from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Queue
 from aleaart.store import ImageStore
 from aleaart.token_ids import TOKEN_ID, parse_token_id
+from aleaart.uploads import ModelRegistry
 from aleaart.webhooks.hub import Webhooks
 
 

@@ -21,7 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-from aleaart.custom_models import ModelRegistry
 from aleaart.errors import InvalidParams, NotFound
 from aleaart.jobs import JobRequest, RenderRequest
 from aleaart.jobs.image_kind import FromStoredImage
@@ -40,6 +39,7 @@ from aleaart.params import (
     RenderSpec,
 )
 from aleaart.token_ids import LABEL_NOT_NUMBER, MAX_JSON_TOKEN_ID, TOKEN_ID, TOKEN_LABEL_LENGTH, check_token_id
+from aleaart.uploads import ModelRegistry
 from aleaart.webhooks.events import EVENTS, Event, WebhookSpec
 from aleaart.webhooks.targets import MAX_URL_LENGTH
 

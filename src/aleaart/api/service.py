@@ -73,7 +73,7 @@ def index(request: Request) -> dict[str, Any] | HTMLResponse:
 
 @router.get("/params")
 def parameter_tables() -> dict[str, Any]:
-    """The mapping tables and ranges, and the kinds the dashboard offers under an image (``kinds``)."""
+    # The mapping tables and ranges, and the kinds the dashboard offers under an image (``kinds``).
     return {**tables_json(), "kinds": offered_kinds()}
 
 

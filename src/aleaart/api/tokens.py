@@ -17,11 +17,11 @@ from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
 from aleaart.chain import TokenInfo, token_json
 from aleaart.cid import file_cid
 from aleaart.config import Settings
-from aleaart.credentials import file_provenance
 from aleaart.errors import Unauthorized
 from aleaart.jobs import Queue, RenderRequest
 from aleaart.jobs.animation import OPERATION as ANIMATION
 from aleaart.metadata import FileIds, token_metadata
+from aleaart.provenance.credentials import file_provenance
 from aleaart.store import StoredImage
 
 TOKEN_IMAGE_CACHE = "public, max-age=3600"

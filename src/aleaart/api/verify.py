@@ -1,5 +1,6 @@
 """Verification over HTTP: an uploaded file (POST /verify) or a token's stored image (GET /tokens/{id}/verify),
-checked against its Content Credentials, the chain's parameters and a render made here (verify.py decides)."""
+checked against its Content Credentials, the chain's parameters and a render made here (provenance/verify.py
+decides)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import InvalidParams, NotFound, Unauthorized
 from aleaart.jobs import RenderRequest
 from aleaart.params import RenderSpec
-from aleaart.verify import Verification, compare, inspect_file, verify
+from aleaart.provenance.verify import Verification, compare, inspect_file, verify
 
 router = APIRouter(tags=["verify"])
 UPLOAD_FIELD = "file"

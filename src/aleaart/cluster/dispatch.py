@@ -39,7 +39,7 @@ from aleaart.cluster.wire import (
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, NotFound, error_for
 from aleaart.jobs import Job, JobBook, Queue
-from aleaart.jobs.backend import QueueCore
+from aleaart.jobs.backend import QueueHooks
 from aleaart.jobs.kind import Recipe
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore, StoredImage
@@ -83,8 +83,8 @@ class CeleryBackend:
         self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True),
                          threading.Thread(target=self._listen, name="aleaart-cluster-events", daemon=True)]
 
-    def attach(self, core: QueueCore) -> None:
-        self.core = core
+    def attach(self, queue: QueueHooks) -> None:
+        self.queue = queue
 
     # What the queue asks of a backend (jobs/backend.py)
 
@@ -177,7 +177,7 @@ class CeleryBackend:
         """The stored images the job starts from, into Redis for the worker (which has no store)."""
         for key, sha256 in job.request.sources():
             try:
-                data = self.core.store.read_png(key, sha256)
+                data = self.queue.store.read_png(key, sha256)
             except NotFound:
                 continue  # gone since it was asked for: the worker fails the job, saying so
             self.redis.set(png_key(sha256), data, ex=self.result_seconds)
@@ -185,7 +185,7 @@ class CeleryBackend:
     def _send_unsent(self) -> None:
         with self._unsent_lock:
             ids, self._unsent = self._unsent, set()
-        unsent = [job for job in self.core.waiting_jobs() if job.id in ids]
+        unsent = [job for job in self.queue.waiting_jobs() if job.id in ids]
         for index, job in enumerate(unsent):
             try:
                 if not self.redis.exists(sent_key(job.id)):
@@ -232,7 +232,7 @@ class CeleryBackend:
         self.workers = tuple(alive)
 
     def _collect_outcomes(self) -> None:
-        waiting = self.core.waiting_jobs()
+        waiting = self.queue.waiting_jobs()
         if not waiting:
             return
         raws = self.redis.mget([outcome_key(job.id) for job in waiting])
@@ -243,7 +243,7 @@ class CeleryBackend:
     def _collect(self, job: Job, outcome: Outcome) -> None:
         """Store the result (PNG bytes from Redis, checked against the worker's sha256) and end the job."""
         pngs = {image.sha256: self.redis.get(png_key(image.sha256)) for image in outcome.images}
-        self.core.settle(job, lambda: self._result_of(job, outcome, pngs))
+        self.queue.settle(job, lambda: self._result_of(job, outcome, pngs))
         self.redis.delete(outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs))
 
     def _result_of(self, job: Job, outcome: Outcome, pngs: dict[str, bytes | None]) -> dict[str, Any]:
@@ -256,15 +256,15 @@ class CeleryBackend:
                 self.redis.delete(done_key(outcome.key))
             raise
         if outcome.cached:
-            self.core.metrics.cache_hits.labels(job.kind).inc()
+            self.queue.metrics.cache_hits.labels(job.kind).inc()
         else:
-            self.core.count_generation(job.kind, outcome.seconds)
+            self.queue.count_generation(job.kind, outcome.seconds)
         log.info("job %s: result from worker %s%s", job.id, outcome.worker, " (already done)" if outcome.cached else "")
         return {"images": images, "cached": outcome.cached, "key": outcome.key, "step": job.status.total_steps}
 
     def _ingest(self, image: StoredImage, png: bytes | None) -> StoredImage:
         """One file and one index row per key: a key already stored is kept as it is."""
-        store = self.core.store
+        store = self.queue.store
         if (stored := store.get(image.key)) is not None:
             return stored
         if png is None:
@@ -300,7 +300,7 @@ class CeleryBackend:
         if event.kind == "done":
             self._wakeup.set()
             return
-        job = self.core.started(event.job, key=event.key)
+        job = self.queue.started(event.job, key=event.key)
         if job is not None and event.kind == "step":
             job.progress(event.step, event.total)
 
@@ -316,7 +316,7 @@ class CeleryBackend:
             return
         log.warning("the job broker (Redis at %s) is back", self.broker_url)
         self.broker_error = None
-        waiting = self.core.waiting_jobs()
+        waiting = self.queue.waiting_jobs()
         with self._unsent_lock:  # a Redis that restarted empty lost their messages: those are sent again
             self._unsent.update(job.id for job in waiting)
         self._wakeup.set()

@@ -14,7 +14,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import save_file
 
-from aleaart.model_files import Architecture
+from aleaart.weights import Architecture
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."

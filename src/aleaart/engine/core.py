@@ -23,9 +23,9 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from aleaart.engine.models import Loaded, ModelShelf
 from aleaart.engine.runtime import Runtime
 from aleaart.engine.samplers import make_scheduler
+from aleaart.engine.shelf import Loaded, ModelShelf
 from aleaart.errors import GenerationCancelled, OutOfMemory
 from aleaart.params import RenderSpec
 from aleaart.resample import pad_to_multiple

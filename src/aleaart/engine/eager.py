@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from aleaart.engine.models import Loaded
 from aleaart.engine.runtime import RuntimeSetup
+from aleaart.engine.shelf import Loaded
 
 
 class EagerRuntime:

@@ -32,8 +32,8 @@ from diffusers import StableDiffusionPipeline
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from aleaart.config import Precision
-from aleaart.engine.models import Loaded
 from aleaart.engine.runtime import RuntimeSetup
+from aleaart.engine.shelf import Loaded
 from aleaart.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)

@@ -21,16 +21,16 @@ from aleaart.config import Settings
 from aleaart.engine.checkpoint import architecture
 from aleaart.engine.core import Drawing, RenderCore, Rendered, StepCallback, seeded_generator
 from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, model_fingerprint, pick_device
-from aleaart.engine.models import ModelShelf
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.runtime import Runtime, RuntimeSetup, open_runtime, pick_backend
 from aleaart.engine.samplers import sampler
+from aleaart.engine.shelf import ModelShelf
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import ModelUnavailable
-from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
+from aleaart.weights import Architecture
 
 # Activation memory of one 512² frame with guidance in float32 (measured on CPU: a batch of 4 peaks 2.7 GiB above a
 # batch of 1); float16 needs half. On CUDA an animation renders as many frames per UNet batch as fit the budget.

@@ -22,7 +22,7 @@ from aleaart.errors import ModelUnavailable
 if TYPE_CHECKING:
     import torch
 
-    from aleaart.engine.models import Loaded
+    from aleaart.engine.shelf import Loaded
 
 
 @dataclass(frozen=True)

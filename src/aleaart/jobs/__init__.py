@@ -7,11 +7,12 @@
     render.py      the ``render`` kind and the one render path (spec → pixels → file → record)
     collection.py  the ``collection`` kind: every token rendered through the queue, then exported
     variations.py  the ``variations`` kind: images from the same parameters with blended starting noise
-    transform.py   the ``upscale`` and ``restyle`` kinds: img2img (or Lanczos) of a stored image
+    upscale.py     the ``upscale`` kind: Lanczos, or Lanczos then img2img, of a stored image
+    restyle.py     the ``restyle`` kind: img2img of a stored image in another style
     animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
     book.py        job records in SQLite
-    model.py       the model, loaded in the background
-    queue.py       the queue's core: dedup, records, priorities, progress, cancel, coordinators
+    holder.py      ModelHolder: the engine, loaded in the background
+    queue.py       the queue: dedup, records, priorities, progress, cancel, coordinators
     runner.py      Runner: the one way a worker job runs (in process, on a cluster worker, in the CLI), and outcome_of
     backend.py     the protocol a queue backend implements (where worker jobs run)
     inprocess.py   the in-process backend (one worker thread owns the model), and JobQueue: the queue on it
@@ -26,15 +27,16 @@ import pkgutil
 from aleaart.jobs.animation import AnimationRequest
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.collection import CollectionRequest
+from aleaart.jobs.holder import ModelHolder
 from aleaart.jobs.image_kind import SourceImage
 from aleaart.jobs.inprocess import JobQueue
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
-from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import Progress, Queue
 from aleaart.jobs.render import RenderRequest
+from aleaart.jobs.restyle import RestyleRequest
 from aleaart.jobs.runner import Outcome, Runner, outcome_of
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
-from aleaart.jobs.transform import RestyleRequest, UpscaleRequest
+from aleaart.jobs.upscale import UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest
 
 for _module in pkgutil.iter_modules(__path__):

@@ -25,7 +25,7 @@ from aleaart.motion import (
     style_morph,
 )
 from aleaart.params import STYLES, restyle_prompt
-from aleaart.provenance import pixel_hash
+from aleaart.provenance.claim import pixel_hash
 
 OPERATION = "animation"
 FORMATS = ("mp4", "webp")  # the job's files, in this order

@@ -1,8 +1,8 @@
 """Where worker jobs run: the protocol every queue backend implements, and what it may ask of the queue.
 
-The queue core (``queue.Queue``) keeps the records, dedup, priorities, progress, cancel and how a job ends; a
-backend only carries jobs to whatever renders them and their outcomes back. The core never calls a backend with
-its lock held, and a backend reaches the core only through ``QueueCore``'s methods, each of which takes the lock
+The queue (``queue.Queue``) keeps the records, dedup, priorities, progress, cancel and how a job ends; a
+backend only carries jobs to whatever renders them and their outcomes back. The queue never calls a backend with
+its lock held, and a backend reaches the queue only through ``QueueHooks``' methods, each of which takes the lock
 itself: there is no lock to hold, and no rule about it to remember.
 
     in process   jobs/inprocess.py   one worker thread of this process owns the model (the embedded default)
@@ -25,7 +25,7 @@ Work = Callable[[], "dict[str, Any] | Future"]
 """A job's work: the changes its status ends with, or a Future of them (the rest runs on another thread)."""
 
 
-class QueueCore(Protocol):
+class QueueHooks(Protocol):
     """What a backend may use of the queue."""
 
     store: ImageStore
@@ -61,7 +61,7 @@ class Backend(Protocol):
     detached: bool
     """Whether worker jobs go on without this process (a stop interrupts only what runs here)."""
 
-    def attach(self, core: QueueCore) -> None:
+    def attach(self, queue: QueueHooks) -> None:
         """Called once, before anything else."""
         ...
 
@@ -92,7 +92,7 @@ class Backend(Protocol):
 
     def adopt(self, job: Job) -> bool:
         """A worker job a previous run left unfinished: True if the backend follows it as it is (it may still be
-        running elsewhere); False, and the core queues it again."""
+        running elsewhere); False, and the queue queues it again."""
         ...
 
     def withdraw(self, job: Job) -> None:

@@ -2,7 +2,7 @@
 
 A kind subclasses ``FromStoredImage`` as a frozen dataclass with a ``source`` and its options declared with
 ``kind.option(...)``, and names its route with ``ImageRoutes``: POST /images/{key}/<path> with a body of those
-options (``api/derived.py`` builds it, and its OpenAPI). Its JSON form follows from the declaration; its key
+options (``api/kinds.py`` builds it, and its OpenAPI). Its JSON form follows from the declaration; its key
 derives from the source's key, the operation and its settings.
 """
 
@@ -21,9 +21,32 @@ from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext
 from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
 from aleaart.metadata import JSON_KEY, Derivation, derived_key, read_png_text
 from aleaart.params import RenderSpec
-from aleaart.provenance import Parent
+from aleaart.provenance.claim import Parent
 from aleaart.store import StoredImage
 from aleaart.token_ids import check_token_id
+
+IMG2IMG_MAX_SIDE = 2048  # the largest side img2img runs at (hires 2x of the largest aspect, 1024 → 2048)
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """The denoising steps img2img runs: the last ``strength`` of the schedule (diffusers' rule)."""
+    return min(int(steps * strength), steps)
+
+
+def check_strength(strength: float, low: float, high: float) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not low <= strength <= high:
+        raise InvalidParams(f"strength must be {low}..{high}, got {strength!r}")
+    return float(strength)
+
+
+def check_some_steps(steps: int, strength: float) -> None:
+    if img2img_steps(steps, strength) < 1:
+        raise InvalidParams(f"strength {strength} of {steps} steps is not one denoising step; ask for more")
+
+
+def check_side(width: int, height: int, limit: int, what: str) -> None:
+    if max(width, height) > limit:
+        raise InvalidParams(f"{what} would be {width}x{height}, over {limit} pixels on a side")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from typing import Any
 
 from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable
-from aleaart.jobs.backend import QueueCore
+from aleaart.jobs.backend import QueueHooks
 from aleaart.jobs.book import JobBook
+from aleaart.jobs.holder import ModelHolder
 from aleaart.jobs.kind import EngineLike, Recipe, Sealer
-from aleaart.jobs.model import ModelHolder
 from aleaart.jobs.queue import Queue
 from aleaart.jobs.runner import Rendering, Runner
 from aleaart.jobs.state import Job, JobState
@@ -39,8 +39,8 @@ class InProcessBackend:
         self._encoder = ThreadPoolExecutor(ENCODING_AHEAD, thread_name_prefix="aleaart-encode")
         self._encoding = threading.BoundedSemaphore(ENCODING_AHEAD)
 
-    def attach(self, core: QueueCore) -> None:
-        self.core = core
+    def attach(self, queue: QueueHooks) -> None:
+        self.queue = queue
 
     def recipes(self) -> list[Recipe]:
         engine = self.model.engine
@@ -95,7 +95,7 @@ class InProcessBackend:
         if self._worker.is_alive():
             self._worker.join(seconds)
         if self._worker.is_alive():
-            self.core.interrupt_running()
+            self.queue.interrupt_running()
             self._worker.join(interrupt_wait)
         self._encoder.shutdown(wait=True)
 
@@ -111,7 +111,7 @@ class InProcessBackend:
             if self._halted:
                 return
         while (job := self._next()) is not None:
-            self.core.settle(job, lambda job=job: self._render(job))
+            self.queue.settle(job, lambda job=job: self._render(job))
 
     def _next(self) -> Job | None:
         """The most urgent job still queued, claimed (running); None once halted."""
@@ -119,7 +119,7 @@ class InProcessBackend:
             while not self._halted:
                 while self._heap:
                     job = heapq.heappop(self._heap)[2]
-                    if self.core.claim(job):
+                    if self.queue.claim(job):
                         return job  # else: cancelled while queued
                 self._ready.wait()
         return None
@@ -127,16 +127,16 @@ class InProcessBackend:
     def _render(self, job: Job) -> dict[str, Any] | Future:
         """A worker job's work: how its status ends (a stored result is not rendered again), or the
         encoding still running for it."""
-        core, engine = self.core, self.model.engine
+        queue, engine = self.queue, self.model.engine
         if engine is None:  # jobs accepted while the model loaded, and it failed to load
             raise ModelUnavailable(self.model.error or "the model is not available")
         key = job.request.key(engine.recipe)
         job.move(JobState.RUNNING, key=key)
-        core.book.save(job)
-        if (stored := job.request.stored(key, core.store.get)) is not None:
-            core.metrics.cache_hits.labels(job.kind).inc()
+        queue.book.save(job)
+        if (stored := job.request.stored(key, queue.store.get)) is not None:
+            queue.metrics.cache_hits.labels(job.kind).inc()
             return {"images": stored, "cached": True, "step": job.status.total_steps}
-        core.store.require_free_space()
+        queue.store.require_free_space()
         return self._execute(job, engine, key)
 
     def _execute(self, job: Job, engine: EngineLike, key: str) -> Future | dict[str, Any]:
@@ -147,11 +147,12 @@ class InProcessBackend:
         def on_step(step: int, total: int) -> None:
             nonlocal last_step
             now = time.perf_counter()
-            self.core.metrics.step_seconds.observe(now - last_step)
+            self.queue.metrics.step_seconds.observe(now - last_step)
             last_step = now
             job.progress(step, total)
 
-        runner = Runner(engine, store=self.core.store, read_png=self.core.store.read_png, credentials=self.credentials)
+        store = self.queue.store
+        runner = Runner(engine, store=store, read_png=store.read_png, credentials=self.credentials)
         rendering = runner.render(job.request, key=key, on_step=on_step, cancel=job.cancel_event)
         self._encoding.acquire()
         try:
@@ -164,8 +165,8 @@ class InProcessBackend:
 
     def _store_result(self, job: Job, rendering: Rendering, started: float) -> dict[str, Any]:
         artifacts = rendering.encode()
-        images = tuple(self.core.store.put(a.record, a.data) for a in artifacts)
-        self.core.count_generation(job.kind, time.perf_counter() - started)
+        images = tuple(self.queue.store.put(a.record, a.data) for a in artifacts)
+        self.queue.count_generation(job.kind, time.perf_counter() - started)
         return {"images": images, "step": job.status.total_steps}
 
 

@@ -23,11 +23,11 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
-from aleaart.model_files import Architecture
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec, check_int
-from aleaart.provenance import Claim
+from aleaart.provenance.claim import Claim
 from aleaart.store import FindImage, ImageStore, StoredImage
+from aleaart.weights import Architecture
 
 Recipe = dict[str, str]
 """Everything besides the request that shapes the pixels (model identity, dtype, versions)."""
@@ -43,7 +43,7 @@ class Rendered(Protocol):
 
 
 class Sealer(Protocol):
-    """Signs a stored file's Content Credentials (credentials.Credentials)."""
+    """Signs a stored file's Content Credentials (provenance.credentials.Credentials)."""
 
     chain: dict[str, Any] | None  # the chain id and contract this deployment reads tokens from
 

@@ -1,4 +1,4 @@
-"""The job queue's core: records, dedup, priorities, progress, cancel, coordinators and how a job ends.
+"""The job queue: records, dedup, priorities, progress, cancel, coordinators and how a job ends.
 
 One request, one job: a request identical to one queued or running joins it, and one whose
 result is stored is answered from the store. Every job is recorded in SQLite on each change,
@@ -220,7 +220,7 @@ class Queue:
         with self._lock:
             return self._queued_count()
 
-    # What a backend may ask (jobs/backend.py's QueueCore)
+    # What a backend may ask (jobs/backend.py's QueueHooks)
 
     def claim(self, job: Job) -> bool:
         with self._lock:

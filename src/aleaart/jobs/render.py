@@ -13,7 +13,7 @@ from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunConte
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
-from aleaart.provenance import Claim, Parent, pixel_hash, render_assertion, software_agent
+from aleaart.provenance.claim import Claim, Parent, pixel_hash, render_assertion, software_agent
 from aleaart.store import MEDIA_TYPES, ImageStore, StoredImage, new_record
 from aleaart.token_ids import check_token_id
 

@@ -2,7 +2,7 @@
 
 A kind subclasses ``SpecRequest`` as a frozen dataclass, declares its options with ``kind.option(...)`` and its HTTP
 paths with ``SpecRoutes``, and says how it renders. Everything else follows from that declaration: its JSON form
-and identity, its key (derived from the image's key), its stored files, and at the HTTP edge (``api/derived.py``)
+and identity, its key (derived from the image's key), its stored files, and at the HTTP edge (``api/kinds.py``)
 its request bodies in the seed's and the flat shape, its token route and their OpenAPI.
 """
 

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from PIL import Image
 
 from aleaart.config import Settings
-from aleaart.credentials import LOCAL_FOLDER, ROOT_FILE, Credentials, _certificate, _name, read_credentials
 from aleaart.errors import InvalidParams, ModelUnavailable
-from aleaart.provenance import LABEL, Claim
+from aleaart.provenance.claim import LABEL, Claim
+from aleaart.provenance.credentials import LOCAL_FOLDER, ROOT_FILE, Credentials, _certificate, _name, read_credentials
 
 CLAIM = Claim(title="t.png", action="c2pa.created", software_agent="aleaart test", assertion={"key": "k"})
 
@@ -106,7 +106,7 @@ def test_the_manifest_holds_the_aleaart_assertion_under_its_label(tmp_path):
 
 def test_a_scheduler_config_with_infinities_still_signs():
     """DPMSolverMultistepScheduler's lambda_min_clipped is -inf; the SDK reads strict JSON only."""
-    from aleaart.provenance import render_assertion
+    from aleaart.provenance.claim import render_assertion
 
     assertion = render_assertion(key="k", kind="render", spec={}, params=None, token_id=None, chain=None,
                                  recipe={"model": "m"}, size=(16, 16), pixels=None,

@@ -43,7 +43,7 @@ class Loaded:
 
 
 def weights_file(models_dir: Path | None, sha256: str) -> Path:
-    """Where an upload's weights are: named by their sha256 (custom_models.CustomModel.filename)."""
+    """Where an upload's weights are: named by their sha256 (uploads.CustomModel.filename)."""
     path = (models_dir or Path(".")) / f"{sha256}.safetensors"
     if models_dir is None or not path.is_file():
         raise NotFound(f"uploaded weights {sha256[:16]} are not in this machine's models folder "

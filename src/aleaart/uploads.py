@@ -15,7 +15,8 @@ from pathlib import Path
 
 from aleaart.database import Database, Schema, declare
 from aleaart.errors import BodyTooLarge, InvalidParams, NotFound
-from aleaart.model_files import (
+from aleaart.store import TEMP_PREFIX, clip
+from aleaart.weights import (
     Architecture,
     ModelKind,
     classify,
@@ -24,7 +25,6 @@ from aleaart.model_files import (
     read_layout,
     refuse_pickle_name,
 )
-from aleaart.store import TEMP_PREFIX, clip
 
 # Weights users uploaded (SD 1.x checkpoints and LoRAs), their files named by sha256 in the models folder.
 MODELS = declare(Schema("models", (

@@ -17,12 +17,12 @@ from tamper import assertion_edited, credentials_removed, one_pixel_changed
 from aleaart.api import create_app
 from aleaart.cli import main
 from aleaart.config import Settings
-from aleaart.credentials import Credentials, read_credentials
 from aleaart.jobs import RenderRequest
 from aleaart.jobs.runner import Runner
 from aleaart.params import RenderSpec
-from aleaart.provenance import DIGITAL_SOURCE_TYPE, LABEL
-from aleaart.verify import PERCEPTUAL_THRESHOLD
+from aleaart.provenance.claim import DIGITAL_SOURCE_TYPE, LABEL
+from aleaart.provenance.credentials import Credentials, read_credentials
+from aleaart.provenance.verify import PERCEPTUAL_THRESHOLD
 
 FLAT = {"prompt": "verify me", "seed": 5, "steps": 2, "width": 256, "height": 256}
 

@@ -17,7 +17,7 @@ from aleaart.token_ids import parse_token_id
 if TYPE_CHECKING:  # the SDK and the engine load only when a verify runs
     from PIL import Image
 
-    from aleaart.verify import Rerender, Verification
+    from aleaart.provenance.verify import Rerender, Verification
 
 
 def add_parser(commands: Any) -> None:
@@ -31,7 +31,7 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
-    from aleaart.verify import table
+    from aleaart.provenance.verify import table
 
     path = Path(args.path) if args.path else None
     if path is not None and path.is_dir():
@@ -45,7 +45,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def verify_one(path: Path | None, token: int | None, settings: Settings, *, rerender: bool) -> Verification:
-    from aleaart.verify import verify
+    from aleaart.provenance.verify import verify
 
     chain_params = token_spec = None
     if token is not None:
@@ -69,7 +69,7 @@ def verify_export(out: Path, settings: Settings, *, rerender: bool, as_json: boo
     from tqdm import tqdm
 
     from aleaart.export import check_export
-    from aleaart.verify import verify
+    from aleaart.provenance.verify import verify
 
     if not (out / "manifest.json").is_file():
         raise InvalidParams(f"{out} is a folder without manifest.json: not a collection export")

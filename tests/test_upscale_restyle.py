@@ -16,7 +16,7 @@ from aleaart.api import create_app
 from aleaart.config import Settings
 from aleaart.errors import InvalidParams
 from aleaart.jobs import RestyleRequest, SourceImage, UpscaleRequest
-from aleaart.jobs.transform import img2img_steps
+from aleaart.jobs.image_kind import img2img_steps
 from aleaart.metadata import JSON_KEY, PARAMETERS_KEY, read_png_text
 from aleaart.params import RenderSpec
 from aleaart.resample import lanczos

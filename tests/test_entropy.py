@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from aleaart.derive import derive_params, parse_seed, sub_seed, token_seed
+from aleaart.entropy import derive_params, parse_seed, sub_seed, token_seed
 from aleaart.errors import InvalidParams
 from aleaart.params import RenderParams
 

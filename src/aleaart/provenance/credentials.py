@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aleaart.config import Settings
 from aleaart.errors import InvalidParams, ModelUnavailable
-from aleaart.provenance import LABEL, Claim, metadata_provenance, pixel_hash
+from aleaart.provenance.claim import LABEL, Claim, metadata_provenance, pixel_hash
 
 log = logging.getLogger(__name__)
 

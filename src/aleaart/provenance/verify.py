@@ -19,8 +19,8 @@ from typing import Any
 import imagehash
 from PIL import Image
 
-from aleaart.credentials import Read, read_credentials
-from aleaart.provenance import pixel_hash
+from aleaart.provenance.claim import pixel_hash
+from aleaart.provenance.credentials import Read, read_credentials
 
 # pHash (64 bits) Hamming distance at or below which a re-render in another recipe class is the same picture.
 # Measured by bench/bench_verify.py (the README's "Content Credentials"): the same spec across PyTorch f32,

@@ -6,7 +6,7 @@ import hashlib
 
 from PIL import Image
 
-from aleaart.provenance import (
+from aleaart.provenance.claim import (
     DIGITAL_SOURCE_TYPE,
     LABEL,
     XMP,

@@ -1,48 +1,32 @@
-"""Job kinds that start from a stored image: ``upscale`` (Lanczos, or hires: Lanczos then img2img with the
-loaded model's own components) and ``restyle`` (img2img with the prompt's style modifier replaced)."""
+"""The ``upscale`` kind: ``scale`` times larger, by Lanczos (pixels only) or hires (Lanczos, then img2img with the
+loaded model's own components, which redraws detail at the new size)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, get_args
 
 from aleaart.errors import InvalidParams
-from aleaart.jobs.image_kind import FromStoredImage, ImageRoutes, SourceImage
+from aleaart.jobs.image_kind import (
+    IMG2IMG_MAX_SIDE,
+    FromStoredImage,
+    ImageRoutes,
+    SourceImage,
+    check_side,
+    check_some_steps,
+    check_strength,
+    img2img_steps,
+)
 from aleaart.jobs.kind import Artifact, CliForm, Offer, RunContext, option, register
 from aleaart.jobs.render import Pixels
-from aleaart.params import STYLES, RenderSpec, restyle_prompt
+from aleaart.params import RenderSpec
 from aleaart.resample import lanczos, scaled_size
 
 UpscaleMode = Literal["hires", "lanczos"]
 MAX_SCALE: dict[str, int] = {"hires": 2, "lanczos": 4}
 HIRES_STRENGTH = (0.1, 0.75)
 DEFAULT_HIRES_STRENGTH = 0.35
-RESTYLE_STRENGTH = (0.2, 0.8)
-DEFAULT_RESTYLE_STRENGTH = 0.5
-MAX_MODEL_SIDE = 2048  # the largest side img2img runs at (hires 2x of the largest aspect, 1024 → 2048)
 MAX_LANCZOS_SIDE = 4096
-
-
-def img2img_steps(steps: int, strength: float) -> int:
-    """The denoising steps img2img runs: the last ``strength`` of the schedule (diffusers' rule)."""
-    return min(int(steps * strength), steps)
-
-
-def check_strength(strength: float, low: float, high: float) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, int | float) or not low <= strength <= high:
-        raise InvalidParams(f"strength must be {low}..{high}, got {strength!r}")
-    return float(strength)
-
-
-def check_some_steps(steps: int, strength: float) -> None:
-    if img2img_steps(steps, strength) < 1:
-        raise InvalidParams(f"strength {strength} of {steps} steps is not one denoising step; ask for more")
-
-
-def check_side(width: int, height: int, limit: int, what: str) -> None:
-    if max(width, height) > limit:
-        raise InvalidParams(f"{what} would be {width}x{height}, over {limit} pixels on a side")
 
 
 @register
@@ -82,7 +66,7 @@ class UpscaleRequest(FromStoredImage):
         else:
             object.__setattr__(self, "strength", check_strength(
                 DEFAULT_HIRES_STRENGTH if self.strength is None else self.strength, *HIRES_STRENGTH))
-            check_side(spec.width, spec.height, MAX_MODEL_SIDE, "the hires image")
+            check_side(spec.width, spec.height, IMG2IMG_MAX_SIDE, "the hires image")
             check_some_steps(spec.steps, self.strength)
         super().__post_init__()
 
@@ -110,46 +94,3 @@ class UpscaleRequest(FromStoredImage):
         if self.mode == "lanczos":
             return [self.artifact(lanczos(rendered.image, self.scale), rendered.seconds, context)]
         return super().encode(rendered, context)
-
-
-@register
-@dataclass(frozen=True)
-class RestyleRequest(FromStoredImage):
-    """The image redrawn (img2img at ``strength``) with its prompt's style modifier replaced by style
-    ``styleIndex``'s; same seed, sampler and steps."""
-
-    source: SourceImage
-    style_index: int = option(dataclasses.MISSING, f"one of the {len(STYLES)} style modifiers: "
-                              + ", ".join(f"{i} {s.name}" for i, s in enumerate(STYLES)),
-                              low=0, high=len(STYLES) - 1, name="styleIndex")
-    strength: float = option(DEFAULT_RESTYLE_STRENGTH, "img2img denoising strength: how much is redrawn",
-                             low=RESTYLE_STRENGTH[0], high=RESTYLE_STRENGTH[1], integer=False)
-
-    kind: ClassVar[str] = "restyle"
-    operation: ClassVar[str] = "restyle"
-    routes: ClassVar[ImageRoutes] = ImageRoutes("restyle", "Restyle")
-    cli: ClassVar[CliForm] = CliForm("restyle", f"redraw a PNG aleaart made in another of the {len(STYLES)} styles",
-                                     flags={"styleIndex": "--style"})
-    offer: ClassVar[Offer] = Offer(
-        "Restyle", "Restyled: {pick}", "Redrawn (img2img, strength 0.5) with the prompt's style replaced; same seed "
-        "and sampler.", {"strength": 0.5}, pick="styleIndex", pick_table="styles", pick_label="Restyle style",
-        order=3)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "strength", check_strength(self.strength, *RESTYLE_STRENGTH))
-        spec = self.result_spec()  # checks styleIndex
-        check_side(spec.width, spec.height, MAX_MODEL_SIDE, "the restyled image")
-        check_some_steps(spec.steps, self.strength)
-        super().__post_init__()
-
-    def settings(self) -> dict[str, Any]:
-        return {"styleIndex": self.style_index, "strength": self.strength}
-
-    def result_spec(self) -> RenderSpec:
-        return replace(self.source.spec, prompt=restyle_prompt(self.source.spec.prompt, self.style_index))
-
-    def total_steps(self) -> int:
-        return img2img_steps(self.source.spec.steps, self.strength)
-
-    def render(self, context: RunContext) -> Pixels:
-        return self.transformed(self.source.pixels(context), self.strength, context)

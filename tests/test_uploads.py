@@ -15,11 +15,11 @@ from safetensors.numpy import save, save_file
 
 from aleaart.api import create_app
 from aleaart.config import Settings
-from aleaart.custom_models import ModelRegistry
 from aleaart.database import Database
 from aleaart.errors import BodyTooLarge, InvalidModel
-from aleaart.model_files import classify, display_name, read_layout, what_it_is
 from aleaart.params import LoraWeight, RenderSpec
+from aleaart.uploads import ModelRegistry
+from aleaart.weights import classify, display_name, read_layout, what_it_is
 
 ADMIN = {"X-Admin-Key": "s3cret"}
 FLAT = {"prompt": "a fox", "seed": 1, "steps": 3, "width": 256, "height": 256}
@@ -95,7 +95,7 @@ PEFT_K = "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k"
 ])
 def test_loras_that_pass_the_shapes_but_could_never_load_are_refused(tmp_path, weights, message):
     """What loading needs is checked at upload: such a file was accepted, then failed every render that named it."""
-    from aleaart.model_files import read_dtypes
+    from aleaart.weights import read_dtypes
 
     path = tmp_path / "w.safetensors"
     save_file(weights, str(path))

@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile
 
 from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep
 from aleaart.api.errors import error_responses
-from aleaart.custom_models import ID_LENGTH
 from aleaart.errors import InvalidModel, InvalidParams, Unauthorized, UploadsDisabled
 from aleaart.jobs import ModelHolder
-from aleaart.model_files import ModelKind
+from aleaart.uploads import ID_LENGTH
+from aleaart.weights import ModelKind
 
 router = APIRouter(tags=["models"])
 UPLOAD_FIELD = "file"
