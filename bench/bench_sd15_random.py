@@ -19,10 +19,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+from runtimes import bench_runtime  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from aleaart.engine.pipeline import Engine  # noqa: E402
-from aleaart.engine.runtime import RUNTIMES, bench_runtime  # noqa: E402
+from aleaart.engine.runtime import RUNTIMES  # noqa: E402
 from aleaart.engine.tiny import SD15_SCHEDULER, build_tokenizer  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
 

@@ -26,11 +26,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from runtimes import bench_runtime  # noqa: E402
 
 from aleaart.config import Settings  # noqa: E402
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
-from aleaart.engine.runtime import bench_runtime  # noqa: E402
 from aleaart.jobs import RenderRequest  # noqa: E402
 from aleaart.jobs.runner import Runner  # noqa: E402
 from aleaart.params import RenderParams, RenderSpec, spec_from_params  # noqa: E402

@@ -34,12 +34,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_sd15_random import sd15_random  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
+from runtimes import bench_runtime  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
-from aleaart.engine.runtime import bench_runtime  # noqa: E402
 from aleaart.engine.samplers import make_scheduler  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
 

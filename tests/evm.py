@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eth_abi.packed import encode_packed
+from eth_hash.auto import keccak
 from web3 import Web3
+
+from aleaart.entropy import parse_seed
 
 BUILD = Path(__file__).resolve().parents[1] / "chain" / "build"
 SALT = bytes.fromhex("a1ea" * 16)
@@ -29,7 +33,7 @@ def cheap_random_number(token_id: int) -> bytes:
     """A random number whose token renders fast on the tiny model (square, few steps, one-step sampler)."""
     import os
 
-    from aleaart.entropy import derive_params, token_seed
+    from aleaart.entropy import derive_params
 
     while True:
         candidate = os.urandom(32)
@@ -67,3 +71,10 @@ def install_multicall3(w3: Web3) -> None:
     from aleaart.chain import MULTICALL3
 
     w3.provider.make_request("anvil_setCode", [MULTICALL3, artifact("Multicall3Test")["deployedBytecode"]])
+
+
+def token_seed(random_number: bytes, token_id: int, collection_salt: bytes) -> bytes:
+    """keccak256(abi.encodePacked(randomNumber, uint256(tokenId), collectionSalt)): the contract's token seed."""
+    packed = encode_packed(["bytes32", "uint256", "bytes32"],
+                           [parse_seed(random_number), token_id, parse_seed(collection_salt)])
+    return keccak(packed)

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 from fakes import FakeEngine, wait_done
 from PIL import Image
-from pixels import psnr
+from pixels import decode_mp4, psnr
 
 from aleaart.errors import GenerationCancelled, InvalidParams
 from aleaart.jobs import AnimationRequest, RenderRequest, Runner
 from aleaart.jobs.render import graded
 from aleaart.motion import noise_walk, style_morph
 from aleaart.params import STYLES, RenderParams, RenderSpec, spec_from_params
-from aleaart.video import decode_mp4
 
 SEED_PARAMS = {"promptIndex": 3, "styleIndex": 1, "samplerIndex": 0, "aspectIndex": 0, "steps": 18, "cfg": 70,
                "latentSeed": 4242, "paletteId": 2}

@@ -6,9 +6,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from multiformats import CID
 from test_cid import NODE_TOOLS
 
-from aleaart.car import pack_folder
+from aleaart.car import CarWriter
+
+
+def pack_folder(folder: Path, car_path: Path) -> CID:  # a whole folder, as `ipfs-car pack` makes one
+    """Write ``folder`` (files and subfolders) to ``car_path``; returns its root CID."""
+    with open(car_path, "wb") as handle:
+        writer = CarWriter(handle)
+        root = writer.add_folder(folder)
+        writer.finish(root.cid)
+    return root.cid
 
 IPFS_CAR = NODE_TOOLS / "node_modules" / ".bin" / "ipfs-car"
 

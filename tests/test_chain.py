@@ -5,13 +5,13 @@ import warnings
 
 import pytest
 from eth_abi import encode
-from evm import SALT, deploy, mint
-from test_derive import VECTORS
+from evm import SALT, deploy, mint, token_seed
+from test_entropy import VECTORS
 from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import ContractLogicError
 
 from aleaart.chain import ChainReader, params_from_tuple, revert_reason, token_json
-from aleaart.entropy import derive_params, token_seed
+from aleaart.entropy import derive_params
 from aleaart.errors import ChainError, ChainUnavailable, NotFound, TokenNotReady
 
 

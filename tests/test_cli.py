@@ -66,12 +66,16 @@ def test_missing_model_exits_1_with_the_hint(tiny_env, tmp_path):
     assert "ALEAART_MODEL=tiny" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_make_tiny_model_with_single_file(tiny_env, tmp_path):
-    result = aleaart("make-tiny-model", "m", "--single-file", "m.safetensors", env=tiny_env, cwd=tmp_path)
+def test_make_tiny_model_with_single_file_and_a_lora(tiny_env, tmp_path):
+    from aleaart.weights import read_layout, what_it_is
+
+    result = aleaart("make-tiny-model", "m", "--single-file", "m.safetensors", "--lora", "l.safetensors",
+                     env=tiny_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert (tmp_path / "m" / "model_index.json").exists()
     assert out["singleFile"].endswith("m.safetensors") and (tmp_path / "m.safetensors").stat().st_size > 1e6
+    assert out["lora"].endswith("l.safetensors") and what_it_is(read_layout(tmp_path / "l.safetensors")) == "a LoRA"
 
 
 def test_bad_configuration_exits_2_naming_the_variable(tiny_env, tmp_path):

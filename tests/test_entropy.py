@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from aleaart.entropy import derive_params, parse_seed, sub_seed, token_seed
+from aleaart.entropy import derive_params, parse_seed, sub_seed
 from aleaart.errors import InvalidParams
 from aleaart.params import RenderParams
 
@@ -35,8 +35,3 @@ def test_seed_forms():
     for bad in ("0x1234", "zz" * 32, b"\0" * 31):
         with pytest.raises(InvalidParams, match="seed must be"):
             parse_seed(bad)
-
-
-def test_token_seed_is_keccak_of_packed_inputs():
-    a = token_seed(b"\1" * 32, 1, b"\2" * 32)
-    assert len(a) == 32 and a != token_seed(b"\1" * 32, 2, b"\2" * 32)

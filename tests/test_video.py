@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 from PIL import Image
-from pixels import psnr
+from pixels import decode_mp4, psnr
 
 from aleaart.params import RenderSpec
 from aleaart.provenance.claim import DIGITAL_SOURCE_TYPE
-from aleaart.video import decode_mp4, encode_mp4, encode_webp, even_size
+from aleaart.video import encode_mp4, encode_webp, even_size
 
 TINY = dict(prompt="animation test, oil painting, dramatic lighting", sampler="DPM++ 2M Karras", width=96, height=96,
             steps=4, guidance_scale=7.5, seed=42)

@@ -124,12 +124,3 @@ class CarWriter:
         for block in blocks:
             self.add(block)
         return replace(blocks[-1], block=b"")
-
-
-def pack_folder(folder: Path, car_path: Path) -> CID:
-    """Write ``folder`` (files and subfolders) to ``car_path``; returns its root CID."""
-    with open(car_path, "wb") as handle:
-        writer = CarWriter(handle)
-        root = writer.add_folder(folder)
-        writer.finish(root.cid)
-    return root.cid

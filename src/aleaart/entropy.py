@@ -47,10 +47,3 @@ def derive_params(seed: bytes | str) -> RenderParams:
         latent_seed=s3 % 2**32,
         palette_id=(s2 >> 200) % 24,
     )
-
-
-def token_seed(random_number: bytes, token_id: int, collection_salt: bytes) -> bytes:
-    """keccak256(abi.encodePacked(randomNumber, uint256(tokenId), collectionSalt))."""
-    packed = encode_packed(["bytes32", "uint256", "bytes32"],
-                           [parse_seed(random_number), token_id, parse_seed(collection_salt)])
-    return keccak(packed)

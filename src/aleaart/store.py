@@ -7,19 +7,19 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import shutil
 import sqlite3
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from cachetools import LRUCache
 
 from aleaart.database import Database
 from aleaart.errors import DiskFull, NotFound
+from aleaart.files import CORRUPT_PREFIX, TEMP_PREFIX, ServedFile, clip, write_atomically
 from aleaart.metadata import JSON_KEY, read_png_text
 from aleaart.records import IMAGES, FindImage, StoredImage, new_record
 
@@ -31,56 +31,6 @@ log = logging.getLogger(__name__)
 # \n passes $).
 KEY = re.compile(r"[0-9a-f]{64}")
 FILENAME = re.compile(r"art_token_(?:[0-9]{1,77}|[A-Za-z0-9_-]{1,64})_[0-9a-f]{16}\.(?:png|mp4|webp)")
-MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4", "webp": "image/webp"}
-TEMP_PREFIX = ".tmp-"
-CORRUPT_PREFIX = ".corrupt-"  # damaged files are renamed so: kept for a look, never served or indexed
-
-@dataclass(frozen=True)
-class ServedFile:
-    """What serving a stored file needs, kept in memory: no database or hashing work per request."""
-
-    file: str
-    key: str
-    size: int
-    sha256: str
-
-    @property
-    def media_type(self) -> str:
-        return media_type(self.file)
-
-    @property
-    def etag(self) -> str:
-        """A strong validator: the file's sha256, the same on every host and after every restart."""
-        return f'"{self.sha256}"'
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the whole new one.
-
-    The file gets the umask's normal mode (0644 usually), so a proxy or another user can serve it.
-    """
-    temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{path.suffix}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 class ImageStore:
     """The image folder and its index. Thread-safe; one instance per process."""
 
@@ -370,13 +320,3 @@ class ImageStore:
         row = image.to_row()
         self.db.execute(f"{verb} INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         tuple(row.values()))
-
-
-def media_type(filename: str) -> str:
-    """The Content-Type of a stored file, by its extension (FILENAME allows only these)."""
-    return MEDIA_TYPES[filename.rpartition(".")[2]]
-
-
-def clip(text: str, limit: int = 80) -> str:
-    """A name quoted for a message, cut short: a 100 KB path is not echoed back."""
-    return repr(text if len(text) <= limit else text[:limit] + "…")

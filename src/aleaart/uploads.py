@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aleaart.database import Database, Schema, declare
 from aleaart.errors import BodyTooLarge, InvalidParams, NotFound
-from aleaart.store import TEMP_PREFIX, clip
+from aleaart.files import TEMP_PREFIX, clip
 from aleaart.weights import (
     Architecture,
     ModelKind,

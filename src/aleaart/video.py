@@ -71,11 +71,3 @@ def encode_webp(frames: Sequence[Image.Image], fps: int) -> bytes:
     first.save(output, format="WEBP", save_all=True, append_images=rest, duration=round(1000 / fps), loop=0,
                quality=WEBP_QUALITY, method=4, xmp=XMP.encode())  # IPTC's DigitalSourceType, as PNGs carry it
     return output.getvalue()
-
-
-def decode_mp4(data: bytes) -> tuple[list[Image.Image], float, dict[str, str]]:
-    """The frames of an MP4, its frame rate and its container tags (tests, and tools that inspect animations)."""
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.video[0]
-        frames = [frame.to_image() for frame in container.decode(stream)]
-        return frames, float(stream.average_rate), dict(container.metadata)

@@ -180,7 +180,7 @@ def test_an_upscale_and_a_restyle_run_on_workers_from_the_apis_stored_image(clus
 
 
 def test_an_animation_runs_on_a_worker_and_its_video_is_served_from_the_api(cluster):
-    from aleaart.video import decode_mp4
+    from pixels import decode_mp4
 
     body = {**FAST, "prompt": "tide", "seed": 78, "frames": 8, "fps": 8}
     answer = httpx.post(cluster.url + "/animations", json=body, timeout=30)

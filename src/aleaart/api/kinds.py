@@ -17,10 +17,11 @@ from aleaart.api.schemas import chosen_options, image_kind_body, kind_bodies
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
 from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
 from aleaart.errors import NotFound
+from aleaart.files import clip
 from aleaart.jobs import KINDS
 from aleaart.jobs.image_kind import FromStoredImage, SourceImage
 from aleaart.jobs.spec_kind import SpecRequest
-from aleaart.store import ImageStore, clip
+from aleaart.store import ImageStore
 
 SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
 TOKEN_ERRORS = error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS)

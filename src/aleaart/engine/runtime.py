@@ -88,8 +88,3 @@ def pick_backend(requested: str, device: torch.device) -> str:
 
 def open_runtime(name: str, setup: RuntimeSetup) -> Runtime:
     return importlib.import_module(RUNTIMES[name].module).open_runtime(setup)
-
-
-def bench_runtime(name: str, *, threads: int, **settings: object) -> Runtime:
-    """A runtime for an engine built around a pipeline in hand (the benches), converting nothing to disk."""
-    return open_runtime(name, RuntimeSetup(threads=threads, folder=None, settings=Settings(**settings)))

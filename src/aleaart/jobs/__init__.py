@@ -12,6 +12,7 @@
     animation.py   the ``animation`` kind: a looping MP4 and WebP of a token's world
     book.py        job records in SQLite
     holder.py      ModelHolder: the engine, loaded in the background
+    standing.py    where a job stands: its place in the queue and its ETA (pure)
     queue.py       the queue: dedup, records, priorities, progress, cancel, coordinators
     runner.py      Runner: the one way a worker job runs (in process, on a cluster worker, in the CLI), and outcome_of
     backend.py     the protocol a queue backend implements (where worker jobs run)
@@ -31,10 +32,11 @@ from aleaart.jobs.holder import ModelHolder
 from aleaart.jobs.image_kind import SourceImage
 from aleaart.jobs.inprocess import JobQueue
 from aleaart.jobs.kind import KINDS, Artifact, EngineLike, JobRequest, RunContext, identity, request_from_json
-from aleaart.jobs.queue import Progress, Queue
+from aleaart.jobs.queue import Queue
 from aleaart.jobs.render import RenderRequest
 from aleaart.jobs.restyle import RestyleRequest
 from aleaart.jobs.runner import Outcome, Runner, outcome_of
+from aleaart.jobs.standing import Progress
 from aleaart.jobs.state import Job, JobState, JobStatus, Priority
 from aleaart.jobs.upscale import UpscaleRequest
 from aleaart.jobs.variations import VariationsRequest

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aleaart.database import Database, Schema, declare
-from aleaart.errors import AleaArtError
+from aleaart.errors import AleaArtError, DiskFull
 from aleaart.jobs.kind import request_from_json
 from aleaart.jobs.state import Job, JobState, JobStatus
 from aleaart.store import ImageStore
@@ -73,10 +73,15 @@ class JobBook:
                 self.on_save(conn, job)
 
     def save_once(self, job: Job) -> None:
-        """Record a finished job whose id names its request (a store hit): the first time only."""
+        """Record a finished job whose id names its request (a store hit): the first time only, so repeat requests
+        add nothing to the database (they were ~0.9 KB each, kept a day). A disk too full for the record does not
+        stop the answer, which is the store's."""
         row = job_row(job)
-        self.db.execute(f"INSERT OR IGNORE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                        tuple(row.values()))
+        try:
+            self.db.execute(f"INSERT OR IGNORE INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
+        except DiskFull:
+            log.warning("disk full: store hit %s answered without its job record", job.id)
 
     def load(self, job_id: str) -> Job | None:
         rows = self.db.query("SELECT rowid, * FROM jobs WHERE id = ?", (job_id,))

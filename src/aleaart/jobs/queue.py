@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from aleaart.config import Settings
@@ -25,6 +24,7 @@ from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
 from aleaart.jobs.runner import Outcome, outcome_of
+from aleaart.jobs.standing import Progress, eta_seconds, queue_position
 from aleaart.jobs.state import Job, JobState, Priority
 from aleaart.locks import StateLock
 from aleaart.logs import current_job
@@ -34,14 +34,6 @@ from aleaart.store import FindImage, ImageStore, StoredImage
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 100  # finished jobs between two prunes of old records
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a job stands as clients see it."""
-
-    queue_position: int | None
-    eta_seconds: float | None
 
 
 class Queue:
@@ -211,9 +203,9 @@ class Queue:
 
     def progress(self, job: Job) -> Progress:
         with self._lock:
-            position = self._position(job)
+            position = queue_position(job, self._jobs.values()) if job.id in self._jobs else None
             running = sum(1 for j in self._jobs.values() if j.state is JobState.RUNNING)
-        return Progress(queue_position=position, eta_seconds=self._eta(job, position, running))
+        return Progress(position, eta_seconds(job, position, running, self._seconds_per_job))
 
     @property
     def depth(self) -> int:
@@ -292,16 +284,11 @@ class Queue:
 
     def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int,
                              ident: str) -> Job:
-        """A job already succeeded with the stored result. Its id comes from the request's identity and its record
-        is written once, so repeat requests add nothing to the database (they were ~0.9 KB each, kept a day); and
-        a disk too full for the record does not stop the answer, which is the store's."""
+        """A job already succeeded with the stored result; its id comes from the request's identity."""
         job = Job(id=ident[:32], request=request, priority=priority)
         steps = request.total_steps()
         job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
-        try:
-            self.book.save_once(job)
-        except DiskFull:
-            log.warning("disk full: store hit %s answered without its job record", job.id)
+        self.book.save_once(job)
         self.metrics.cache_hits.labels(job.kind).inc()
         self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
         return job
@@ -354,24 +341,8 @@ class Queue:
     def _queued_count(self) -> int:
         return sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED and not j.request.coordinates)
 
-    def _position(self, job: Job) -> int | None:
-        if job.state is not JobState.QUEUED or job.id not in self._jobs:
-            return None
-        ahead = (int(job.priority), job.created_at)
-        return 1 + sum(1 for j in self._jobs.values()
-                       if j.state is JobState.QUEUED and j is not job and (int(j.priority), j.created_at) < ahead)
-
     def _retry_after(self) -> int:
         return max(1, round(self._seconds_per_job or 10))
-
-    def _eta(self, job: Job, position: int | None, running: int) -> float | None:
-        status = job.status
-        if status.state is JobState.RUNNING and status.step and status.started_at:
-            per_step = (time.time() - status.started_at) / status.step
-            return round(per_step * (status.total_steps - status.step), 1)
-        if position is not None and self._seconds_per_job:
-            return round(self._seconds_per_job * (position - 1 + running), 1)
-        return None
 
 
 def _new_id() -> str:

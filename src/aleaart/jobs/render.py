@@ -8,13 +8,14 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
+from aleaart.files import MEDIA_TYPES
 from aleaart.grading import grade
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, Sealer, register
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
 from aleaart.provenance.claim import Claim, Parent, pixel_hash, render_assertion, software_agent
-from aleaart.store import MEDIA_TYPES, ImageStore, StoredImage, new_record
+from aleaart.store import ImageStore, StoredImage, new_record
 from aleaart.token_ids import check_token_id
 
 

@@ -1,0 +1,37 @@
+"""Where a job stands as clients see it: its place in the queue and how long until it is done (pure)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aleaart.jobs.state import Job, JobState
+
+
+@dataclass(frozen=True)
+class Progress:
+    queue_position: int | None
+    eta_seconds: float | None
+
+
+def queue_position(job: Job, jobs: Iterable[Job]) -> int | None:
+    """1 for the next to run, among ``jobs`` (the queue's active ones): more urgent first, then older first."""
+    if job.state is not JobState.QUEUED:
+        return None
+    ahead = (int(job.priority), job.created_at)
+    return 1 + sum(1 for j in jobs
+                   if j.state is JobState.QUEUED and j is not job and (int(j.priority), j.created_at) < ahead)
+
+
+def eta_seconds(job: Job, position: int | None, running: int, seconds_per_job: float, *,
+                now: float | None = None) -> float | None:
+    """A running job's from its pace so far; a queued one's from the jobs before it and those running, at the
+    average seconds a job takes; None while nothing says."""
+    status = job.status
+    if status.state is JobState.RUNNING and status.step and status.started_at:
+        per_step = ((now or time.time()) - status.started_at) / status.step
+        return round(per_step * (status.total_steps - status.step), 1)
+    if position is not None and seconds_per_job:
+        return round(seconds_per_job * (position - 1 + running), 1)
+    return None
