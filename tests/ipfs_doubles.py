@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from integration.server import free_port
+from waiting import eventually
 
 NODE_TOOLS = Path(__file__).resolve().parent / "node"
 
@@ -103,11 +104,8 @@ class DoublesServer:
 
     def __enter__(self) -> DoublesServer:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the IPFS doubles did not start")
-            time.sleep(0.02)
+        if not eventually(lambda: self.server.started, timeout=10, every=0.02):
+            raise TimeoutError("the IPFS doubles did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:

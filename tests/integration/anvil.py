@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
+from waiting import eventually
 from web3 import Web3
 
 from integration.server import free_port, stop_group, wait_port_closed
@@ -29,13 +29,14 @@ class Anvil:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 2}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             try:
-                if w3.eth.chain_id:
-                    return self
+                return bool(w3.eth.chain_id)
             except Exception:
-                time.sleep(0.1)
+                return False
+
+        if eventually(answers, timeout=timeout, every=0.1):
+            return self
         self.stop()
         raise TimeoutError(f"anvil did not answer on {self.url} within {timeout} s")
 

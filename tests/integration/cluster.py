@@ -7,11 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import redis
+from waiting import eventually
 
 from integration.server import free_port, port_open, stop_group, wait_port_closed
 
@@ -35,11 +35,13 @@ class RedisServer:
             self.process = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                 cwd=self.workdir, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while not port_open(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on {self.port}")
-            time.sleep(0.05)
+        def listening() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited instead of listening on {self.port}")
+            return port_open(self.port)
+
+        if not eventually(listening, timeout=20):
+            raise RuntimeError(f"redis-server did not start on {self.port}")
         return self
 
     def stop(self) -> None:
@@ -70,11 +72,13 @@ class Worker:
                                             env=self.env, cwd=self.workdir, stdout=log, stderr=log,
                                             start_new_session=True)
         if api_url is not None:
-            deadline = time.monotonic() + timeout
-            while self.name not in worker_names(api_url):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"worker {self.name} did not come up:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            def listed() -> bool:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"worker {self.name} exited:\n{self.log.read_text()[-3000:]}")
+                return self.name in worker_names(api_url)
+
+            if not eventually(listed, timeout=timeout, every=0.2):
+                raise RuntimeError(f"worker {self.name} did not come up:\n{self.log.read_text()[-3000:]}")
         return self
 
     def terminate(self) -> None:

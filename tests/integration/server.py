@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from waiting import eventually
 
 
 def free_port() -> int:
@@ -28,11 +28,8 @@ def port_open(port: int) -> bool:
 
 
 def wait_port_closed(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while port_open(port):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"something still answers on 127.0.0.1:{port} after {timeout} s")
-        time.sleep(0.1)
+    if not eventually(lambda: not port_open(port), timeout=timeout, every=0.1):
+        raise TimeoutError(f"something still answers on 127.0.0.1:{port} after {timeout} s")
 
 
 def live_group_members(pgid: int) -> list[int]:
@@ -89,17 +86,17 @@ class Server:
             env = {**env, "PYTHONPATH": str(TESTS)}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def up() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()[-3000:]}")
             try:
                 health = httpx.get(self.url + "/health", timeout=2).json()
-                if not wait_ready or not health["model_loading"]:
-                    return self
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+                return False
+            return not wait_ready or not health["model_loading"]
+
+        if eventually(up, timeout=timeout, every=0.2):
+            return self
         self.stop()
         raise TimeoutError(f"server not up in {timeout} s:\n{self.log.read_text()[-3000:]}")
 

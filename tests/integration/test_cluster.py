@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from evm import mint_cheap
 from sse import sse_events
-from waiting import eventually
+from waiting import eventually, waited
 
 from aleaart.cluster.wire import Outcome, outcome_key
 from aleaart.provenance.credentials import read_credentials
@@ -77,12 +76,7 @@ class Cluster:
         return httpx.get(f"{self.url}/jobs/{job_id}", timeout=10).json()
 
     def wait(self, job_id: str, until, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while not until(status := self.job(job_id)):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {status}")
-            time.sleep(0.1)
-        return status
+        return waited(lambda: self.job(job_id), until, timeout=timeout, every=0.1, what=f"job {job_id}'s change")
 
     def start_long_job(self, prompt: str, seed: int) -> tuple[str, Worker]:
         """A long job, once it runs: its id and the worker it runs on."""
@@ -105,13 +99,11 @@ class Cluster:
 
     def running_on(self, job_id: str) -> Worker:
         """The worker that runs the job, once one says so."""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for info in health(self.url)["workers"]:
-                if info["job"] == job_id:
-                    return next(w for w in self.workers if w.name == info["name"])
-            time.sleep(0.1)
-        raise TimeoutError(f"no worker says it runs {job_id}")
+        def says_it() -> str | None:
+            return next((info["name"] for info in health(self.url)["workers"] if info["job"] == job_id), None)
+
+        name = waited(says_it, every=0.1, what=f"a worker saying it runs {job_id}")
+        return next(w for w in self.workers if w.name == name)
 
 
 def running(status: dict) -> bool:
@@ -149,10 +141,9 @@ def test_ten_distinct_requests_spread_over_both_workers(cluster):
         answers = list(pool.map(lambda b: httpx.post(cluster.url + "/generate-image", json=b, timeout=180), bodies))
     assert [a.status_code for a in answers] == [200] * 10
     assert len({a.json()["sha256"] for a in answers}) == 10
-    deadline = time.monotonic() + 10  # /health shows the workers' counts as of their last heartbeat
-    while sum((done := jobs_by_worker(cluster.url)).values()) - sum(before.values()) < 10:
-        assert time.monotonic() < deadline, done
-        time.sleep(0.2)
+    # /health shows the workers' counts as of their last heartbeat
+    done = waited(lambda: jobs_by_worker(cluster.url), lambda d: sum(d.values()) - sum(before.values()) >= 10,
+                  every=0.2, what="10 more renders counted")
     assert sum(done.values()) - sum(before.values()) == 10
     assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), done
     signers = set()
@@ -222,10 +213,9 @@ def test_a_collection_spreads_over_all_workers(cluster, anvil, contract):
     status = cluster.wait(created.json()["jobId"], finished, timeout=300)
     assert status["status"] == "succeeded", status
     assert status["summary"]["rendered"] == 4 and not status["summary"]["failed"]
-    deadline = time.monotonic() + 10
-    while sum((done := jobs_by_worker(cluster.url)).values()) - sum(before.values()) < 4:
-        assert time.monotonic() < deadline, (before, done)  # counts are as of the workers' last heartbeat
-        time.sleep(0.2)
+    # counts are as of the workers' last heartbeat
+    done = waited(lambda: jobs_by_worker(cluster.url), lambda d: sum(d.values()) - sum(before.values()) >= 4,
+                  every=0.2, what="4 more renders counted")
     assert sum(done.values()) - sum(before.values()) == 4
     assert all(done[name] > before[name] for name in ("gpu0", "gpu1")), (before, done)
 
@@ -318,7 +308,7 @@ def test_sigterm_lets_the_running_job_finish_and_a_second_one_hands_it_back(clus
 
     job_id, worker = cluster.start_long_job("cold shutdown", 22)
     worker.terminate()
-    time.sleep(0.5)
+    assert eventually(lambda: "finishing job" in worker.output())  # the first was received
     worker.terminate()  # again: stop at the next step and hand the job back
     assert worker.process.wait(60) == 0
     assert "handed back to the queue" in worker.output()
@@ -338,11 +328,8 @@ def test_results_land_while_the_api_restarts(cluster):
 
 def test_redis_down_is_503_broker_unavailable_and_the_service_recovers(cluster):
     cluster.redis.stop()
-    deadline = time.monotonic() + 30
-    while (answer := httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "no broker", "seed": 5},
-                                timeout=60)).status_code != 503:
-        assert time.monotonic() < deadline, answer.text
-        time.sleep(0.2)
+    answer = waited(lambda: httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "no broker", "seed": 5},
+                                       timeout=60), lambda a: a.status_code == 503, every=0.2, what="a 503")
     assert answer.json()["code"] == "broker_unavailable" and answer.headers["retry-after"]
     ready = httpx.get(cluster.url + "/ready", timeout=10)
     assert ready.status_code == 503 and ready.json()["code"] == "broker_unavailable"
@@ -351,10 +338,8 @@ def test_redis_down_is_503_broker_unavailable_and_the_service_recovers(cluster):
     assert stored.status_code == 200 and stored.json()["cached"] is True  # the store needs no broker
 
     cluster.redis.start()  # empty: the workers must register again, and nothing may need a restart
-    deadline = time.monotonic() + 90
-    while httpx.get(cluster.url + "/ready", timeout=10).status_code != 200 or len(health(cluster.url)["workers"]) < 2:
-        assert time.monotonic() < deadline, health(cluster.url)
-        time.sleep(0.3)
+    assert eventually(lambda: httpx.get(cluster.url + "/ready", timeout=10).status_code == 200
+                      and len(health(cluster.url)["workers"]) == 2, timeout=90, every=0.3), health(cluster.url)
     answer = httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "broker is back", "seed": 6},
                         timeout=180)
     assert answer.status_code == 200 and answer.json()["cached"] is False

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 from sse import sse_events
-from waiting import eventually
+from waiting import eventually, waited
 
 from integration.server import Server, server_env
 
@@ -164,12 +164,9 @@ def test_kill_9_at_random_points_of_writing_loses_and_corrupts_nothing(tiny_env,
             time.sleep(rng.uniform(0.2, 2.0))  # a random moment of rendering and storing
             server.kill()
     with Server(env, tmp_path) as last:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            states = [httpx.get(f"{last.url}/jobs/{job_id}").json()["status"] for job_id in accepted]
-            if all(s == "succeeded" for s in states):
-                break
-            time.sleep(0.5)
+        states = waited(lambda: [httpx.get(f"{last.url}/jobs/{job_id}").json()["status"] for job_id in accepted],
+                        lambda found: all(s == "succeeded" for s in found), timeout=300, every=0.5,
+                        what="every accepted job succeeding")
         assert states == ["succeeded"] * len(accepted)
         assert_store_consistent(last.url, tmp_path / "images")
 
@@ -187,10 +184,8 @@ def waiting_clients(url: str) -> dict[str, float]:
 
 
 def wait_running(url: str, job: dict) -> None:
-    deadline = time.monotonic() + 60
-    while httpx.get(url + job["statusUrl"]).json()["step"] < 1:
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
+    assert eventually(lambda: httpx.get(url + job["statusUrl"]).json()["step"] >= 1, timeout=60), \
+        "the job never started"
 
 
 def test_sigterm_drains_answers_everyone_and_exits_0_then_the_jobs_run(tiny_env, tmp_path):
@@ -222,10 +217,8 @@ def test_sigterm_drains_answers_everyone_and_exits_0_then_the_jobs_run(tiny_env,
         server.stop()
     with Server(server_env(tiny_env, tmp_path), tmp_path, fake_step_seconds=0.001) as after:
         for job in [running, *queued]:
-            deadline = time.monotonic() + 60
-            while (state := httpx.get(after.url + job["statusUrl"]).json())["status"] != "succeeded":
-                assert time.monotonic() < deadline, state
-                time.sleep(0.1)
+            waited(lambda job=job: httpx.get(after.url + job["statusUrl"]).json(),
+                   lambda state: state["status"] == "succeeded", timeout=60, every=0.1, what=f"job {job['jobId']}")
         assert httpx.get(after.url + running["statusUrl"]).json()["attempts"] == 1
 
 

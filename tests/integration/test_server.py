@@ -15,6 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 from sse import sse_events
+from waiting import eventually, waited
 
 from integration.server import Server, server_env
 
@@ -121,11 +122,8 @@ def test_client_disconnect_does_not_lose_the_image(client, server):
     body = {"prompt": "left early", "seed": 5, "steps": 30, "width": 512, "height": 512}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.url + "/generate-image", json=body, timeout=0.5)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(i["prompt"] == "left early" for i in client.get("/images").json()["images"]):
-            break
-        time.sleep(0.5)
+    assert eventually(lambda: any(i["prompt"] == "left early" for i in client.get("/images").json()["images"]),
+                      timeout=60, every=0.5)
     again = client.post("/generate-image", json=body).json()
     assert again["cached"] is True
 
@@ -283,13 +281,9 @@ def test_jobs_accepted_before_a_kill_9_finish_after_the_restart(tiny_env, tmp_pa
         ids = [httpx.post(first.url + "/jobs", json=b).json()["jobId"] for b in bodies]
         first.kill()  # no shutdown at all: what was accepted must be in the database already
     with Server(env, tmp_path) as second:
-        deadline = time.monotonic() + 240
-        states = {}
-        while time.monotonic() < deadline:
-            states = {i: httpx.get(f"{second.url}/jobs/{i}").json() for i in ids}
-            if all(s["status"] in ("succeeded", "failed", "cancelled") for s in states.values()):
-                break
-            time.sleep(0.5)
+        states = waited(lambda: {i: httpx.get(f"{second.url}/jobs/{i}").json() for i in ids},
+                        lambda found: all(s["status"] in ("succeeded", "failed", "cancelled") for s in found.values()),
+                        timeout=240, every=0.5, what="every job ending")
         assert [s["status"] for s in states.values()] == ["succeeded"] * 5
         files = {s["result"]["imageUrl"] for s in states.values()}
         assert len(files) == 5 and all(httpx.get(second.url + f).status_code == 200 for f in files)
