@@ -74,3 +74,64 @@ def fake_client(tmp_path):
     with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
         client.app.state.model.wait(5)
         yield client
+
+
+# The cluster's: a real redis-server (per test module), a client of it, a worker on the fake engine, and the API's
+# CeleryQueue with no worker at all
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    import shutil
+
+    from integration.cluster import RedisServer
+
+    if shutil.which("redis-server") is None and not os.environ.get("CI"):
+        pytest.skip("redis-server is not installed (run_tests.sh installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(redis_server):
+    client = redis_server.client()
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def engine():
+    from fakes import FakeEngine
+
+    return FakeEngine()
+
+
+@pytest.fixture
+def worker(redis_server, client, engine):
+    from cluster_helpers import settings_for
+
+    from aleaart.cluster.worker import ClusterWorker
+    from aleaart.jobs import Runner
+
+    return ClusterWorker(Runner(engine), client, settings_for(redis_server), name="w1")
+
+
+@pytest.fixture
+def queue(redis_server, client, tmp_path):
+    from cluster_helpers import settings_for
+
+    from aleaart.cluster.dispatch import CeleryQueue
+    from aleaart.database import Database
+    from aleaart.jobs import JobBook
+    from aleaart.store import ImageStore
+
+    db = Database(tmp_path / "index.db")
+    store = ImageStore(tmp_path / "images", db)
+    settings = settings_for(redis_server, images_dir=tmp_path / "images")
+    queue = CeleryQueue(store=store, book=JobBook(db, store), settings=settings)
+    queue.start()
+    yield queue
+    queue.stop()
+    db.close()

@@ -1,3 +1,6 @@
+"""jobs/queue.py on the in-process backend (jobs/inprocess.py): dedup, the store, priorities, cancel, records,
+restarts, the model loading meanwhile."""
+
 import threading
 
 import pytest
@@ -6,9 +9,8 @@ from fakes import FakeEngine
 from aleaart.config import Settings
 from aleaart.database import Database
 from aleaart.errors import ModelUnavailable, NotFound, QueueFull
-from aleaart.jobs import Job, JobBook, JobQueue, JobState, ModelHolder, Priority, RenderRequest, request_from_json
-from aleaart.jobs.state import JobStatus
-from aleaart.params import RenderParams, RenderSpec, spec_from_params
+from aleaart.jobs import JobBook, JobQueue, JobState, ModelHolder, Priority, RenderRequest
+from aleaart.params import RenderSpec
 from aleaart.store import ImageStore
 
 
@@ -183,28 +185,6 @@ def test_unknown_job(make_queue):
         make_queue(FakeEngine()).get("nope")
 
 
-def test_model_failure_is_reported_with_its_reason():
-    def broken():
-        raise ModelUnavailable("model 'x' not found: set ALEAART_MODEL to ... or 'tiny'")
-
-    holder = ModelHolder(broken)
-    holder.start()
-    assert holder.wait(5) and holder.engine is None and holder.failed
-    with pytest.raises(ModelUnavailable, match="model 'x' not found"):
-        holder.require()
-
-
-def test_still_loading_is_its_own_message():
-    gate = threading.Event()
-    holder = ModelHolder(lambda: gate.wait(5) and FakeEngine())
-    holder.start()
-    with pytest.raises(ModelUnavailable, match="still loading"):
-        holder.require()
-    holder.refuse_if_failed()  # loading is not failing: jobs are accepted meanwhile
-    gate.set()
-    assert holder.wait(5) and holder.require() is not None
-
-
 def test_jobs_submitted_while_the_model_loads_run_once_it_is_loaded(make_service):
     gate = threading.Event()
     engine = FakeEngine()
@@ -233,52 +213,6 @@ def test_jobs_waiting_for_a_model_that_fails_to_load_fail_with_its_code(make_ser
     assert waiting.status.code == "model_unavailable" and "not found" in waiting.status.error
     with pytest.raises(ModelUnavailable):
         queue.submit(render(seed=9))
-
-
-def test_state_transitions_are_checked():
-    assert JobState.CANCELLED.is_terminal() and not JobState.RUNNING.is_terminal()
-    job = Job(id="j", request=render())
-    job.move(JobState.RUNNING)
-    job.move(JobState.SUCCEEDED)
-    with pytest.raises(RuntimeError, match="succeeded → running is not allowed"):
-        job.move(JobState.RUNNING)
-
-
-def test_a_job_tells_once_when_it_ends_and_at_once_when_it_has():
-    job = Job(id="j", request=render())
-    told = []
-    job.when_done(lambda: told.append(job.state))
-    job.move(JobState.RUNNING)
-    assert told == []
-    job.move(JobState.FAILED, error="x")
-    job.when_done(lambda: told.append("late"))
-    assert told == [JobState.FAILED, "late"]
-
-
-def test_a_finished_state_is_never_seen_without_its_result():
-    """Regression: v1 set ``state`` before ``image``, so a poller could see SUCCEEDED with no image."""
-    seen_inconsistent = []
-    stop = threading.Event()
-    jobs = [Job(id=str(i), request=render(seed=i)) for i in range(3000)]
-
-    def poll():
-        while not stop.is_set():
-            for job in jobs:
-                status = job.status  # one read: state and data come from the same snapshot
-                if status.state is JobState.SUCCEEDED and status.image is None:
-                    seen_inconsistent.append(job.id)
-
-    reader = threading.Thread(target=poll)
-    reader.start()
-    try:
-        for job in jobs:
-            job.move(JobState.RUNNING)
-            job.move(JobState.SUCCEEDED, images=("an image",), step=5)
-    finally:
-        stop.set()
-        reader.join(10)
-    assert seen_inconsistent == []
-    assert isinstance(jobs[0].status, JobStatus) and jobs[0].status.version == 2
 
 
 def test_submit_reads_the_store_outside_the_queue_lock(make_queue):
@@ -367,14 +301,6 @@ def test_old_finished_jobs_are_forgotten_by_age(make_service):
     second = make_service(FakeEngine(), keep_jobs_hours=1)
     with pytest.raises(NotFound, match="kept for 1 hours"):
         second.queue.get(job.id)
-
-
-def test_a_job_request_round_trips_through_its_record():
-    params = RenderParams(1, 2, 3, 4, 20, 75, 99, 5)
-    for request in (render(seed=3, token="12"), RenderRequest(spec_from_params(params), "1")):
-        assert request_from_json(request.kind, request.to_json()) == request
-    recipe = {"model": "m"}
-    assert render(token="1").key(recipe) != render(token="2").key(recipe) != render(token="1").key({"model": "n"})
 
 
 def test_eta_is_given_while_running(make_queue):

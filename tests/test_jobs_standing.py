@@ -1,0 +1,35 @@
+"""jobs/standing.py: a job's place in the queue and its ETA, from the jobs around it and a clock (pure)."""
+
+from __future__ import annotations
+
+from aleaart.jobs import Job, JobState, Priority, RenderRequest
+from aleaart.jobs.standing import eta_seconds, queue_position
+from aleaart.params import RenderSpec
+
+SPEC = RenderSpec(prompt="p", sampler="Euler a", width=16, height=16, steps=10, guidance_scale=7.5, seed=1)
+
+
+def job(name: str, created: float, priority: int = Priority.INTERACTIVE, state: JobState = JobState.QUEUED) -> Job:
+    made = Job(id=name, request=RenderRequest(SPEC), priority=priority, created_at=created)
+    made.move(JobState.QUEUED)
+    if state is JobState.RUNNING:
+        made.move(JobState.RUNNING, started_at=100.0)
+    return made
+
+
+def test_the_more_urgent_go_first_then_the_older():
+    old, new = job("old", 1.0), job("new", 2.0)
+    bulk = job("bulk", 0.5, priority=Priority.BULK)
+    running = job("running", 0.1, state=JobState.RUNNING)
+    jobs = [bulk, new, old, running]
+    assert [queue_position(j, jobs) for j in (old, new, bulk)] == [1, 2, 3]
+    assert queue_position(running, jobs) is None
+
+
+def test_a_running_jobs_eta_is_its_pace_so_far_and_a_queued_ones_the_average_before_it():
+    running = job("r", 0.0, state=JobState.RUNNING)
+    running.progress(4, 10)
+    assert eta_seconds(running, None, 1, 99.0, now=108.0) == 12.0  # 2 s a step, 6 steps left
+    queued = job("q", 1.0)
+    assert eta_seconds(queued, 3, 1, 10.0) == 30.0  # two before it and one running, at 10 s each
+    assert eta_seconds(queued, 1, 0, 0.0) is None  # nothing has run yet: no average to go by

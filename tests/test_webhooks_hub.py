@@ -1,0 +1,67 @@
+"""webhooks/hub.py without a receiver: what a job's saves write to the outbox, and the service's own events (the
+deliveries themselves are tests/test_webhooks.py's, against a real receiver)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aleaart.config import Settings
+from aleaart.database import Database
+from aleaart.jobs import CollectionRequest, Job, JobBook, JobState, RenderRequest
+from aleaart.metrics import Metrics
+from aleaart.params import RenderSpec
+from aleaart.store import ImageStore
+from aleaart.webhooks.events import WebhookSpec
+from aleaart.webhooks.hub import Webhooks
+
+SPEC = RenderSpec(prompt="hub", sampler="Euler a", width=16, height=16, steps=4, guidance_scale=7.5, seed=1)
+SERVICE_URL = "https://hooks.example/service"
+
+
+@pytest.fixture
+def hub(tmp_path):
+    db = Database(tmp_path / "journal.db")
+    settings = Settings(images_dir=tmp_path, webhook_url=SERVICE_URL, webhook_allow_private=True)
+    hub = Webhooks(db, settings, Metrics())
+    book = JobBook(db, ImageStore(tmp_path / "images", db))
+    book.on_save = hub.on_job_saved
+    with db.transaction() as conn:  # what start() does for the service's own webhook, without its senders
+        hub.outbox.subscribe(conn, None, WebhookSpec(SERVICE_URL, frozenset()), "service")
+    yield hub, book
+    db.close()
+
+
+def test_a_subscribed_jobs_saves_write_its_events_with_its_record(hub):
+    hub, book = hub
+    job = Job(id="j1", request=RenderRequest(SPEC))
+    job.move(JobState.QUEUED)
+    hub.subscribe(job, WebhookSpec.of("https://hooks.example/a", ["completed"]))
+    job.move(JobState.RUNNING)
+    book.save(job)
+    job.move(JobState.SUCCEEDED)
+    book.save(job)
+    rows = hub.db.query("SELECT event, body FROM webhook_outbox ORDER BY seq")
+    assert [r["event"] for r in rows] == ["start", "completed"]  # the filter: output and logs left out
+    assert json.loads(rows[-1]["body"])["status"] == "succeeded"
+    assert [s["url"] for s in hub.job_state("j1")] == ["https://hooks.example/a"]
+
+
+def test_a_kind_that_names_an_ended_event_tells_the_service_and_counts_its_outputs(hub):
+    hub, book = hub
+    collection = Job(id="c1", request=CollectionRequest(out="/tmp/x", first=1, last=3))
+    collection.move(JobState.QUEUED)
+    collection.move(JobState.RUNNING)
+    collection.progress(2, 3, {"rendered": 2})
+    assert collection.request.outputs(collection.status) == 2
+    collection.move(JobState.SUCCEEDED, summary={"rendered": 3})
+    book.save(collection)
+    render = Job(id="r1", request=RenderRequest(SPEC))
+    render.move(JobState.QUEUED)
+    render.move(JobState.RUNNING)
+    render.move(JobState.FAILED, error="x")
+    book.save(render)  # a render names no event of its own
+    bodies = [json.loads(r["body"]) for r in hub.db.query("SELECT body FROM webhook_outbox ORDER BY seq")]
+    assert [b["type"] for b in bodies] == ["collection.succeeded"]
+    assert bodies[0]["data"]["jobId"] == "c1"
