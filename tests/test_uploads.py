@@ -219,9 +219,11 @@ def test_uploads_need_the_admin_key_and_are_off_without_one(make_client):
     assert refused.status_code == 403 and refused.json()["code"] == "uploads_disabled"
     assert off.get("/models").json()["uploadsEnabled"] is False
     on = make_client(admin_key="s3cret")
-    for headers in ({}, {"X-Admin-Key": "wrong"}, {"X-API-Key": "s3cret"}):
+    for headers in ({}, {"X-Admin-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
         denied = upload(on, checkpoint_bytes(), headers=headers)
         assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
+    # The admin key is the key env-admin: any of the key headers carries it.
+    assert upload(on, checkpoint_bytes(), headers={"Authorization": "Bearer s3cret"}).status_code == 201
     assert on.delete(f"/models/{'0' * 16}").status_code == 401
     assert on.delete(f"/models/{'0' * 16}", headers=ADMIN).status_code == 404
 

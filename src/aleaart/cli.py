@@ -1,5 +1,5 @@
 """The ``aleaart`` command: generate | token | render-token | serve | worker | collection | watch | make-tiny-model |
-verify, and a command for each job kind that declares one (variations, upscale, restyle, animation, ...)."""
+verify | keys, and a command for each job kind that declares one (variations, upscale, restyle, animation, ...)."""
 
 from __future__ import annotations
 
@@ -162,6 +162,45 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
         raise SystemExit(code)
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The API keys in the service's journal: create (the secret is printed this once), list, revoke, rotate."""
+    from aleaart.database import Database
+    from aleaart.keys import KeyRing, parse_scopes
+
+    db = Database(settings.journal_path)
+    try:
+        ring = KeyRing(db, api_key=settings.api_key, admin_key=settings.admin_key)
+        if args.keys_command == "create":
+            key, secret = ring.create(args.name, parse_scopes(args.scopes))
+            return {**key.to_json(), "secret": secret}
+        if args.keys_command == "rotate":
+            key, secret = ring.rotate(args.name, grace_hours=args.grace_hours)
+            return {**key.to_json(), "secret": secret}
+        if args.keys_command == "revoke":
+            return ring.revoke(args.name).to_json()
+        return {"keys": [key.to_json() for key in ring.list()]}
+    finally:
+        db.close()
+
+
+def add_keys_parser(commands: Any) -> None:
+    from aleaart.keys import DEFAULT_GRACE_HOURS, SCOPES
+
+    keys = commands.add_parser("keys", help="API keys: each client its own, scoped, revocable")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="a new key; its secret is printed this once")
+    create.add_argument("--name", required=True, help="what it is for (frontend, team-b, ...)")
+    create.add_argument("--scopes", required=True, help=f"comma-separated, of {', '.join(SCOPES)}")
+    keys_commands.add_parser("list", help="every key (never a secret)")
+    revoke = keys_commands.add_parser("revoke", help="stop a key at once")
+    revoke.add_argument("name")
+    rotate = keys_commands.add_parser("rotate", help="a new secret; the old one works for the grace period")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace-hours", type=float, default=DEFAULT_GRACE_HOURS,
+                        help=f"how long the old secret keeps working (default {DEFAULT_GRACE_HOURS:g})")
+    keys.set_defaults(run=cmd_keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aleaart", description="AleaArt: on-chain art parameters to images.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_kind_commands(commands)
     add_verify_parser(commands)
+    add_keys_parser(commands)
 
     watch_command = commands.add_parser("watch", help="follow the contract's EntropyFulfilled events and render "
                                         "each fulfilled token's image (backfilling from the deployment block)")

@@ -70,8 +70,9 @@ class Settings(BaseSettings):
                                     "default: <images_dir>/journal.db")
     collections_dir: Path = Field(Path("collections"), description="where collection exports are written")
     models_dir: Path | None = Field(None, description="uploaded checkpoints and LoRAs; default: <images_dir>/models")
-    admin_key: str | None = Field(None, description="when set, POST/DELETE /models accept uploads with it "
-                                  "(X-Admin-Key); unset, uploads are off")
+    admin_key: str | None = Field(None, description="the key named env-admin, with every scope: uploads (POST/DELETE "
+                                  "/models, sent as X-Admin-Key too) and /keys; without it or a key with the upload "
+                                  "scope, uploads are off")
     max_upload_mb: int = Field(4096, ge=1, description="the largest weights file POST /models accepts (413 beyond)")
     max_loaded_models: int = Field(1, ge=1, description="pipelines kept loaded at once (the default model and "
                                    "uploaded checkpoints); the least recently used is unloaded first")
@@ -83,7 +84,10 @@ class Settings(BaseSettings):
         ["http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:8000", "http://127.0.0.1:8000"],
         description="comma-separated origins allowed to call the API from a browser",
     )
-    api_key: str | None = Field(None, description="when set, generation and job endpoints need it")
+    api_key: str | None = Field(None, description="when set, generation and job endpoints need it (the key "
+                                "named env: read, generate, admin); keys of their own: aleaart keys create")
+    public_reads: bool = Field(True, description="stored images, tokens, their metadata and the gallery need no key "
+                               "(0: a key with the read scope, once any key exists)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     drain_seconds: float = Field(30, ge=0, description="on SIGTERM, how long the running job may take to finish "

@@ -4,7 +4,8 @@
     ├── InvalidParams          (422)  invalid_params: a RenderParams field or request value is out of contract
     │   └── InvalidModel       (422)  invalid_model: an uploaded weights file is not what it claims, or a pickle
     ├── Unauthorized           (401)  unauthorized: an API key is configured and the request lacks it
-    ├── UploadsDisabled        (403)  uploads_disabled: model uploads need ALEAART_ADMIN_KEY set
+    ├── Forbidden              (403)  forbidden: the key is valid but lacks the scope the route needs (named)
+    ├── UploadsDisabled        (403)  uploads_disabled: no key may upload (ALEAART_ADMIN_KEY, or the upload scope)
     ├── BodyTooLarge           (413)  body_too_large: the request body is over the configured limit
     ├── UriTooLong             (414)  uri_too_long: the path and query are over 8 KiB
     ├── HeadersTooLarge        (431)  headers_too_large: the request's headers are over 32 KiB
@@ -68,6 +69,11 @@ class InvalidWebhook(InvalidParams):
 class Unauthorized(AleaArtError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(AleaArtError):
+    status = 403
+    code = "forbidden"
 
 
 class UploadsDisabled(AleaArtError):

@@ -17,6 +17,7 @@ from aleaart.database import Database, move_journal_out_of_the_index, unfinished
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.jobs.runner import Runner
+from aleaart.keys import KeyRing
 from aleaart.metrics import Metrics
 from aleaart.provenance.credentials import Credentials
 from aleaart.store import ImageStore
@@ -67,6 +68,7 @@ class Services:
     credentials: Credentials
     webhooks: Webhooks
     journal: WatchJournal  # the chain watcher's, read by /health and /metrics wherever the watcher runs
+    keys: KeyRing  # the API keys: issued ones (in the journal) and the environment's
     watcher: Watcher | None  # with ALEAART_WATCH=1: this process follows the chain
     lost_jobs: list[str] | None = None  # unfinished jobs of a journal that could not be read (None: unknown which)
 
@@ -116,6 +118,7 @@ class Services:
         return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,
                    registry=ModelRegistry(settings.models_path, journal_db), publisher=publisher, metrics=metrics,
                    credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher,
+                   keys=KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key),
                    lost_jobs=lost_jobs)
 
     def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:

@@ -307,8 +307,9 @@ def test_sigterm_lets_the_running_job_finish_and_a_second_one_hands_it_back(clus
     cluster.replace(worker)
 
     job_id, worker = cluster.start_long_job("cold shutdown", 22)
+    said = worker.output().count("finishing job")
     worker.terminate()
-    assert eventually(lambda: "finishing job" in worker.output())  # the first was received
+    assert eventually(lambda: worker.output().count("finishing job") > said)  # the first was received
     worker.terminate()  # again: stop at the next step and hand the job back
     assert worker.process.wait(60) == 0
     assert "handed back to the queue" in worker.output()
@@ -339,7 +340,7 @@ def test_redis_down_is_503_broker_unavailable_and_the_service_recovers(cluster):
 
     cluster.redis.start()  # empty: the workers must register again, and nothing may need a restart
     assert eventually(lambda: httpx.get(cluster.url + "/ready", timeout=10).status_code == 200
-                      and len(health(cluster.url)["workers"]) == 2, timeout=90, every=0.3), health(cluster.url)
+                      and len(health(cluster.url)["workers"]) >= 2, timeout=90, every=0.3), health(cluster.url)
     answer = httpx.post(cluster.url + "/generate-image", json={**FAST, "prompt": "broker is back", "seed": 6},
                         timeout=180)
     assert answer.status_code == 200 and answer.json()["cached"] is False

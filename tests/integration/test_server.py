@@ -365,3 +365,25 @@ def test_a_refusal_before_the_body_is_read_reaches_a_client_that_sends_it_all_fi
         with pytest.raises(urllib.error.HTTPError) as over:
             urllib.request.urlopen(too_big, timeout=60)
         assert over.value.code == 413 and json.loads(over.value.read())["code"] == "body_too_large"
+
+
+def test_keys_in_every_malformed_shape_are_clear_refusals_never_500s(tiny_env, tmp_path):
+    """A real server with issued keys: headers as clients and attackers send them, and keys in the URL."""
+    env = server_env(tiny_env, tmp_path, admin_key="the-admin-key")
+    with Server(env, tmp_path, fake_step_seconds=0) as server:
+        made = httpx.post(server.url + "/keys", json={"name": "frontend", "scopes": ["read", "generate"]},
+                          headers={"X-API-Key": "the-admin-key"})
+        assert made.status_code == 201
+        good = made.json()["secret"]
+        assert httpx.post(server.url + "/jobs", json=SEED_BODY, headers={"Authorization": f"Bearer {good}"},
+                          timeout=30).status_code == 202
+        shapes = [{"Authorization": "Bearer"}, {"Authorization": "Basic dXNlcjpwdw=="},
+                  {"Authorization": good}, {"X-API-Key": ""}, {"Authorization": "Bearer " + good[:-1]},
+                  *({"X-API-Key": "a" * n} for n in (1, 2, 45, 46, 47, 1000, 30_000))]
+        for headers in shapes:
+            answer = httpx.post(server.url + "/jobs", json=SEED_BODY, headers=headers, timeout=30)
+            assert answer.status_code == 401 and answer.json()["code"] == "unauthorized", (headers, answer.text)
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+        in_url = httpx.post(f"{server.url}/jobs?api_key={good}", json=SEED_BODY, timeout=30)
+        assert in_url.status_code == 400 and "header only" in in_url.json()["error"]
+        assert httpx.get(server.url + "/health").json()["keys"] == {"issued": 1, "revoked": 0, "environment": 1}

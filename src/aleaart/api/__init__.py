@@ -12,6 +12,8 @@
     tokens.py     /tokens/...
     kinds.py      every job kind's routes, from its declaration (variations, animations, upscale, restyle, ...)
     uploads.py    /models: the service's model, uploaded checkpoints and LoRAs
+    keys.py       /keys: the API keys (admin scope)
+    auth.py       who is asking and whether they may: each route's scope
     verify.py     /verify and /tokens/{id}/verify: Content Credentials and re-renders compared
 """
 
@@ -24,7 +26,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aleaart import __version__
-from aleaart.api import collections, generate, images, kinds, service, tokens, uploads, verify
+from aleaart.api import collections, generate, images, keys, kinds, service, tokens, uploads, verify
 from aleaart.api.answers import StoredAnswers
 from aleaart.api.edge import AllowedMethods, DrainUnreadBody, HeadAsGet, JsonCORSMiddleware, RequestLimits
 from aleaart.api.errors import install_error_handlers
@@ -56,6 +58,7 @@ def create_app(
         app.state.watch_status = services.watch_status
         app.state.webhooks = services.webhooks
         app.state.journal_db = services.journal_db
+        app.state.keys = services.keys
         app.state.lost_jobs = services.lost_jobs
         queue = services.queue
         # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue and ETA: stale by
@@ -86,7 +89,7 @@ def create_app(
     for module in (service, generate, images, tokens, collections):
         app.include_router(module.router)
     app.include_router(kinds.kinds_router())
-    for module in (uploads, verify):
+    for module in (uploads, verify, keys):
         app.include_router(module.router)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

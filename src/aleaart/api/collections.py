@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ConfigDict, Field
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep
+from aleaart.api.auth import GENERATE, READ
+from aleaart.api.deps import ChainDep, QueueDep, SettingsDep
 from aleaart.api.errors import error_responses
 from aleaart.api.schemas import WebhookFields
 from aleaart.api.submit import SubmitDep
@@ -37,8 +38,8 @@ def collection_job(queue: Queue, job_id: str) -> CollectionRequest:
     return request
 
 
-@router.post("/collections", status_code=202, dependencies=KEYED,
-             responses=error_responses(401, 409, 422, 429, 502, 503))
+@router.post("/collections", status_code=202, dependencies=GENERATE,
+             responses=error_responses(401, 403, 409, 422, 429, 502, 503))
 async def start_collection(body: CollectionBody, submit: SubmitDep, settings: SettingsDep) -> Response:
     """Render every token first..last (at bulk priority: interactive requests go first) and export
     the folder and CAR for IPFS; follow it at /jobs/<id> (its ``summary``)."""
@@ -50,7 +51,7 @@ async def start_collection(body: CollectionBody, submit: SubmitDep, settings: Se
     return await submit.accept(request, body)
 
 
-@router.get("/collections/{job_id}/tokens", responses=error_responses(404, 422, 502, 503))
+@router.get("/collections/{job_id}/tokens", dependencies=READ, responses=error_responses(404, 422, 502, 503))
 async def collection_tokens(
     job_id: str, queue: QueueDep, chain: ChainDep,
     offset: Annotated[int, Query(ge=0, le=MAX_JSON_TOKEN_ID)] = 0,
@@ -68,7 +69,7 @@ async def collection_tokens(
     return {"tokens": tokens, "total": len(batch.ready), "pending": batch.pending, "offset": offset, "limit": limit}
 
 
-@router.get("/collections/{job_id}/collection.car", response_class=FileResponse,
+@router.get("/collections/{job_id}/collection.car", dependencies=READ, response_class=FileResponse,
             responses=error_responses(404, 409))
 def collection_car(job_id: str, queue: QueueDep) -> FileResponse:
     request = collection_job(queue, job_id)

@@ -1,4 +1,4 @@
-"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, uploads, the key check.
+"""What routes depend on, as ``Annotated`` aliases: the queue, the store, the chain, uploads (who may: auth.py).
 
 All are ``async def``: none blocks, and FastAPI would run a plain ``def`` on its thread pool, a thread hop per
 dependency per request.
@@ -6,7 +6,6 @@ dependency per request.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -14,7 +13,6 @@ from pydantic import WithJsonSchema
 
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
-from aleaart.errors import Unauthorized
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Queue
 from aleaart.store import ImageStore
@@ -58,27 +56,6 @@ StoreDep = Annotated[ImageStore, Depends(get_store)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-
-
-def given_key(request: Request) -> str:
-    """``X-API-Key: <key>``, or ``Authorization: Bearer <key>`` (a bare Authorization value is not a key)."""
-    if key := request.headers.get("x-api-key"):
-        return key
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else ""
-
-
-def key_is_valid(request: Request) -> bool:
-    expected = request.app.state.settings.api_key
-    return not expected or secrets.compare_digest(given_key(request).encode(), expected.encode())
-
-
-async def require_api_key(request: Request) -> None:
-    if not key_is_valid(request):
-        raise Unauthorized("this endpoint needs the API key: send it in the X-API-Key header")
-
-
-KEYED = [Depends(require_api_key)]
 
 
 TOKEN_PATH_SCHEMA = {"type": "string", "pattern": f"^{TOKEN_ID.pattern}$"}

@@ -7,17 +7,18 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from aleaart.api.deps import KEYED, QueueDep, RegistryDep, SettingsDep, WebhooksDep
+from aleaart.api.auth import GENERATE, READ_JOBS
+from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep, WebhooksDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import job_events, job_snapshot
 from aleaart.api.schemas import GenerateBody
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
 
-router = APIRouter(tags=["generate"], dependencies=KEYED)
-JOB_ERRORS = error_responses(401, 404, 422)
+router = APIRouter(tags=["generate"])
+JOB_ERRORS = error_responses(401, 403, 404, 422)
 
 
-@router.post("/generate-image", responses=SUBMIT_ERRORS, response_model=None)
+@router.post("/generate-image", dependencies=GENERATE, responses=SUBMIT_ERRORS, response_model=None)
 async def generate_image(body: GenerateBody, submit: SubmitDep, settings: SettingsDep,
                          registry: RegistryDep) -> Response:
     """Generate (or join, or find stored) and answer with the image.
@@ -32,12 +33,12 @@ async def generate_image(body: GenerateBody, submit: SubmitDep, settings: Settin
     return await submit.answer(request, body, user_id=body.userId)
 
 
-@router.post("/jobs", status_code=202, responses=SUBMIT_ERRORS)
+@router.post("/jobs", status_code=202, dependencies=GENERATE, responses=SUBMIT_ERRORS)
 async def create_job(body: GenerateBody, submit: SubmitDep, settings: SettingsDep, registry: RegistryDep) -> Response:
     return await submit.accept(body.chosen(body.to_request(settings.palette_choice), registry), body)
 
 
-@router.get("/jobs/{job_id}", responses=JOB_ERRORS)
+@router.get("/jobs/{job_id}", dependencies=READ_JOBS, responses=JOB_ERRORS)
 def get_job(job_id: str, queue: QueueDep, hub: WebhooksDep) -> dict[str, Any]:
     """The job, and its webhooks with their deliveries (pending, delivered, failed, gone) if it has any."""
     snapshot = job_snapshot(queue, queue.get(job_id))
@@ -46,13 +47,13 @@ def get_job(job_id: str, queue: QueueDep, hub: WebhooksDep) -> dict[str, Any]:
     return snapshot
 
 
-@router.get("/jobs/{job_id}/events", responses=JOB_ERRORS)
+@router.get("/jobs/{job_id}/events", dependencies=READ_JOBS, responses=JOB_ERRORS)
 def job_event_stream(job_id: str, queue: QueueDep) -> StreamingResponse:
     job = queue.get(job_id)
     return StreamingResponse(job_events(queue, job), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.delete("/jobs/{job_id}", responses=JOB_ERRORS)
+@router.delete("/jobs/{job_id}", dependencies=GENERATE, responses=JOB_ERRORS)
 def cancel_job(job_id: str, queue: QueueDep) -> dict[str, Any]:
     return job_snapshot(queue, queue.cancel(job_id))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import WithJsonSchema
 
+from aleaart.api.auth import READ
 from aleaart.api.deps import PublisherDep, StoreDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import FILE_RESPONSES, file_response, image_result
@@ -18,7 +19,7 @@ router = APIRouter(tags=["images"])
 TOKEN_QUERY_SCHEMA = {"anyOf": [s for s in TOKEN_ID_SCHEMA["anyOf"] if s["type"] == "string"]}
 
 
-@router.get("/images", responses=error_responses(422))
+@router.get("/images", dependencies=READ, responses=error_responses(401, 403, 422))
 def list_images(
     store: StoreDep,
     publisher: PublisherDep,
@@ -36,7 +37,7 @@ def list_images(
     return {"images": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/generated_images/{filename}", response_class=Response,
+@router.get("/generated_images/{filename}", dependencies=READ, response_class=Response,
             responses={**FILE_RESPONSES, **error_responses(404)})
 async def generated_image(filename: str, request: Request, store: StoreDep) -> Response:
     return await file_response(request, store, filename)

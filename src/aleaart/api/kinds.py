@@ -11,7 +11,8 @@ import inspect
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from aleaart.api.deps import KEYED, ChainDep, ImageKeyPath, RegistryDep, SettingsDep, StoreDep, TokenIdPath
+from aleaart.api.auth import GENERATE
+from aleaart.api.deps import ChainDep, ImageKeyPath, RegistryDep, SettingsDep, StoreDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.schemas import chosen_options, image_kind_body, kind_bodies
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
@@ -23,14 +24,14 @@ from aleaart.jobs.image_kind import FromStoredImage, SourceImage
 from aleaart.jobs.spec_kind import SpecRequest
 from aleaart.store import ImageStore
 
-SOURCE_ERRORS = error_responses(401, 404, 409, 413, 422, 429, 500, 503, 507)
-TOKEN_ERRORS = error_responses(401, 413, 422, 429, 500, 507, *CHAIN_ERRORS)
+SOURCE_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 500, 503, 507)
+TOKEN_ERRORS = error_responses(401, 403, 413, 422, 429, 500, 507, *CHAIN_ERRORS)
 
 
 def kinds_router() -> APIRouter:
     """Every registered kind's routes, from its declaration: made when the app is, so a kind registered after this
     module was imported (a test's) is served too."""
-    router = APIRouter(tags=["derived images"], dependencies=KEYED)
+    router = APIRouter(tags=["derived images"], dependencies=GENERATE)
     for kind in KINDS.values():
         if issubclass(kind, SpecRequest):
             add_kind_routes(router, kind)

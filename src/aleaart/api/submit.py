@@ -27,7 +27,7 @@ from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import Job, JobRequest, JobStatus, Queue
 from aleaart.webhooks.hub import Webhooks
 
-SUBMIT_ERRORS = error_responses(401, 409, 413, 422, 429, 500, 503, 507)
+SUBMIT_ERRORS = error_responses(401, 403, 409, 413, 422, 429, 500, 503, 507)
 JOBS_SHAPE = "jobs"  # the kept answers of every 202 route: a job snapshot is the same whichever route asked
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from aleaart.api.deps import KEYED, ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
+from aleaart.api.auth import GENERATE, READ, may
+from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import FILE_RESPONSES, file_response
 from aleaart.api.schemas import JobOptions
@@ -33,18 +34,18 @@ class TokenJobBody(JobOptions):
     """Optional: the job's webhook."""
 
 
-@router.get("/tokens/latest", responses=error_responses(*CHAIN_ERRORS))
+@router.get("/tokens/latest", dependencies=READ, responses=error_responses(*CHAIN_ERRORS))
 async def latest_token(chain: ChainDep) -> dict[str, Any]:
     return token_json(await asyncio.to_thread(chain.latest))
 
 
-@router.get("/tokens/{token_id}", responses=error_responses(*CHAIN_ERRORS))
+@router.get("/tokens/{token_id}", dependencies=READ, responses=error_responses(*CHAIN_ERRORS))
 async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
     return token_json(await read_token(chain, token_id))
 
 
-@router.post("/tokens/{token_id}/generate-image", dependencies=KEYED,
-             responses=error_responses(401, 429, 500, 507, *CHAIN_ERRORS))
+@router.post("/tokens/{token_id}/generate-image", dependencies=GENERATE,
+             responses=error_responses(401, 403, 429, 500, 507, *CHAIN_ERRORS))
 async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
                                body: TokenJobBody | None = None) -> Response:
     info = await read_token(chain, token_id)
@@ -52,14 +53,14 @@ async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, submit: S
                                extra={"derivedMatch": info.derived_match}, keep_alive=False)
 
 
-@router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=KEYED,
-             responses=error_responses(401, 429, 507, *CHAIN_ERRORS))
+@router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=GENERATE,
+             responses=error_responses(401, 403, 429, 507, *CHAIN_ERRORS))
 async def create_token_job(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
                            body: TokenJobBody | None = None) -> Response:
     return await submit.accept(token_request(await read_token(chain, token_id), settings), body)
 
 
-@router.get("/tokens/{token_id}/metadata.json", responses=error_responses(*CHAIN_ERRORS))
+@router.get("/tokens/{token_id}/metadata.json", dependencies=READ, responses=error_responses(*CHAIN_ERRORS))
 async def token_metadata_json(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                               settings: SettingsDep) -> dict[str, Any]:
     info = await read_token(chain, token_id)
@@ -94,7 +95,7 @@ def stored_animation(queue: Queue, still: RenderRequest) -> StoredImage | None:
     return None
 
 
-@router.get("/tokens/{token_id}/image.png", response_class=Response,
+@router.get("/tokens/{token_id}/image.png", dependencies=READ, response_class=Response,
             responses={**FILE_RESPONSES, **error_responses(401, 429, 500, 507, *CHAIN_ERRORS)})
 async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep, submit: SubmitDep,
                       settings: SettingsDep) -> Response:
@@ -104,10 +105,9 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
     if stored:
         image = stored[0]
     else:
-        if not key_is_valid(request):  # serving a stored image is open; generating one needs the key
-            raise Unauthorized(
-                f"token {token_id}'s image is not generated yet, and generating it needs the API key (X-API-Key)"
-            )
+        if not await may(request, "generate"):  # serving a stored image is a read; making one needs the scope
+            raise Unauthorized(f"token {token_id}'s image is not generated yet, and generating it needs a key with "
+                               "the generate scope (Authorization: Bearer or X-API-Key)")
         image = (await submit.render(wanted)).images[0]
     # Not immutable: this address follows the token to whatever the current model renders.
     return await file_response(request, queue.store, image.file, TOKEN_IMAGE_CACHE)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from aleaart.api.auth import ADMIN, READ, UPLOAD
 from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep
 from aleaart.api.errors import error_responses
-from aleaart.errors import InvalidModel, InvalidParams, Unauthorized, UploadsDisabled
+from aleaart.errors import InvalidModel, InvalidParams, UploadsDisabled
 from aleaart.jobs import ModelHolder
 from aleaart.uploads import ID_LENGTH
 from aleaart.weights import ModelKind
@@ -39,29 +39,16 @@ ModelIdPath = Annotated[str, Path(pattern=f"^[0-9a-f]{{{ID_LENGTH}}}$|^[0-9a-f]{
                                   description="an upload's id (16 hex digits) or its whole sha256")]
 
 
-def require_admin(request: Request) -> None:
-    """Uploading and deleting weights needs ALEAART_ADMIN_KEY (X-Admin-Key); without one set, they are off."""
-    expected = request.app.state.settings.admin_key
-    if not expected:
-        raise UploadsDisabled("model uploads are off: set ALEAART_ADMIN_KEY to allow them")
-    given = request.headers.get("x-admin-key", "")
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("managing models needs the admin key: send it in the X-Admin-Key header")
-
-
-ADMIN = [Depends(require_admin)]
-
-
-@router.get("/models")
-def list_models(registry: RegistryDep, queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get("/models", dependencies=READ)
+def list_models(request: Request, registry: RegistryDep, queue: QueueDep, settings: SettingsDep) -> dict[str, Any]:
     """The service's own model, then every upload; a request names one by ``model`` (a checkpoint) or in
     ``loras`` (``[{"id", "weight"}]``)."""
     default = {"id": None, "name": queue.model_name or settings.model, "kind": "checkpoint", "default": True}
     return {"models": [default, *({**m.to_json(), "default": False} for m in registry.list())],
-            "uploadsEnabled": settings.admin_key is not None}
+            "uploadsEnabled": request.app.state.keys.can_upload()}
 
 
-@router.post("/models", status_code=201, dependencies=ADMIN, openapi_extra={"requestBody": UPLOAD_BODY},
+@router.post("/models", status_code=201, dependencies=UPLOAD, openapi_extra={"requestBody": UPLOAD_BODY},
              responses={200: {"description": "the same file was uploaded before: that model"},
                         **error_responses(401, 403, 413, 422, 503)})
 async def upload_model(request: Request, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
@@ -69,7 +56,7 @@ async def upload_model(request: Request, registry: RegistryDep, settings: Settin
     against the service's model before it is kept; pickle files (.ckpt, .pt, .bin) are refused. The same file
     twice is one model (200)."""
     architecture = await asyncio.to_thread(engine_of(request).architecture)
-    # The admin key was checked before this: only then is the body read, to disk past its first megabyte.
+    # The key was checked before this: only then is the body read, to disk past its first megabyte.
     form = await request.form(max_files=1, max_fields=2)
     try:
         upload = form.get(UPLOAD_FIELD)
@@ -87,7 +74,7 @@ async def upload_model(request: Request, registry: RegistryDep, settings: Settin
                         headers={"Location": f"/models/{model.id}"})
 
 
-@router.get("/models/{model_id}", responses=error_responses(404, 422))
+@router.get("/models/{model_id}", dependencies=READ, responses=error_responses(404, 422))
 def get_model(model_id: ModelIdPath, registry: RegistryDep) -> dict[str, Any]:
     return registry.get(model_id).to_json()
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
-from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath, key_is_valid
+from aleaart.api.auth import READ, may
+from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.submit import SubmitDep, Submitter
 from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
@@ -36,7 +37,7 @@ RerenderQuery = Annotated[bool | None, Query(
     "caller may generate (the API key, where one is set)")]
 
 
-@router.post("/verify", openapi_extra={"requestBody": UPLOAD_BODY},
+@router.post("/verify", dependencies=READ, openapi_extra={"requestBody": UPLOAD_BODY},
              responses=error_responses(401, 413, 422, 429, 500, 503, 507, *CHAIN_ERRORS))
 async def verify_upload(request: Request, submit: SubmitDep, chain: ChainDep, settings: SettingsDep,
                         tokenId: Annotated[int | None, Query(ge=0, description="check the file against this "  # noqa: N803
@@ -61,12 +62,12 @@ async def verify_upload(request: Request, submit: SubmitDep, chain: ChainDep, se
     result = await asyncio.to_thread(verify, name, data, chain_params=chain_params,
                                      token_id=str(tokenId) if tokenId is not None else None,
                                      trust_anchors=trust_anchors(request))
-    if wants_rerender(request, rerender):
+    if await wants_rerender(request, rerender):
         await rerendered(submit, result, token_spec, str(tokenId) if tokenId is not None else None)
     return result.to_json()
 
 
-@router.get("/tokens/{token_id}/verify", responses=error_responses(404, *CHAIN_ERRORS))
+@router.get("/tokens/{token_id}/verify", dependencies=READ, responses=error_responses(404, *CHAIN_ERRORS))
 async def verify_token(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                        settings: SettingsDep) -> dict[str, Any]:
     """The token's stored image: its Content Credentials, and its recorded parameters against the chain's."""
@@ -80,11 +81,13 @@ async def verify_token(request: Request, token_id: TokenIdPath, chain: ChainDep,
     return result.to_json()
 
 
-def wants_rerender(request: Request, asked: bool | None) -> bool:
-    """A re-render is a render: it needs what generating needs (the API key, where one is set)."""
-    allowed = key_is_valid(request)
+async def wants_rerender(request: Request, asked: bool | None) -> bool:
+    """A re-render is a render: it needs what generating needs (a key with the generate scope, where keys are
+    required)."""
+    allowed = await may(request, "generate")
     if asked and not allowed:
-        raise Unauthorized("a re-render needs the API key (X-API-Key); verify without it with rerender=false")
+        raise Unauthorized("a re-render needs a key with the generate scope (Authorization: Bearer or X-API-Key); "
+                           "verify without it with rerender=false")
     return allowed if asked is None else asked
 
 

@@ -1,0 +1,112 @@
+"""Who is asking, and whether they may: each route declares its scope once, ``dependencies=[needs("generate")]``.
+
+A key comes in a header only: ``Authorization: Bearer <key>``, ``X-API-Key`` or (as uploads always took it)
+``X-Admin-Key``; one in the query string is refused, since URLs end up in logs. A missing or unknown key is 401
+with ``WWW-Authenticate``, and a revoked key gets the same answer as one never issued; a key without the scope is
+403 naming it.
+
+    read      stored images, tokens, metadata, the gallery: open while ALEAART_PUBLIC_READS=1 (the default); a
+              job's status and events (``public=False``): a key with read, once keys are required
+    generate  every kind of render job, collections, cancelling: a key with it once any key was issued or
+              ALEAART_API_KEY is set; with none, the service is open, as the embedded default always was
+    upload    uploaded checkpoints and LoRAs: off until some key may upload
+    admin     keys, deleting models: always a key with it
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from aleaart.errors import BadRequest, Forbidden, Unauthorized, UploadsDisabled
+from aleaart.keys import PREFIX, ApiKey, KeyRing, Scope
+
+BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer aa_… (aleaart keys create)")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in X-API-Key")
+QUERY_KEYS = frozenset({"api_key", "apikey", "api-key", "apiKey", "access_token", "key"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    key: ApiKey | None  # None: no key was sent, where none is needed
+
+    @property
+    def name(self) -> str | None:
+        return self.key.name if self.key is not None else None
+
+
+def given_key(request: Request) -> str | None:
+    """The key the request sends, if any: a bare Authorization value (a proxy's Basic credentials) is not one."""
+    if any(name in QUERY_KEYS or value.startswith(PREFIX) for name, value in request.query_params.multi_items()):
+        raise BadRequest("keys go in a header only (Authorization: Bearer <key>, or X-API-Key): a key in the URL "
+                         "ends up in logs and histories; revoke it if it was a real one")
+    for header in ("x-api-key", "x-admin-key"):
+        if key := request.headers.get(header, "").strip():
+            return key
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def identified(ring: KeyRing, secret: str) -> ApiKey:
+    known, key = ring.remembered(secret)
+    if not known:
+        key = await asyncio.to_thread(ring.identify, secret)
+    if key is None:
+        raise Unauthorized("this key is not one of this service's (or it was revoked): send a valid key in "
+                           "Authorization: Bearer or X-API-Key")
+    return key
+
+
+async def keys_required(ring: KeyRing) -> bool:
+    required = ring.remembered_required()
+    return required if required is not None else await asyncio.to_thread(ring.required)
+
+
+async def authorize(request: Request, scope: Scope, *, public: bool) -> Caller:
+    ring: KeyRing = request.app.state.keys
+    secret = given_key(request)
+    if scope == "upload" and not await asyncio.to_thread(ring.can_upload):
+        raise UploadsDisabled("model uploads are off: set ALEAART_ADMIN_KEY, or create a key with the upload scope "
+                              "(aleaart keys create --name NAME --scopes upload)")
+    key = await identified(ring, secret) if secret is not None else None
+    if key is not None and (key.allows(scope) or (scope == "read" and public)):
+        return Caller(key)
+    if key is not None:
+        held = ", ".join(sorted(key.scopes))
+        raise Forbidden(f"this needs a key with the {scope} scope; key {key.name!r} has {held}")
+    if scope == "read" and public and request.app.state.settings.public_reads:
+        return Caller(None)
+    if scope in ("read", "generate") and not await keys_required(ring):
+        return Caller(None)  # no key was ever issued: open, as the embedded default is
+    raise Unauthorized(f"this needs a key with the {scope} scope: send it in Authorization: Bearer or X-API-Key")
+
+
+def needs(scope: Scope, *, public: bool = True) -> Any:
+    """The dependency of a route that needs ``scope`` (``public``: a read ALEAART_PUBLIC_READS opens)."""
+
+    # Defaults, not Annotated: the scope is this call's, and the module's annotations are strings.
+    async def caller(request: Request, _bearer: Any = Security(BEARER, scopes=[scope]),  # noqa: B008
+                     _header: Any = Security(API_KEY_HEADER, scopes=[scope])) -> Caller:  # noqa: B008
+        return await authorize(request, scope, public=public)
+
+    return Depends(caller)
+
+
+async def may(request: Request, scope: Scope) -> bool:
+    """Whether the request may do what ``scope`` allows (a route that serves openly but renders only for some)."""
+    try:
+        await authorize(request, scope, public=False)
+    except (Unauthorized, Forbidden):
+        return False
+    return True
+
+
+READ = [needs("read")]  # open while ALEAART_PUBLIC_READS=1
+READ_JOBS = [needs("read", public=False)]
+GENERATE = [needs("generate")]
+UPLOAD = [needs("upload")]
+ADMIN = [needs("admin")]

@@ -1,0 +1,68 @@
+"""/keys: the API keys, for a key with the admin scope (the CLI's ``aleaart keys`` does the same on the host)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from aleaart.api.auth import ADMIN, Caller
+from aleaart.api.errors import error_responses
+from aleaart.keys import DEFAULT_GRACE_HOURS, NAME, SCOPES, KeyRing, Scope
+
+router = APIRouter(tags=["keys"], dependencies=ADMIN)
+KEY_ERRORS = error_responses(400, 401, 403, 404, 422)
+KeyName = Annotated[str, Path(pattern=f"^{NAME.pattern}$", description="the key's name")]
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=f"^{NAME.pattern}$", description="what the key is for (frontend, team-b, ...)")
+    scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES),
+                                description="read, generate, upload, admin: what the key may do")
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    graceHours: float = Field(DEFAULT_GRACE_HOURS, ge=0, le=24 * 90,  # noqa: N815
+                              description="how long the old secret keeps working (default 24)")
+
+
+async def get_keys(request: Request) -> KeyRing:
+    return request.app.state.keys
+
+
+KeysDep = Annotated[KeyRing, Depends(get_keys)]
+
+
+@router.get("/keys", responses=KEY_ERRORS)
+def list_keys(keys: KeysDep) -> dict[str, Any]:
+    """Every key: the environment's (env, env-admin) and those issued, revoked ones marked; never a secret."""
+    return {"keys": [key.to_json() for key in keys.list()]}
+
+
+@router.post("/keys", status_code=201, responses=KEY_ERRORS)
+async def create_key(body: NewKey, keys: KeysDep, caller: Annotated[Caller, ADMIN[0]]) -> JSONResponse:
+    """A new key; its ``secret`` is in this answer only (keep it: only its hash is stored)."""
+    key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes))
+    return JSONResponse({**key.to_json(), "secret": secret, "createdBy": caller.name}, status_code=201,
+                        headers={"Location": f"/keys/{key.name}"})
+
+
+@router.post("/keys/{name}/rotate", responses=KEY_ERRORS)
+async def rotate_key(name: KeyName, keys: KeysDep, body: Rotation | None = None) -> dict[str, Any]:
+    """A new secret for the key (in this answer only); the old one works for ``graceHours`` more."""
+    grace = body.graceHours if body is not None else DEFAULT_GRACE_HOURS
+    key, secret = await asyncio.to_thread(keys.rotate, name, grace_hours=grace)
+    return {**key.to_json(), "secret": secret}
+
+
+@router.delete("/keys/{name}", responses=KEY_ERRORS)
+def revoke_key(name: KeyName, keys: KeysDep) -> dict[str, Any]:
+    """Revoke the key at once (its old secret too); its name stays taken."""
+    return keys.revoke(name).to_json()
