@@ -55,7 +55,8 @@ def test_each_key_does_what_its_scopes_allow_and_the_answer_names_the_missing_sc
     assert "the generate scope; key 'viewer' has read" in denied.json()["error"]
     status_url = job.json()["statusUrl"]
     assert client.get(status_url).status_code == 401  # a job's status is not a public read
-    assert client.get(status_url, headers=viewer).status_code == 200
+    assert client.get(status_url, headers=frontend).status_code == 200
+    assert client.get(status_url, headers=viewer).status_code == 404  # not the viewer's job
     assert client.get("/images").status_code == 200  # stored images are (ALEAART_PUBLIC_READS=1)
     assert client.get("/keys", headers=frontend).status_code == 403
 
@@ -121,3 +122,23 @@ def test_a_stored_image_is_served_without_a_key_and_its_job_only_with_one(make_c
     assert client.get(f"/jobs/{job_id}").status_code == 401
     done = client.get(f"/jobs/{job_id}", headers=ADMIN).json()
     assert client.get(done["result"]["imageUrl"]).status_code == 200
+
+
+def test_a_job_is_its_owners_and_stops_when_none_of_them_wants_it(make_client):
+    client = make_client(admin_key="the-admin-key")
+    a, b = new_key(client, "a", "read", "generate"), new_key(client, "b", "read", "generate")
+    client.app.state.model.engine.release.clear()  # renders wait at their gate: jobs stay queued or running
+    client.post("/jobs", json={**BODY, "seed": 90}, headers=a)  # running
+    job = client.post("/jobs", json=BODY, headers=a).json()
+    unknown = client.get("/jobs/" + "0" * 32, headers=b)
+    hidden = client.get(job["statusUrl"], headers=b)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"].replace(job["jobId"], "ID") == unknown.json()["error"].replace("0" * 32, "ID")
+    assert client.get(job["eventsUrl"], headers=b).status_code == 404
+    assert client.delete(job["statusUrl"], headers=b).status_code == 404
+    joined = client.post("/jobs", json=BODY, headers=b).json()  # the same request: b joins a's job
+    assert joined["jobId"] == job["jobId"] and client.get(job["statusUrl"], headers=b).status_code == 200
+    assert client.delete(job["statusUrl"], headers=a).json()["status"] == "queued"  # b still wants it
+    assert client.delete(job["statusUrl"], headers=b).json()["status"] == "cancelled"
+    assert client.get(job["statusUrl"], headers=ADMIN).json()["status"] == "cancelled"  # admin sees every job
+    client.app.state.model.engine.release.set()

@@ -312,3 +312,31 @@ def test_eta_is_given_while_running(make_queue):
     progress = queue.progress(job)
     engine.resume.set()
     assert progress.queue_position is None and progress.eta_seconds is not None and progress.eta_seconds >= 0
+
+
+def test_a_key_with_200_waiting_renders_delays_another_keys_one_by_at_most_one_render(make_queue):
+    engine = FakeEngine()
+    engine.release.clear()  # the first render waits at its gate, so all 201 are queued behind it
+    queue = make_queue(engine, max_queue=300)
+    jobs = [queue.submit(render(seed=s), owner="a") for s in range(200)]
+    assert engine.started.wait(5)
+    single = queue.submit(render(seed=1000), owner="b")
+    assert queue.progress(single).queue_position == 2
+    engine.release.set()
+    assert single.wait_done(30)
+    started = [spec.seed for spec in engine.calls]
+    assert started.index(1000) <= 2, started[:5]  # a0 was running; then a1, then b's: within the first two after it
+    assert all(j.wait_done(60) for j in jobs)
+
+
+def test_a_job_asked_for_by_two_keys_is_theirs_and_runs_until_neither_wants_it(make_queue):
+    engine = FakeEngine()
+    engine.release.clear()
+    queue = make_queue(engine)
+    queue.submit(render(seed=1), owner="a")  # running: the next waits
+    job = queue.submit(render(seed=2), owner="a")
+    assert queue.submit(render(seed=2), owner="b") is job and job.owners == ["a", "b"]
+    assert queue.withdraw(job.id, "a").state is JobState.QUEUED and job.owners == ["b"]
+    assert queue.withdraw(job.id, "b").state is JobState.CANCELLED
+    assert queue.book.load(job.id).owners == ["b"]  # the record says whose it was
+    engine.release.set()

@@ -9,8 +9,9 @@ from aleaart.params import RenderSpec
 SPEC = RenderSpec(prompt="p", sampler="Euler a", width=16, height=16, steps=10, guidance_scale=7.5, seed=1)
 
 
-def job(name: str, created: float, priority: int = Priority.INTERACTIVE, state: JobState = JobState.QUEUED) -> Job:
-    made = Job(id=name, request=RenderRequest(SPEC), priority=priority, created_at=created)
+def job(name: str, created: float, priority: int = Priority.INTERACTIVE, state: JobState = JobState.QUEUED,
+        owner: str = "") -> Job:
+    made = Job(id=name, request=RenderRequest(SPEC), priority=priority, created_at=created, owners=[owner])
     made.move(JobState.QUEUED)
     if state is JobState.RUNNING:
         made.move(JobState.RUNNING, started_at=100.0)
@@ -24,6 +25,15 @@ def test_the_more_urgent_go_first_then_the_older():
     jobs = [bulk, new, old, running]
     assert [queue_position(j, jobs) for j in (old, new, bulk)] == [1, 2, 3]
     assert queue_position(running, jobs) is None
+
+
+def test_owners_take_turns_so_one_key_waits_behind_one_job_of_each_other_key():
+    many = [job(f"a{i}", float(i), owner="a") for i in range(200)]
+    single = job("b0", 500.0, owner="b")
+    jobs = [*many, single]
+    assert queue_position(single, jobs) == 2  # after a's oldest, whose owner waited longer
+    assert queue_position(many[0], jobs) == 1 and queue_position(many[1], jobs) == 3
+    assert queue_position(many[199], jobs) == 201
 
 
 def test_a_running_jobs_eta_is_its_pace_so_far_and_a_queued_ones_the_average_before_it():

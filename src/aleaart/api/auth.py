@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -37,6 +37,28 @@ class Caller:
     @property
     def name(self) -> str | None:
         return self.key.name if self.key is not None else None
+
+    @property
+    def owner(self) -> str:
+        """What the jobs it asks for are recorded as (its key's name; "" without one)."""
+        return self.key.name if self.key is not None else ""
+
+    @property
+    def sees_every_job(self) -> bool:
+        """No key (where none is needed: every job is the open service's), or one with the admin scope."""
+        return self.key is None or self.key.allows("admin")
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller the route's scope dependency found (a route without one: nobody in particular)."""
+    return getattr(request.state, "caller", Caller(None))
+
+
+async def get_caller(request: Request) -> Caller:
+    return caller_of(request)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def given_key(request: Request) -> str | None:
@@ -91,7 +113,8 @@ def needs(scope: Scope, *, public: bool = True) -> Any:
     # Defaults, not Annotated: the scope is this call's, and the module's annotations are strings.
     async def caller(request: Request, _bearer: Any = Security(BEARER, scopes=[scope]),  # noqa: B008
                      _header: Any = Security(API_KEY_HEADER, scopes=[scope])) -> Caller:  # noqa: B008
-        return await authorize(request, scope, public=public)
+        request.state.caller = found = await authorize(request, scope, public=public)
+        return found
 
     return Depends(caller)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from aleaart.api.auth import GENERATE, READ_JOBS
+from aleaart.api.auth import GENERATE, READ_JOBS, Caller, CallerDep
 from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep, WebhooksDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import job_events, job_snapshot
 from aleaart.api.schemas import GenerateBody
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
+from aleaart.jobs import Job, Queue
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"])
 JOB_ERRORS = error_responses(401, 403, 404, 422)
 
@@ -39,21 +42,33 @@ async def create_job(body: GenerateBody, submit: SubmitDep, settings: SettingsDe
 
 
 @router.get("/jobs/{job_id}", dependencies=READ_JOBS, responses=JOB_ERRORS)
-def get_job(job_id: str, queue: QueueDep, hub: WebhooksDep) -> dict[str, Any]:
-    """The job, and its webhooks with their deliveries (pending, delivered, failed, gone) if it has any."""
-    snapshot = job_snapshot(queue, queue.get(job_id))
+def get_job(job_id: str, queue: QueueDep, hub: WebhooksDep, caller: CallerDep) -> dict[str, Any]:
+    """The job, and its webhooks with their deliveries (pending, delivered, failed, gone) if it has any. A job is
+    its owners' (the keys that asked for it) and the admin scope's: to another key it is 404, as an unknown one."""
+    snapshot = job_snapshot(queue, visible_job(queue, job_id, caller))
     if webhooks := hub.job_state(job_id):
         snapshot["webhooks"] = webhooks
     return snapshot
 
 
 @router.get("/jobs/{job_id}/events", dependencies=READ_JOBS, responses=JOB_ERRORS)
-def job_event_stream(job_id: str, queue: QueueDep) -> StreamingResponse:
-    job = queue.get(job_id)
+def job_event_stream(job_id: str, queue: QueueDep, caller: CallerDep) -> StreamingResponse:
+    job = visible_job(queue, job_id, caller)
     return StreamingResponse(job_events(queue, job), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.delete("/jobs/{job_id}", dependencies=GENERATE, responses=JOB_ERRORS)
-def cancel_job(job_id: str, queue: QueueDep) -> dict[str, Any]:
-    return job_snapshot(queue, queue.cancel(job_id))
+def cancel_job(job_id: str, queue: QueueDep, caller: CallerDep) -> dict[str, Any]:
+    """Withdraw the caller's interest: the job stops once none of the keys that asked for it wants it. Without a
+    key (where none is needed), or with the admin scope, it stops now."""
+    if not caller.sees_every_job:
+        return job_snapshot(queue, queue.withdraw(visible_job(queue, job_id, caller).id, caller.owner))
+    job = queue.cancel(job_id)
+    if caller.key is not None:
+        log.warning("job %s cancelled by the admin key %r", job_id, caller.name)
+    return job_snapshot(queue, job)
+
+
+def visible_job(queue: Queue, job_id: str, caller: Caller) -> Job:
+    return queue.get(job_id, owner=None if caller.sees_every_job else caller.owner)

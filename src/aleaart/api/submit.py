@@ -11,13 +11,14 @@ Routers import this module and ``token_reads``, never each other.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from aleaart.api.answers import StoredAnswers
+from aleaart.api.auth import caller_of
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import answer_of, job_snapshot, kept_alive, succeeded
 from aleaart.api.schemas import WebhookFields
@@ -38,6 +39,7 @@ class Submitter:
     answers: StoredAnswers
     publisher: Publisher
     settings: Settings
+    owner: str = ""  # the key the jobs are asked for by ("" without one)
 
     async def accept(self, request: JobRequest, body: WebhookFields | None) -> Response:
         """202 with the job's snapshot; a store hit without a webhook is kept and answered again from memory."""
@@ -88,7 +90,7 @@ class Submitter:
         return await succeeded(self.queue, await self._submit(request))
 
     async def _submit(self, request: JobRequest) -> Job:
-        return await asyncio.to_thread(self.queue.submit, request)
+        return await asyncio.to_thread(self.queue.submit, request, owner=self.owner)
 
 
 def location_of(job: Job) -> dict[str, str]:
@@ -96,7 +98,10 @@ def location_of(job: Job) -> dict[str, str]:
 
 
 async def get_submitter(request: Request) -> Submitter:
-    return request.app.state.submitter
+    """The service's submitter, on behalf of the caller the route's scope found."""
+    submitter: Submitter = request.app.state.submitter
+    owner = caller_of(request).owner
+    return replace(submitter, owner=owner) if owner else submitter
 
 
 SubmitDep = Annotated[Submitter, Depends(get_submitter)]

@@ -42,6 +42,10 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_state ON jobs (state, priority, created_at);
 CREATE INDEX jobs_finished ON jobs (finished_at);
 """,
+    # v2: the keys that asked for each job: whose it is to read and withdraw
+    """
+ALTER TABLE jobs ADD COLUMN owners TEXT NOT NULL DEFAULT '[]';
+""",
 )))
 
 
@@ -114,13 +118,22 @@ class JobBook:
                 cached=bool(row["cached"]), error=row["error"], code=row["code"], attempts=row["attempts"],
                 summary=json.loads(row["summary"]) if row["summary"] else None,
             )
+            owners = owners_of(row["owners"])
         except (AleaArtError, KeyError, TypeError, ValueError) as error:
             self.db.quarantine("jobs", row["rowid"], {k: row[k] for k in row.keys() if k != "rowid"},
                                f"job {row['id']}: {error}"[:200])
             return None
         images = tuple(image for key in keys if isinstance(key, str) and (image := self.store.get(key)) is not None)
         return Job(id=row["id"], request=request, priority=row["priority"], created_at=row["created_at"],
+                   owners=owners,
                    status=dataclasses.replace(status, images=images))
+
+
+def owners_of(text: str) -> list[str]:
+    owners = json.loads(text)
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise TypeError("its owners are not a list of key names")
+    return owners
 
 
 def job_row(job: Job) -> dict[str, Any]:
@@ -139,4 +152,5 @@ def job_row(job: Job) -> dict[str, Any]:
         "images": json.dumps([image.key for image in status.images]),
         "summary": json.dumps(status.summary) if status.summary is not None else None,
         "cached": int(status.cached),
+        "owners": json.dumps(job.owners),
     }

@@ -1,10 +1,9 @@
-"""The in-process backend (the embedded default): a priority heap in front of the one worker thread that owns the
-model, and an encoder pool so the next job renders while this one's PNG is encoded and stored."""
+"""The in-process backend (the embedded default): the fair queue (jobs/fair.py: priorities, then owners in turn) in
+front of the one worker thread that owns the model, and an encoder pool so the next job renders while this one's
+PNG is encoded and stored."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +13,7 @@ from aleaart.config import Settings
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.backend import QueueHooks
 from aleaart.jobs.book import JobBook
+from aleaart.jobs.fair import FairQueue
 from aleaart.jobs.holder import ModelHolder
 from aleaart.jobs.kind import EngineLike, Recipe, Sealer
 from aleaart.jobs.queue import Queue
@@ -31,8 +31,7 @@ class InProcessBackend:
     def __init__(self, model: ModelHolder, credentials: Sealer | None = None) -> None:
         self.model = model
         self.credentials = credentials
-        self._heap: list[tuple[int, int, Job]] = []
-        self._order = itertools.count()
+        self._waiting: FairQueue[Job] = FairQueue()
         self._ready = threading.Condition()
         self._halted = False
         self._worker = threading.Thread(target=self._work, name="aleaart-worker", daemon=True)
@@ -69,14 +68,14 @@ class InProcessBackend:
 
     def dispatch(self, job: Job) -> None:
         with self._ready:
-            heapq.heappush(self._heap, (int(job.priority), next(self._order), job))
+            self._waiting.push(job, priority=int(job.priority), owner=job.owner)
             self._ready.notify()
 
     def adopt(self, job: Job) -> bool:
         return False
 
     def withdraw(self, job: Job) -> None:
-        pass  # the heap skips it: it is no longer queued
+        pass  # its turn is skipped: it is no longer queued
 
     def stop_running(self, job: Job) -> None:
         job.cancel_event.set()
@@ -117,8 +116,7 @@ class InProcessBackend:
         """The most urgent job still queued, claimed (running); None once halted."""
         with self._ready:
             while not self._halted:
-                while self._heap:
-                    job = heapq.heappop(self._heap)[2]
+                while (job := self._waiting.pop()) is not None:
                     if self.queue.claim(job):
                         return job  # else: cancelled while queued
                 self._ready.wait()

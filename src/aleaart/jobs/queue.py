@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from concurrent.futures import Future
@@ -22,7 +21,8 @@ from aleaart.config import Settings
 from aleaart.errors import AleaArtError, DiskFull, GenerationCancelled, NotFound, QueueFull, ShuttingDown
 from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import CoordinatorContext, JobRequest, Recipe, identity
+from aleaart.jobs.coordinators import Coordinators, coordinate
+from aleaart.jobs.kind import JobRequest, Recipe, identity
 from aleaart.jobs.runner import Outcome, outcome_of
 from aleaart.jobs.standing import Progress, eta_seconds, queue_position
 from aleaart.jobs.state import Job, JobState, Priority
@@ -57,7 +57,7 @@ class Queue:
         self._seconds_per_job = 0.0
         self._finished = 0
         self.draining = False
-        self._coordinators: list[threading.Thread] = []
+        self._coordinators = Coordinators()
         backend.attach(self)
 
     # The backend's answers
@@ -89,12 +89,11 @@ class Queue:
         self.backend.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop taking work; coordinators (and, in process, the running job) are interrupted and resume
-        at the next start."""
+        """Stop taking work; coordinators (and, in process, the running job) are interrupted, to resume later."""
         with self._lock:
             self._interrupt(coordinators_only=self.backend.detached)
         self.backend.stop(timeout)
-        self._join_coordinators(timeout)
+        self._coordinators.join(timeout)
 
     def drain(self, seconds: float, *, interrupt_wait: float = 60.0) -> None:
         """Take no new work; let the running job finish within ``seconds``, else interrupt it (it is
@@ -102,7 +101,7 @@ class Queue:
         with self._lock:
             self.draining = True
             self._interrupt(coordinators_only=True)  # their work waits in the queue: resume it later
-        self._join_coordinators(interrupt_wait)
+        self._coordinators.join(interrupt_wait)
         self.backend.drain(seconds, interrupt_wait)
 
     def _resume(self, job: Job) -> None:
@@ -118,14 +117,11 @@ class Queue:
             self._register(job)
         self._launch(job)
 
-    def _join_coordinators(self, timeout: float) -> None:
-        for thread in list(self._coordinators):
-            thread.join(timeout)
-
     # Submitting and finding jobs
 
-    def submit(self, request: JobRequest, *, priority: int = Priority.INTERACTIVE) -> Job:
-        """A job for this request: the one already on it, a finished one from the store, or a new one."""
+    def submit(self, request: JobRequest, *, priority: int = Priority.INTERACTIVE, owner: str = "") -> Job:
+        """A job for this request: the one already on it (``owner``, the key asking, becomes one of its owners), a
+        finished one from the store, or a new one of ``owner``'s."""
         if self.draining:
             raise ShuttingDown("the service is shutting down for a restart; try again in a few seconds")
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
@@ -135,14 +131,20 @@ class Queue:
         ident = identity(request)
         with self._lock:
             if (active := self._by_identity.get(ident)) is not None:
-                return active
-            if stored is None:
+                joined = owner not in active.owners
+                if joined:
+                    active.owners.append(owner)
+            elif stored is None:
                 if self._queued_count() >= self.max_queue:
                     raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
                                     retry_after=self._retry_after())
-                job = Job(id=_new_id(), request=request, priority=priority)
+                job = Job(id=_new_id(), request=request, priority=priority, owners=[owner])
                 job.move(JobState.QUEUED, total_steps=request.total_steps())
                 self._register(job)
+        if active is not None:
+            if joined:
+                self.book.save(active)
+            return active
         if stored is not None:
             return self._answered_from_store(request, stored, priority, ident)
         try:
@@ -175,14 +177,15 @@ class Queue:
                 return (same,)
         return None
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job; with ``owner``, only if that key asked for it: to anyone else it is as unknown as one never made."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
             job = self.book.load(job_id)
-        if job is None:
-            raise NotFound(f"no job with id {job_id!r} (finished jobs are kept for "
-                           f"{self.keep_jobs_seconds / 3600:g} hours)")
+        if job is None or (owner is not None and not job.owned_by(owner)):
+            raise NotFound(f"no job with id {job_id!r} (finished jobs are kept for {self.keep_jobs_seconds / 3600:g} "
+                           "hours)")
         return job
 
     def cancel(self, job_id: str) -> Job:
@@ -199,6 +202,18 @@ class Queue:
             self.backend.withdraw(job)
         elif running:
             self.backend.stop_running(job)
+        return job
+
+    def withdraw(self, job_id: str, owner: str) -> Job:
+        """``owner`` no longer wants the job: it is cancelled once no one who asked for it does."""
+        job = self.get(job_id)
+        with self._lock:
+            last = not any(o for o in job.owners if o != owner)  # its record keeps the last one's name
+            if not last and owner in job.owners:
+                job.owners.remove(owner)
+        if last:
+            return self.cancel(job_id)
+        self.book.save(job)
         return job
 
     def progress(self, job: Job) -> Progress:
@@ -302,24 +317,10 @@ class Queue:
 
     def _launch(self, job: Job) -> None:
         """Start a registered job: a coordinator in its own thread, a worker job on the backend."""
-        if not job.request.coordinates:
+        if job.request.coordinates:
+            self._coordinators.launch(job, lambda job: self.settle(job, lambda: coordinate(job, self)))
+        else:
             self.backend.dispatch(job)
-            return
-        thread = threading.Thread(target=self._coordinate, args=(job,), name=f"aleaart-{job.kind}", daemon=True)
-        self._coordinators.append(thread)
-        thread.start()
-
-    def _coordinate(self, job: Job) -> None:
-        self.settle(job, lambda: self._coordinated(job))
-
-    def _coordinated(self, job: Job) -> dict[str, Any]:
-        job.move(JobState.RUNNING, started_at=time.time())
-        self.book.save(job)
-        context = CoordinatorContext(
-            submit=lambda request, priority: self.submit(request, priority=priority), cancel_job=self.cancel,
-            store=self.store, chain=self.chain, on_progress=job.progress, cancel=job.cancel_event)
-        summary = job.request.coordinate(context)
-        return {"summary": summary, "step": job.status.total_steps}
 
     # The in-memory table; these run inside ``with self._lock``, and only this class calls them
 

@@ -16,12 +16,20 @@ class Progress:
 
 
 def queue_position(job: Job, jobs: Iterable[Job]) -> int | None:
-    """1 for the next to run, among ``jobs`` (the queue's active ones): more urgent first, then older first."""
+    """1 for the next to run, among ``jobs`` (the queue's active ones), as jobs/fair.py orders them: the more
+    urgent first; within a priority the owners take turns, each one's jobs oldest first (an owner that has waited
+    longer than this job's owner goes first in each turn)."""
     if job.state is not JobState.QUEUED:
         return None
-    ahead = (int(job.priority), job.created_at)
-    return 1 + sum(1 for j in jobs
-                   if j.state is JobState.QUEUED and j is not job and (int(j.priority), j.created_at) < ahead)
+    queued = [j for j in jobs if j.state is JobState.QUEUED]
+    urgent = sum(1 for j in queued if int(j.priority) < int(job.priority))
+    by_owner: dict[str, list[Job]] = {}
+    for j in sorted((j for j in queued if int(j.priority) == int(job.priority)), key=lambda j: j.created_at):
+        by_owner.setdefault(j.owner, []).append(j)
+    mine = by_owner.pop(job.owner, [job])
+    rank = mine.index(job) if job in mine else 0
+    others = sum(min(len(theirs), rank + (theirs[0].created_at < mine[0].created_at)) for theirs in by_owner.values())
+    return 1 + urgent + rank + others
 
 
 def eta_seconds(job: Job, position: int | None, running: int, seconds_per_job: float, *,

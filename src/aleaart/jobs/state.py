@@ -77,6 +77,9 @@ class Job:
     status: JobStatus = field(default_factory=JobStatus)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     interrupted: bool = False  # set with cancel_event when the service stops: re-queue, don't cancel
+    # The keys that asked for it, the first its maker ("" for a caller without a key): whose it is to read and
+    # withdraw, and whose turn it takes in the queue's round of owners. Changed only under the queue's lock.
+    owners: list[str] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     # Held while the job's record is written, from reading its status to the commit: the newest status is the
     # last written, whichever threads save it at once (a cancel and the job's own start, say).
@@ -91,6 +94,15 @@ class Job:
     def identity(self) -> str:
         """The request's identity (jobs.kind.identity), computed once: dedup and records use it often."""
         return identity(self.request)
+
+    @property
+    def owner(self) -> str:
+        """Whose turn it takes: its maker's key name ("" without one)."""
+        return self.owners[0] if self.owners else ""
+
+    def owned_by(self, name: str) -> bool:
+        """Whether the key ``name`` asked for it; a job no key asked for is everyone's who holds its id."""
+        return not any(self.owners) or name in self.owners
 
     @property
     def state(self) -> JobState:
