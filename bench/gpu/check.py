@@ -104,9 +104,9 @@ class Run:
 
     def engine(self) -> Any:
         import torch
+        from runtimes import bench_runtime
 
         from aleaart.engine.pipeline import Engine
-        from aleaart.engine.runtime import bench_runtime
 
         return Engine(self.pipeline, model_name="sd15-random", model_identity="sd15-random",
                       runtime=bench_runtime("torch", threads=torch.get_num_threads()))
