@@ -142,3 +142,35 @@ def test_a_job_is_its_owners_and_stops_when_none_of_them_wants_it(make_client):
     assert client.delete(job["statusUrl"], headers=b).json()["status"] == "cancelled"
     assert client.get(job["statusUrl"], headers=ADMIN).json()["status"] == "cancelled"  # admin sees every job
     client.app.state.model.engine.release.set()
+
+
+def test_limits_answer_429_with_their_headers_and_a_store_hit_is_never_a_render(make_client):
+    client = make_client(admin_key="the-admin-key")
+    made = client.post("/keys", json={"name": "small", "scopes": ["read", "generate"], "rate": "4/min",
+                                      "rendersPerDay": 1}, headers=ADMIN).json()
+    assert made["limits"] == {"rate": "4/min", "maxQueued": None, "rendersPerDay": 1}
+    small = {"X-API-Key": made["secret"]}
+    first = client.post("/jobs", json=BODY, headers=small).json()
+    assert client.app.state.queue.get(first["jobId"]).wait_done(10)
+    assert client.post("/jobs", json=BODY, headers=small).status_code == 202  # a store hit: not a render
+    over = client.post("/jobs", json={**BODY, "seed": 77}, headers=small)
+    assert over.status_code == 429 and over.json()["code"] == "quota_exceeded"
+    assert "1 renders today" in over.json()["error"]
+    assert over.headers["ratelimit-policy"] == '"renders";q=1;w=86400' and int(over.headers["retry-after"]) > 0
+    assert client.get("/images", headers=small).status_code == 200  # the fourth request of the minute
+    limited = client.get("/images", headers=small)
+    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+    assert limited.headers["ratelimit-policy"] == '"requests";q=4;w=60' and limited.headers["ratelimit"].startswith(
+        '"requests";r=0;t=')
+
+
+def test_a_key_may_keep_only_so_many_renders_waiting(make_client):
+    client = make_client(admin_key="the-admin-key")
+    made = client.post("/keys", json={"name": "one", "scopes": ["generate"], "maxQueued": 1}, headers=ADMIN).json()
+    one = {"X-API-Key": made["secret"]}
+    client.app.state.model.engine.release.clear()
+    assert client.post("/jobs", json=BODY, headers=one).status_code == 202
+    refused = client.post("/jobs", json={**BODY, "seed": 8}, headers=one)
+    assert refused.status_code == 429 and refused.json()["code"] == "quota_exceeded"
+    assert client.post("/jobs", json={**BODY, "seed": 8}, headers=ADMIN).status_code == 202  # others are not held
+    client.app.state.model.engine.release.set()

@@ -166,12 +166,14 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The API keys in the service's journal: create (the secret is printed this once), list, revoke, rotate."""
     from aleaart.database import Database
     from aleaart.keys import KeyRing, parse_scopes
+    from aleaart.limits import Limits, Rate
 
     db = Database(settings.journal_path)
     try:
         ring = KeyRing(db, api_key=settings.api_key, admin_key=settings.admin_key)
         if args.keys_command == "create":
-            key, secret = ring.create(args.name, parse_scopes(args.scopes))
+            limits = Limits(Rate.parse(args.rate) if args.rate else None, args.max_queued, args.renders_per_day)
+            key, secret = ring.create(args.name, parse_scopes(args.scopes), limits)
             return {**key.to_json(), "secret": secret}
         if args.keys_command == "rotate":
             key, secret = ring.rotate(args.name, grace_hours=args.grace_hours)
@@ -191,6 +193,9 @@ def add_keys_parser(commands: Any) -> None:
     create = keys_commands.add_parser("create", help="a new key; its secret is printed this once")
     create.add_argument("--name", required=True, help="what it is for (frontend, team-b, ...)")
     create.add_argument("--scopes", required=True, help=f"comma-separated, of {', '.join(SCOPES)}")
+    create.add_argument("--rate", help="requests it may make: 120/min, 2/s, 1000/hour (default: no limit)")
+    create.add_argument("--max-queued", type=int, help="its renders waiting at once (default: no limit)")
+    create.add_argument("--renders-per-day", type=int, help="its renders a day, UTC (default: no limit)")
     keys_commands.add_parser("list", help="every key (never a secret)")
     revoke = keys_commands.add_parser("revoke", help="stop a key at once")
     revoke.add_argument("name")

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     )
     api_key: str | None = Field(None, description="when set, generation and job endpoints need it (the key "
                                 "named env: read, generate, admin); keys of their own: aleaart keys create")
+    keyless_rate: str | None = Field(None, description="requests a client address may make without a key, where "
+                                     "none is needed (120/min, 2/s, 1000/hour); unset: no limit")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [], description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For names the "
+        "client (the keyless rate is per client address)")
     public_reads: bool = Field(True, description="stored images, tokens, their metadata and the gallery need no key "
                                "(0: a key with the read scope, once any key exists)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
@@ -176,7 +181,25 @@ class Settings(BaseSettings):
             raise ValueError("a websocket URL starts with ws:// or wss://")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("keyless_rate")
+    @classmethod
+    def _valid_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            from aleaart.limits import Rate
+
+            Rate.parse(value)  # InvalidParams is a ValueError: a bad variable exits 2 naming it
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value

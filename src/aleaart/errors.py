@@ -17,6 +17,9 @@
     ├── NotFound               (404)  not_found: an image, job or token that does not exist
     ├── RangeNotSatisfiable    (416)  range_not_satisfiable: a Range header starts past the end of the file
     ├── QueueFull              (429)  queue_full: the job queue is at its bound; carries ``retry_after``
+    ├── Limited                (429)  over a key's limit; carries ``retry_after`` and the RateLimit fields
+    │   ├── RateLimited        (429)  rate_limited: over its requests a minute
+    │   └── QuotaExceeded      (429)  quota_exceeded: over its renders waiting at once, or a day
     ├── ShuttingDown           (503)  shutting_down: the service is draining for a restart; carries ``retry_after``
     ├── BrokerUnavailable      (503)  broker_unavailable: Redis (the GPU workers' broker) cannot be reached
     ├── DiskFull               (507)  disk_full: less than ALEAART_MIN_FREE_MB is free where images are stored
@@ -145,6 +148,31 @@ class QueueFull(AleaArtError):
         self.retry_after = retry_after
 
 
+class Limited(AleaArtError):
+    """Over a key's (or a keyless address's) limit: which ``policy``, its ``quota`` a ``window`` of seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, policy: str, quota: int, window: int) -> None:
+        super().__init__(message)
+        self.retry_after, self.policy, self.quota, self.window = retry_after, policy, quota, window
+
+    def headers(self) -> dict[str, str]:
+        """The IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
+        window = f";w={self.window}" if self.window else ""
+        return {"RateLimit-Policy": f'"{self.policy}";q={self.quota}{window}',
+                "RateLimit": f'"{self.policy}";r=0;t={self.retry_after}'}
+
+
+class RateLimited(Limited):
+    code = "rate_limited"
+
+
+class QuotaExceeded(Limited):
+    code = "quota_exceeded"
+
+
 class ShuttingDown(AleaArtError):
     status = 503
     code = "shutting_down"
@@ -206,4 +234,4 @@ def error_for(code: str | None, message: str) -> AleaArtError:
     """The error a job that ended with ``code`` stands for (a finished job keeps only its code and text);
     an unknown code, or one whose class needs more than a message, is GenerationFailed."""
     cls = next((c for c in error_tree() if c.code == code), GenerationFailed)
-    return GenerationFailed(message) if cls in (QueueFull, RangeNotSatisfiable) else cls(message)
+    return GenerationFailed(message) if issubclass(cls, QueueFull | RangeNotSatisfiable | Limited) else cls(message)

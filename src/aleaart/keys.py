@@ -23,6 +23,7 @@ from typing import Literal, get_args
 
 from aleaart.database import Database, Schema, declare
 from aleaart.errors import InvalidParams, NotFound
+from aleaart.limits import NO_LIMITS, Limits, Rate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_previous ON api_keys (previous);
 """,
+    # v2: each key's limits (limits.py)
+    """
+ALTER TABLE api_keys ADD COLUMN rate_per_minute REAL;
+ALTER TABLE api_keys ADD COLUMN max_queued INTEGER;
+ALTER TABLE api_keys ADD COLUMN renders_per_day INTEGER;
+""",
 )))
 
 
@@ -64,6 +71,7 @@ class ApiKey:
     last_used_at: float | None = None
     revoked_at: float | None = None
     source: Literal["issued", "env"] = "issued"
+    limits: Limits = NO_LIMITS
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -72,7 +80,7 @@ class ApiKey:
         """What anyone may be shown of a key: never its secret or its hash."""
         return {"name": self.name, "scopes": [s for s in SCOPES if s in self.scopes], "source": self.source,
                 "createdAt": self.created_at, "rotatedAt": self.rotated_at, "previousUntil": self.previous_until,
-                "lastUsedAt": self.last_used_at, "revokedAt": self.revoked_at}
+                "lastUsedAt": self.last_used_at, "revokedAt": self.revoked_at, "limits": self.limits.to_json()}
 
 
 def new_secret() -> str:
@@ -169,6 +177,11 @@ class KeyRing:
         self._required = None
         self._identified.clear()
 
+    def limits_of(self, name: str) -> Limits:
+        """The limits of the key ``name`` (the environment's keys have none)."""
+        rows = self.db.query("SELECT * FROM api_keys WHERE name = ?", (name,))
+        return key_of(rows[0]).limits if rows else NO_LIMITS
+
     def counts(self) -> dict[str, int]:
         """How many keys there are (for /health): issued and not revoked, revoked, and the environment's."""
         rows = self.db.query("SELECT revoked_at IS NULL AS live, COUNT(*) AS n FROM api_keys GROUP BY live")
@@ -183,14 +196,18 @@ class KeyRing:
 
     # Managing keys (the CLI, and /keys for the admin scope)
 
-    def create(self, name: str, scopes: frozenset[Scope]) -> tuple[ApiKey, str]:
+    def create(self, name: str, scopes: frozenset[Scope], limits: Limits = NO_LIMITS) -> tuple[ApiKey, str]:
         """A new key and its secret, which is shown this once."""
         check_name(name)
+        check_limits(limits)
         secret = new_secret()
         now = time.time()
         try:
-            self.db.execute("INSERT INTO api_keys (name, hash, scopes, created_at) VALUES (?, ?, ?, ?)",
-                            (name, hash_of(secret), ",".join(s for s in SCOPES if s in scopes), now))
+            self.db.execute(
+                "INSERT INTO api_keys (name, hash, scopes, created_at, rate_per_minute, max_queued, renders_per_day) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, hash_of(secret), ",".join(s for s in SCOPES if s in scopes), now,
+                 limits.rate.per_minute if limits.rate else None, limits.max_queued, limits.renders_per_day))
         except sqlite3.IntegrityError:
             raise InvalidParams(f"a key named {name!r} exists (revoked keys keep their names); pick another") \
                 from None
@@ -248,7 +265,15 @@ class KeyRing:
 
 
 def key_of(row: sqlite3.Row) -> ApiKey:
+    rate = Rate(row["rate_per_minute"]) if row["rate_per_minute"] else None
     return ApiKey(name=row["name"], scopes=frozenset(row["scopes"].split(",")),  # type: ignore[arg-type]
                   created_at=row["created_at"], rotated_at=row["rotated_at"],
                   previous_until=row["previous_until"] if row["previous"] else None,
-                  last_used_at=row["last_used_at"], revoked_at=row["revoked_at"])
+                  last_used_at=row["last_used_at"], revoked_at=row["revoked_at"],
+                  limits=Limits(rate, row["max_queued"], row["renders_per_day"]))
+
+
+def check_limits(limits: Limits) -> None:
+    for name, value in (("max queued", limits.max_queued), ("renders a day", limits.renders_per_day)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidParams(f"{name} must be a whole number of at least 1, got {value!r}")

@@ -18,6 +18,7 @@ from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.jobs.runner import Runner
 from aleaart.keys import KeyRing
+from aleaart.limits import NO_LIMITS, Limiter, Rate
 from aleaart.metrics import Metrics
 from aleaart.provenance.credentials import Credentials
 from aleaart.store import ImageStore
@@ -47,6 +48,16 @@ def open_runner(settings: Settings, *, loader: Loader | None = None) -> Runner:
     return Runner((loader or engine_loader(settings))(), credentials=credentials)
 
 
+def admission(keys: KeyRing, limiter: Limiter, queue: Queue) -> Callable[[str], None]:
+    """What the queue asks before a render of ``owner``'s (not a store hit, not a join): within its key's limits."""
+
+    def admit(owner: str) -> None:
+        if owner and (limits := keys.limits_of(owner)) != NO_LIMITS:
+            limiter.render(owner, limits, queue.waiting_of(owner))
+
+    return admit
+
+
 def probe_cuda() -> bool:
     from aleaart.engine.loading import cuda_available
 
@@ -69,6 +80,7 @@ class Services:
     webhooks: Webhooks
     journal: WatchJournal  # the chain watcher's, read by /health and /metrics wherever the watcher runs
     keys: KeyRing  # the API keys: issued ones (in the journal) and the environment's
+    limiter: Limiter  # their limits (and the keyless callers')
     watcher: Watcher | None  # with ALEAART_WATCH=1: this process follows the chain
     lost_jobs: list[str] | None = None  # unfinished jobs of a journal that could not be read (None: unknown which)
 
@@ -113,12 +125,15 @@ class Services:
         journal = WatchJournal(journal_db, chain_id=settings.chain_id, address=settings.params_contract)
         watch_config = WatchConfig.from_settings(settings)
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))
+        keys = KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key)
+        limiter = Limiter(journal_db, keyless_rate=Rate.parse(settings.keyless_rate) if settings.keyless_rate else None)
+        queue.admit = admission(keys, limiter, queue)
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None
         return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,
                    registry=ModelRegistry(settings.models_path, journal_db), publisher=publisher, metrics=metrics,
                    credentials=credentials, webhooks=webhooks, journal=journal, watcher=watcher,
-                   keys=KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key),
+                   keys=keys, limiter=limiter,
                    lost_jobs=lost_jobs)
 
     def start(self, *, resume: bool = True, publish: bool = True, start_watcher: bool = True) -> None:

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,7 +59,7 @@ def create_app(
         app.state.watch_status = services.watch_status
         app.state.webhooks = services.webhooks
         app.state.journal_db = services.journal_db
-        app.state.keys = services.keys
+        app.state.keys, app.state.limiter = services.keys, services.limiter
         app.state.lost_jobs = services.lost_jobs
         queue = services.queue
         # A webhook's body is the job as GET /jobs/{id} shows it, less its place in the queue and ETA: stale by
@@ -75,6 +76,7 @@ def create_app(
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
     app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
+    app.state.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
     app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
     # The last added runs first: draining unread bodies, limits, CORS (preflights), plain OPTIONS, HEAD as GET,

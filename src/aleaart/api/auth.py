@@ -16,6 +16,7 @@ with ``WWW-Authenticate``, and a revoked key gets the same answer as one never i
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from aleaart.errors import BadRequest, Forbidden, Unauthorized, UploadsDisabled
 from aleaart.keys import PREFIX, ApiKey, KeyRing, Scope
+from aleaart.limits import Limiter
 
 BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer aa_… (aleaart keys create)")
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in X-API-Key")
@@ -88,7 +90,44 @@ async def keys_required(ring: KeyRing) -> bool:
     return required if required is not None else await asyncio.to_thread(ring.required)
 
 
+def client_address(request: Request) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest untrusted address its
+    X-Forwarded-For names (a client cannot forge its way past the proxies it came through)."""
+    peer = request.client.host if request.client is not None else ""
+    trusted = request.app.state.trusted_proxies
+    if not trusted or not is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def count_request(request: Request, key: ApiKey | None) -> None:
+    """One request against the caller's rate: its key's, or its address's (ALEAART_KEYLESS_RATE)."""
+    limiter: Limiter = request.app.state.limiter
+    if key is not None:
+        limiter.request(key.name, key.limits.rate)
+    elif limiter.keyless_rate is not None:
+        limiter.request("@" + client_address(request), limiter.keyless_rate)
+
+
 async def authorize(request: Request, scope: Scope, *, public: bool) -> Caller:
+    caller = await authorized(request, scope, public=public)
+    count_request(request, caller.key)
+    return caller
+
+
+async def authorized(request: Request, scope: Scope, *, public: bool) -> Caller:
     ring: KeyRing = request.app.state.keys
     secret = given_key(request)
     if scope == "upload" and not await asyncio.to_thread(ring.can_upload):
@@ -122,7 +161,7 @@ def needs(scope: Scope, *, public: bool = True) -> Any:
 async def may(request: Request, scope: Scope) -> bool:
     """Whether the request may do what ``scope`` allows (a route that serves openly but renders only for some)."""
     try:
-        await authorize(request, scope, public=False)
+        await authorized(request, scope, public=False)
     except (Unauthorized, Forbidden):
         return False
     return True

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from aleaart.errors import AleaArtError, RangeNotSatisfiable, Unauthorized, error_codes
+from aleaart.errors import AleaArtError, Limited, RangeNotSatisfiable, Unauthorized, error_codes
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def response_for(error: AleaArtError) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="aleaart"'
+    if isinstance(error, Limited):
+        headers.update(error.headers())
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
     return error_response(error.status, str(error), error.code, headers or None)

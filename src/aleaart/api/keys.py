@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aleaart.api.auth import ADMIN, Caller
 from aleaart.api.errors import error_responses
 from aleaart.keys import DEFAULT_GRACE_HOURS, NAME, SCOPES, KeyRing, Scope
+from aleaart.limits import Limits, Rate
 
 router = APIRouter(tags=["keys"], dependencies=ADMIN)
 KEY_ERRORS = error_responses(400, 401, 403, 404, 422)
@@ -24,6 +25,12 @@ class NewKey(BaseModel):
     name: str = Field(pattern=f"^{NAME.pattern}$", description="what the key is for (frontend, team-b, ...)")
     scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES),
                                 description="read, generate, upload, admin: what the key may do")
+    rate: str | None = Field(None, max_length=40, description="requests it may make: 120/min, 2/s, 1000/hour")
+    maxQueued: int | None = Field(None, ge=1, le=10**6, description="its renders waiting at once")  # noqa: N815
+    rendersPerDay: int | None = Field(None, ge=1, le=10**9, description="its renders a day (UTC)")  # noqa: N815
+
+    def limits(self) -> Limits:
+        return Limits(Rate.parse(self.rate) if self.rate else None, self.maxQueued, self.rendersPerDay)
 
 
 class Rotation(BaseModel):
@@ -49,7 +56,7 @@ def list_keys(keys: KeysDep) -> dict[str, Any]:
 @router.post("/keys", status_code=201, responses=KEY_ERRORS)
 async def create_key(body: NewKey, keys: KeysDep, caller: Annotated[Caller, ADMIN[0]]) -> JSONResponse:
     """A new key; its ``secret`` is in this answer only (keep it: only its hash is stored)."""
-    key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes))
+    key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes), body.limits())
     return JSONResponse({**key.to_json(), "secret": secret, "createdBy": caller.name}, status_code=201,
                         headers={"Location": f"/keys/{key.name}"})
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -26,10 +27,11 @@ from aleaart.jobs.kind import JobRequest, Recipe, identity
 from aleaart.jobs.runner import Outcome, outcome_of
 from aleaart.jobs.standing import Progress, eta_seconds, queue_position
 from aleaart.jobs.state import Job, JobState, Priority
+from aleaart.jobs.stored import StoredResults
 from aleaart.locks import StateLock
 from aleaart.logs import current_job
 from aleaart.metrics import Metrics
-from aleaart.store import FindImage, ImageStore, StoredImage
+from aleaart.store import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ class Queue:
         self._finished = 0
         self.draining = False
         self._coordinators = Coordinators()
+        self.admit: Callable[[str], None] = lambda owner: None  # raises if ``owner`` may not make a render now
+        found = StoredResults(store, self.recipes)
+        self.lookup, self.remembered = found.lookup, found.remembered  # what the store holds for a request
         backend.attach(self)
 
     # The backend's answers
@@ -128,6 +133,8 @@ class Queue:
         if stored is None:  # a stored result is answered even while the backend can't take new work
             self.backend.refuse_if_unavailable()
             self.store.require_free_space()
+            if identity(request) not in self._by_identity:  # a render to come, not a join: within the owner's limits
+                self.admit(owner)
         ident = identity(request)
         with self._lock:
             if (active := self._by_identity.get(ident)) is not None:
@@ -158,24 +165,6 @@ class Queue:
                 self.book.save(job)
             raise
         return job
-
-    def lookup(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
-        """The stored result of ``request`` under any recipe results can have now, if there is one (under its own
-        key, or the same picture asked for through another body)."""
-        return self._find(request, self.store.get, same_picture=True)
-
-    def remembered(self, request: JobRequest) -> tuple[StoredImage, ...] | None:
-        """``lookup`` from memory only, for results looked up before (safe on the event loop); None otherwise."""
-        return self._find(request, self.store.known)
-
-    def _find(self, request: JobRequest, find: FindImage, *, same_picture: bool = False
-              ) -> tuple[StoredImage, ...] | None:
-        for recipe in self.recipes():
-            if (stored := request.stored(request.key(recipe), find)) is not None:
-                return stored
-            if same_picture and (same := request.same_picture(recipe, self.store)) is not None:
-                return (same,)
-        return None
 
     def get(self, job_id: str, *, owner: str | None = None) -> Job:
         """The job; with ``owner``, only if that key asked for it: to anyone else it is as unknown as one never made."""
@@ -221,6 +210,11 @@ class Queue:
             position = queue_position(job, self._jobs.values()) if job.id in self._jobs else None
             running = sum(1 for j in self._jobs.values() if j.state is JobState.RUNNING)
         return Progress(position, eta_seconds(job, position, running, self._seconds_per_job))
+
+    def waiting_of(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running (renders, not coordinators)."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if owner in j.owners and not j.request.coordinates)
 
     @property
     def depth(self) -> int:
