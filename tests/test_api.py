@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from web3 import EthereumTesterProvider, Web3
 
 from aleaart.api import create_app
+from aleaart.api.token_reads import token_request
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 
@@ -81,3 +82,31 @@ def test_token_image_needs_the_key_to_generate_but_not_to_serve(tmp_path, chain)
         assert denied.status_code == 401 and "not generated yet" in denied.json()["error"]
         assert client.post(f"/tokens/{token_id}/generate-image", headers={"X-API-Key": "k"}).status_code == 200
         assert client.get(f"/tokens/{token_id}/image.png").status_code == 200
+
+
+def test_public_tokens_let_anyone_have_a_minted_tokens_image_and_nothing_else(tmp_path, chain):
+    w3, contract, reader = chain
+    token_id = mint_cheap(contract, w3)
+    settings = Settings(images_dir=tmp_path / "images", api_key="k", public_tokens=True)
+    app = create_app(settings, loader=FakeEngine, chain=reader)
+    with TestClient(app) as client:
+        app.state.model.wait(5)
+        params = client.get(f"/tokens/{token_id}").json()["parameters"]
+        assert client.post(f"/tokens/{token_id}/generate-image").status_code == 200  # no key
+        seed_body = {"parameters": params, "tokenId": token_id}
+        assert client.post("/generate-image", json=seed_body).json()["cached"] is True  # the same image, stored
+        other = {**params, "latentSeed": (params["latentSeed"] + 1) % 2**32}
+        refused = client.post("/generate-image", json={"parameters": other, "tokenId": token_id})
+        assert refused.status_code == 401 and "only a minted token's own image" in refused.json()["error"]
+        image = app.state.queue.lookup(token_request(reader.token(token_id), settings))[0].spec
+        flat = {"prompt": image["prompt"], "sampler": image["sampler"], "width": image["width"],
+                "height": image["height"], "steps": image["steps"], "cfg_scale": image["guidance_scale"],
+                "seed": image["seed"], "tokenId": token_id}
+        assert client.post("/generate-image", json=flat).status_code == 200  # the frontend's body of that token
+        assert client.post("/generate-image", json={**flat, "seed": 1}).status_code == 401
+        assert client.post("/generate-image", json={**flat, "tokenId": None}).status_code == 401
+        assert client.post("/jobs", json=seed_body).status_code == 401  # only the token routes and /generate-image
+        assert client.post(f"/tokens/{token_id}/variations", json={}).status_code == 401
+    closed = create_app(Settings(images_dir=tmp_path / "closed", api_key="k"), loader=FakeEngine, chain=reader)
+    with TestClient(closed) as client:
+        assert client.post(f"/tokens/{token_id}/generate-image").status_code == 401

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         [], description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For names the "
         "client (the keyless rate is per client address)")
+    public_tokens: bool = Field(False, description="callers without a key may have a minted token's image rendered "
+                                "(/tokens/{id}/..., and /generate-image with a body that is the token's): at most "
+                                "one render per token, whatever they ask")
     public_reads: bool = Field(True, description="stored images, tokens, their metadata and the gallery need no key "
                                "(0: a key with the read scope, once any key exists)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)

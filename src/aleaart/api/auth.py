@@ -8,7 +8,8 @@ with ``WWW-Authenticate``, and a revoked key gets the same answer as one never i
     read      stored images, tokens, metadata, the gallery: open while ALEAART_PUBLIC_READS=1 (the default); a
               job's status and events (``public=False``): a key with read, once keys are required
     generate  every kind of render job, collections, cancelling: a key with it once any key was issued or
-              ALEAART_API_KEY is set; with none, the service is open, as the embedded default always was
+              ALEAART_API_KEY is set; with none, the service is open, as the embedded default always was. With
+              ALEAART_PUBLIC_TOKENS=1, a minted token's own image needs no key (GENERATE_TOKENS routes)
     upload    uploaded checkpoints and LoRAs: off until some key may upload
     admin     keys, deleting models: always a key with it
 """
@@ -35,6 +36,7 @@ QUERY_KEYS = frozenset({"api_key", "apikey", "api-key", "apiKey", "access_token"
 @dataclass(frozen=True)
 class Caller:
     key: ApiKey | None  # None: no key was sent, where none is needed
+    tokens_only: bool = False  # no key, let in by ALEAART_PUBLIC_TOKENS: a minted token's own image only
 
     @property
     def name(self) -> str | None:
@@ -121,13 +123,13 @@ def count_request(request: Request, key: ApiKey | None) -> None:
         limiter.request("@" + client_address(request), limiter.keyless_rate)
 
 
-async def authorize(request: Request, scope: Scope, *, public: bool) -> Caller:
-    caller = await authorized(request, scope, public=public)
+async def authorize(request: Request, scope: Scope, *, public: bool, tokens: bool = False) -> Caller:
+    caller = await authorized(request, scope, public=public, tokens=tokens)
     count_request(request, caller.key)
     return caller
 
 
-async def authorized(request: Request, scope: Scope, *, public: bool) -> Caller:
+async def authorized(request: Request, scope: Scope, *, public: bool, tokens: bool = False) -> Caller:
     ring: KeyRing = request.app.state.keys
     secret = given_key(request)
     if scope == "upload" and not await asyncio.to_thread(ring.can_upload):
@@ -143,25 +145,28 @@ async def authorized(request: Request, scope: Scope, *, public: bool) -> Caller:
         return Caller(None)
     if scope in ("read", "generate") and not await keys_required(ring):
         return Caller(None)  # no key was ever issued: open, as the embedded default is
+    if scope == "generate" and tokens and request.app.state.settings.public_tokens:
+        return Caller(None, tokens_only=True)  # the route renders only what a minted token is
     raise Unauthorized(f"this needs a key with the {scope} scope: send it in Authorization: Bearer or X-API-Key")
 
 
-def needs(scope: Scope, *, public: bool = True) -> Any:
-    """The dependency of a route that needs ``scope`` (``public``: a read ALEAART_PUBLIC_READS opens)."""
+def needs(scope: Scope, *, public: bool = True, tokens: bool = False) -> Any:
+    """The dependency of a route that needs ``scope`` (``public``: a read ALEAART_PUBLIC_READS opens; ``tokens``: a
+    render of a minted token's own image, which ALEAART_PUBLIC_TOKENS opens)."""
 
     # Defaults, not Annotated: the scope is this call's, and the module's annotations are strings.
     async def caller(request: Request, _bearer: Any = Security(BEARER, scopes=[scope]),  # noqa: B008
                      _header: Any = Security(API_KEY_HEADER, scopes=[scope])) -> Caller:  # noqa: B008
-        request.state.caller = found = await authorize(request, scope, public=public)
+        request.state.caller = found = await authorize(request, scope, public=public, tokens=tokens)
         return found
 
     return Depends(caller)
 
 
-async def may(request: Request, scope: Scope) -> bool:
+async def may(request: Request, scope: Scope, *, tokens: bool = False) -> bool:
     """Whether the request may do what ``scope`` allows (a route that serves openly but renders only for some)."""
     try:
-        await authorized(request, scope, public=False)
+        await authorized(request, scope, public=False, tokens=tokens)
     except (Unauthorized, Forbidden):
         return False
     return True
@@ -170,5 +175,6 @@ async def may(request: Request, scope: Scope) -> bool:
 READ = [needs("read")]  # open while ALEAART_PUBLIC_READS=1
 READ_JOBS = [needs("read", public=False)]
 GENERATE = [needs("generate")]
+GENERATE_TOKENS = [needs("generate", tokens=True)]  # open to anyone with ALEAART_PUBLIC_TOKENS, for tokens' images
 UPLOAD = [needs("upload")]
 ADMIN = [needs("admin")]

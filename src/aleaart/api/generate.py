@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
-from aleaart.api.auth import GENERATE, READ_JOBS, Caller, CallerDep
-from aleaart.api.deps import QueueDep, RegistryDep, SettingsDep, WebhooksDep
+from aleaart.api.auth import GENERATE, GENERATE_TOKENS, READ_JOBS, Caller, CallerDep
+from aleaart.api.deps import ChainDep, QueueDep, RegistryDep, SettingsDep, WebhooksDep
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import job_events, job_snapshot
 from aleaart.api.schemas import GenerateBody
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
+from aleaart.api.token_reads import require_token_image
 from aleaart.jobs import Job, Queue
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,9 @@ router = APIRouter(tags=["generate"])
 JOB_ERRORS = error_responses(401, 403, 404, 422)
 
 
-@router.post("/generate-image", dependencies=GENERATE, responses=SUBMIT_ERRORS, response_model=None)
-async def generate_image(body: GenerateBody, submit: SubmitDep, settings: SettingsDep,
-                         registry: RegistryDep) -> Response:
+@router.post("/generate-image", dependencies=GENERATE_TOKENS, responses=SUBMIT_ERRORS, response_model=None)
+async def generate_image(body: GenerateBody, submit: SubmitDep, settings: SettingsDep, registry: RegistryDep,
+                         caller: CallerDep, chain: ChainDep) -> Response:
     """Generate (or join, or find stored) and answer with the image.
 
     An answer ready within ALEAART_KEEPALIVE_SECONDS, and every refusal, is an ordinary one.
@@ -33,6 +34,8 @@ async def generate_image(body: GenerateBody, submit: SubmitDep, settings: Settin
     goes away.
     """
     request = body.chosen(body.to_request(settings.palette_choice), registry)
+    if caller.tokens_only:  # no key, let in by ALEAART_PUBLIC_TOKENS
+        await require_token_image(request, chain, settings)
     return await submit.answer(request, body, user_id=body.userId)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from aleaart.api.auth import GENERATE, READ, may
+from aleaart.api.auth import GENERATE_TOKENS, READ, may
 from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.responses import FILE_RESPONSES, file_response
@@ -44,7 +44,7 @@ async def get_token(token_id: TokenIdPath, chain: ChainDep) -> dict[str, Any]:
     return token_json(await read_token(chain, token_id))
 
 
-@router.post("/tokens/{token_id}/generate-image", dependencies=GENERATE,
+@router.post("/tokens/{token_id}/generate-image", dependencies=GENERATE_TOKENS,
              responses=error_responses(401, 403, 429, 500, 507, *CHAIN_ERRORS))
 async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
                                body: TokenJobBody | None = None) -> Response:
@@ -53,7 +53,7 @@ async def generate_token_image(token_id: TokenIdPath, chain: ChainDep, submit: S
                                extra={"derivedMatch": info.derived_match}, keep_alive=False)
 
 
-@router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=GENERATE,
+@router.post("/tokens/{token_id}/jobs", status_code=202, dependencies=GENERATE_TOKENS,
              responses=error_responses(401, 403, 429, 507, *CHAIN_ERRORS))
 async def create_token_job(token_id: TokenIdPath, chain: ChainDep, submit: SubmitDep, settings: SettingsDep,
                            body: TokenJobBody | None = None) -> Response:
@@ -105,7 +105,7 @@ async def token_image(request: Request, token_id: TokenIdPath, chain: ChainDep, 
     if stored:
         image = stored[0]
     else:
-        if not await may(request, "generate"):  # serving a stored image is a read; making one needs the scope
+        if not await may(request, "generate", tokens=True):  # serving a stored image is a read; making one is not
             raise Unauthorized(f"token {token_id}'s image is not generated yet, and generating it needs a key with "
                                "the generate scope (Authorization: Bearer or X-API-Key)")
         image = (await submit.render(wanted)).images[0]
