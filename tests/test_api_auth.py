@@ -162,6 +162,12 @@ def test_limits_answer_429_with_their_headers_and_a_store_hit_is_never_a_render(
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
     assert limited.headers["ratelimit-policy"] == '"requests";q=4;w=60' and limited.headers["ratelimit"].startswith(
         '"requests";r=0;t=')
+    metrics = client.get("/metrics").text  # by key name, never its secret
+    assert 'aleaart_key_requests_total{key="small"} 4.0' in metrics and made["secret"] not in metrics
+    assert 'aleaart_key_renders_total{key="small"} 1.0' in metrics
+    assert 'aleaart_key_limited_total{key="small",limit="renders"} 1.0' in metrics
+    assert 'aleaart_key_limited_total{key="small",limit="requests"} 1.0' in metrics
+    assert 'aleaart_key_queue_seconds_count{key="small"} 1.0' in metrics
 
 
 def test_a_key_may_keep_only_so_many_renders_waiting(make_client):

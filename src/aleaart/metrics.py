@@ -33,7 +33,18 @@ class Metrics:
         self.webhook_deliveries = Counter("aleaart_webhook_deliveries", "webhook delivery attempts by outcome: "
                                           "delivered, retry (failed, tried again), failed (given up at the horizon), "
                                           "gone (410)", ["outcome"], registry=r)
+        self._key_metrics(r)
         Info("aleaart_build", "the running version", registry=r).info({"version": __version__})
+
+    def _key_metrics(self, r: CollectorRegistry) -> None:
+        """Per API key, by its name (never its secret); callers without a key are ``-``."""
+        self.key_requests = Counter("aleaart_key_requests", "requests that passed the key check", ["key"], registry=r)
+        self.key_renders = Counter("aleaart_key_renders", "renders admitted (not store hits or joins)", ["key"],
+                                   registry=r)
+        self.key_limited = Counter("aleaart_key_limited", "429s for being over a limit: requests, queued, renders",
+                                   ["key", "limit"], registry=r)
+        self.key_queue_seconds = Histogram("aleaart_key_queue_seconds", "seconds a job waited before it started",
+                                           ["key"], buckets=JOB_BUCKETS, registry=r)
 
     def _watch_metrics(self, r: CollectorRegistry) -> None:
         """The chain watcher's counters (this process's watcher); its state gauges come from ``watch_chain``."""

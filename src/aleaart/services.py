@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
 from aleaart.database import Database, move_journal_out_of_the_index, unfinished_jobs_in
+from aleaart.errors import Limited
 from aleaart.integrations.publisher import Publisher
 from aleaart.jobs import EngineLike, JobBook, JobQueue, ModelHolder, Queue
 from aleaart.jobs.runner import Runner
@@ -48,12 +49,17 @@ def open_runner(settings: Settings, *, loader: Loader | None = None) -> Runner:
     return Runner((loader or engine_loader(settings))(), credentials=credentials)
 
 
-def admission(keys: KeyRing, limiter: Limiter, queue: Queue) -> Callable[[str], None]:
+def admission(keys: KeyRing, limiter: Limiter, queue: Queue, metrics: Metrics) -> Callable[[str], None]:
     """What the queue asks before a render of ``owner``'s (not a store hit, not a join): within its key's limits."""
 
     def admit(owner: str) -> None:
         if owner and (limits := keys.limits_of(owner)) != NO_LIMITS:
-            limiter.render(owner, limits, queue.waiting_of(owner))
+            try:
+                limiter.render(owner, limits, queue.waiting_of(owner))
+            except Limited as over:
+                metrics.key_limited.labels(owner, over.policy).inc()
+                raise
+        metrics.key_renders.labels(owner or "-").inc()
 
     return admit
 
@@ -127,7 +133,7 @@ class Services:
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))
         keys = KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key)
         limiter = Limiter(journal_db, keyless_rate=Rate.parse(settings.keyless_rate) if settings.keyless_rate else None)
-        queue.admit = admission(keys, limiter, queue)
+        queue.admit = admission(keys, limiter, queue, metrics)
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None
         return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,

@@ -24,9 +24,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
-from aleaart.errors import BadRequest, Forbidden, Unauthorized, UploadsDisabled
+from aleaart.errors import BadRequest, Forbidden, Limited, Unauthorized, UploadsDisabled
 from aleaart.keys import PREFIX, ApiKey, KeyRing, Scope
 from aleaart.limits import Limiter
+from aleaart.metrics import Metrics
 
 BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer aa_… (aleaart keys create)")
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in X-API-Key")
@@ -117,10 +118,17 @@ def is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv
 def count_request(request: Request, key: ApiKey | None) -> None:
     """One request against the caller's rate: its key's, or its address's (ALEAART_KEYLESS_RATE)."""
     limiter: Limiter = request.app.state.limiter
-    if key is not None:
-        limiter.request(key.name, key.limits.rate)
-    elif limiter.keyless_rate is not None:
-        limiter.request("@" + client_address(request), limiter.keyless_rate)
+    metrics: Metrics = request.app.state.metrics
+    name = key.name if key is not None else "-"
+    try:
+        if key is not None:
+            limiter.request(key.name, key.limits.rate)
+        elif limiter.keyless_rate is not None:
+            limiter.request("@" + client_address(request), limiter.keyless_rate)
+    except Limited as over:
+        metrics.key_limited.labels(name, over.policy).inc()
+        raise
+    metrics.key_requests.labels(name).inc()
 
 
 async def authorize(request: Request, scope: Scope, *, public: bool, tokens: bool = False) -> Caller:

@@ -228,7 +228,8 @@ class Queue:
             if job.state is not JobState.QUEUED or job.id not in self._jobs:
                 return False
             job.move(JobState.RUNNING, started_at=time.time(), step=0)
-            return True
+        self.metrics.key_queue_seconds.labels(job.owner or "-").observe(time.time() - job.created_at)
+        return True
 
     def started(self, job_id: str, **changes: Any) -> Job | None:
         with self._lock:
@@ -239,6 +240,7 @@ class Queue:
             if moved:
                 job.move(JobState.RUNNING, started_at=time.time(), step=0, **changes)
         if moved:
+            self.metrics.key_queue_seconds.labels(job.owner or "-").observe(time.time() - job.created_at)
             self.book.save(job)
         return job
 
