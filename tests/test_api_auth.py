@@ -111,6 +111,11 @@ def test_every_operation_says_its_scope_in_openapi(make_client):
     assert document["paths"]["/models"]["post"]["security"][0] == {"HTTPBearer": ["upload"]}
     assert document["paths"]["/keys"]["get"]["security"][0] == {"HTTPBearer": ["admin"]}
     assert document["paths"]["/generated_images/{filename}"]["get"]["security"][0] == {"HTTPBearer": ["read"]}
+    # Reads and renders need no key where none is issued (OpenAPI's empty requirement); uploads and admin do.
+    assert {} in document["paths"]["/jobs"]["post"]["security"]
+    assert {} not in document["paths"]["/models"]["post"]["security"]
+    assert {} not in document["paths"]["/keys"]["get"]["security"]
+    assert set(document["paths"]["/jobs"]["post"]["responses"]) >= {"400", "401", "403", "429"}
 
 
 def test_a_stored_image_is_served_without_a_key_and_its_job_only_with_one(make_client):

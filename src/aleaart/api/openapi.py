@@ -19,6 +19,11 @@ SSE_EVENT = {
 # What the edge (size limits), the service's state and a bug can answer on any route.
 ANY_ROUTE = {"414": "the path and query are too long", "431": "the headers are too large",
              "500": "a bug (internal_error)", "503": "draining for a restart (shutting_down)"}
+# What the key check (api/auth.py) can answer on any route that has a scope.
+KEYED_ROUTE = {"400": "a key in the URL: keys go in headers only (bad_request)",
+               "401": "no key where one is needed, or one not this service's (unauthorized)",
+               "403": "the key lacks the route's scope (forbidden)",
+               "429": "over the caller's limits (rate_limited, quota_exceeded)"}
 
 
 def error_only_openapi(app: FastAPI) -> dict[str, Any]:
@@ -27,6 +32,10 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
+                if "security" in operation:
+                    keys_optional(operation)
+                    for status, description in KEYED_ROUTE.items():
+                        operation["responses"].setdefault(status, {"description": description})
                 document_errors(operation["responses"])
                 link_created_jobs(operation["responses"])
             if path.endswith("/events"):
@@ -37,6 +46,14 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
         json_schema_bounds(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def keys_optional(operation: dict[str, Any]) -> None:
+    """Reads and renders need no key where none is issued (or reads are public): OpenAPI's empty requirement says
+    so. Uploads and admin always need one."""
+    scopes = {scope for requirement in operation["security"] for scopes in requirement.values() for scope in scopes}
+    if scopes <= {"read", "generate"}:
+        operation["security"].append({})
 
 
 BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
