@@ -64,13 +64,14 @@ def test_a_v1_database_is_migrated_and_all_its_images_still_served(tmp_path):
 
 def test_a_database_of_one_version_for_everything_gets_its_owners_versions_and_the_steps_it_missed(tmp_path):
     """A database the service wrote at whole-database v6: the watcher's tables had no subscription column yet, jobs
-    no owners, and there were no keys."""
+    no owners, and there were no keys or their usage."""
     path = tmp_path / "journal.db"
     Database(path).close()
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE watch_cursor DROP COLUMN subscription")
     db.execute("ALTER TABLE jobs DROP COLUMN owners")
     db.execute("DROP TABLE api_keys")
+    db.execute("DROP TABLE key_usage")
     db.execute("DROP TABLE schema_versions")
     db.execute("PRAGMA user_version = 6")
     db.close()
