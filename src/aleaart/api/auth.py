@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from aleaart.metrics import Metrics
 BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer aa_… (aleaart keys create)")
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in X-API-Key")
 QUERY_KEYS = frozenset({"api_key", "apikey", "api-key", "apiKey", "access_token", "key"})
+SECRET = re.compile(PREFIX + r"[A-Za-z0-9_-]{43}")  # a key as keys.new_secret makes them, under any name
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 def given_key(request: Request) -> str | None:
     """The key the request sends, if any: a bare Authorization value (a proxy's Basic credentials) is not one."""
-    if any(name in QUERY_KEYS or value.startswith(PREFIX) for name, value in request.query_params.multi_items()):
+    if any(name in QUERY_KEYS or SECRET.fullmatch(value) for name, value in request.query_params.multi_items()):
         raise BadRequest("keys go in a header only (Authorization: Bearer <key>, or X-API-Key): a key in the URL "
                          "ends up in logs and histories; revoke it if it was a real one")
     for header in ("x-api-key", "x-admin-key"):
