@@ -105,7 +105,11 @@ def test_every_operation_says_its_scope_in_openapi(make_client):
             if path in open_paths:
                 assert "security" not in operation, (method, path)
                 continue
-            [[scope]] = {tuple(s) for requirement in operation["security"] for s in requirement.values()}
+            scopes = {tuple(s) for requirement in operation["security"] for s in requirement.values()}
+            if path == "/me":
+                assert scopes == {()}  # any valid key
+                continue
+            [[scope]] = scopes
             assert scope in ("read", "generate", "upload", "admin"), (method, path)
     assert document["paths"]["/jobs"]["post"]["security"][0] == {"HTTPBearer": ["generate"]}
     assert document["paths"]["/models"]["post"]["security"][0] == {"HTTPBearer": ["upload"]}
@@ -185,3 +189,18 @@ def test_a_key_may_keep_only_so_many_renders_waiting(make_client):
     assert refused.status_code == 429 and refused.json()["code"] == "quota_exceeded"
     assert client.post("/jobs", json={**BODY, "seed": 8}, headers=ADMIN).status_code == 202  # others are not held
     client.app.state.model.engine.release.set()
+
+
+def test_a_key_sees_itself_and_what_is_left_of_its_limits(make_client):
+    client = make_client(admin_key="the-admin-key")
+    made = client.post("/keys", json={"name": "me", "scopes": ["generate"], "rate": "10/min", "maxQueued": 3,
+                                      "rendersPerDay": 5}, headers=ADMIN).json()
+    me = {"X-API-Key": made["secret"]}
+    client.post("/jobs", json=BODY, headers=me)
+    mine = client.get("/me", headers=me).json()
+    assert mine["name"] == "me" and mine["scopes"] == ["generate"] and "secret" not in mine
+    assert mine["left"]["rendersToday"] == 4 and mine["left"]["requests"] == 8  # /jobs, then /me itself
+    assert mine["left"]["queued"] in (2, 3)  # its render may have ended already
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers=ADMIN).json()["left"] == {"requests": None, "queued": None,
+                                                                     "rendersToday": None}

@@ -78,11 +78,15 @@ class Bucket:
         self.per_second = rate.per_minute / 60
         self.at = now
 
-    def take(self, now: float) -> tuple[bool, float]:
-        """(taken, seconds until one is there)."""
+    def level(self, now: float) -> float:
+        """The requests there are room for now (refilled up to ``now``)."""
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_second)
         self.at = now
-        if self.tokens >= 1:
+        return self.tokens
+
+    def take(self, now: float) -> tuple[bool, float]:
+        """(taken, seconds until one is there)."""
+        if self.level(now) >= 1:
             self.tokens -= 1
             return True, 0.0
         return False, (1 - self.tokens) / self.per_second
@@ -138,6 +142,14 @@ class Limiter:
             raise QuotaExceeded(f"key {name!r} made its {limits.renders_per_day} renders today (UTC); more in "
                                 f"{wait} s", retry_after=wait, policy="renders", quota=limits.renders_per_day,
                                 window=86400)
+
+    def requests_left(self, caller: str, rate: Rate | None) -> int | None:
+        """Requests ``caller`` may make at once now (None: no limit)."""
+        if rate is None:
+            return None
+        with self._lock:
+            bucket = self._buckets.get(caller)
+            return int(bucket.level(self.clock()) if bucket is not None else max(1.0, rate.per_minute))
 
     def renders_today(self, name: str, *, now: float | None = None) -> int:
         day = datetime.datetime.fromtimestamp(time.time() if now is None else now, tz=datetime.UTC).date().isoformat()

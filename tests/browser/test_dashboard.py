@@ -284,6 +284,7 @@ def test_api_key_is_asked_once_and_sent(browser, tiny_env, tmp_path):
         page.get_by_label("API key").fill("k3y")
         page.get_by_role("button", name="Save key").click()
         assert page.locator("#key-form").is_hidden()
+        page.wait_for_function("document.getElementById('key-status').textContent.startsWith('Key env (read')")
         fill_manual(page, {**FAST, "latentSeed": 2})
         page.get_by_role("button", name="🎨 Generate Image").click()
         wait_for_result(page)

@@ -93,5 +93,6 @@ def create_app(
     app.include_router(kinds.kinds_router())
     for module in (uploads, verify, keys):
         app.include_router(module.router)
+    app.include_router(keys.admin)
     app.mount("/web", StaticFiles(directory=service.WEB_DIR), name="web")
     return app

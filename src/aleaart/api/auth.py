@@ -173,6 +173,22 @@ def needs(scope: Scope, *, public: bool = True, tokens: bool = False) -> Any:
     return Depends(caller)
 
 
+def needs_a_key() -> Any:
+    """The dependency of a route for any valid key, whatever its scopes (a key asking about itself)."""
+
+    async def caller(request: Request, _bearer: Any = Security(BEARER),  # noqa: B008
+                     _header: Any = Security(API_KEY_HEADER)) -> Caller:  # noqa: B008
+        secret = given_key(request)
+        if secret is None:
+            raise Unauthorized("send your key in Authorization: Bearer or X-API-Key")
+        key = await identified(request.app.state.keys, secret)
+        count_request(request, key)
+        request.state.caller = found = Caller(key)
+        return found
+
+    return Depends(caller)
+
+
 async def may(request: Request, scope: Scope, *, tokens: bool = False) -> bool:
     """Whether the request may do what ``scope`` allows (a route that serves openly but renders only for some)."""
     try:
@@ -188,3 +204,4 @@ GENERATE = [needs("generate")]
 GENERATE_TOKENS = [needs("generate", tokens=True)]  # open to anyone with ALEAART_PUBLIC_TOKENS, for tokens' images
 UPLOAD = [needs("upload")]
 ADMIN = [needs("admin")]
+ANY_KEY = [needs_a_key()]

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from aleaart.api.auth import ADMIN, Caller
+from aleaart.api.auth import ADMIN, ANY_KEY, Caller, CallerDep
+from aleaart.api.deps import QueueDep
 from aleaart.api.errors import error_responses
 from aleaart.keys import DEFAULT_GRACE_HOURS, NAME, SCOPES, KeyRing, Scope
-from aleaart.limits import Limits, Rate
+from aleaart.limits import Limiter, Limits, Rate
 
-router = APIRouter(tags=["keys"], dependencies=ADMIN)
+router = APIRouter(tags=["keys"])
+admin = APIRouter(tags=["keys"], dependencies=ADMIN)
 KEY_ERRORS = error_responses(400, 401, 403, 404, 422)
 KeyName = Annotated[str, Path(pattern=f"^{NAME.pattern}$", description="the key's name")]
 
@@ -40,6 +42,20 @@ class Rotation(BaseModel):
                               description="how long the old secret keeps working (default 24)")
 
 
+@router.get("/me", dependencies=ANY_KEY, responses=error_responses(400, 401, 429))
+def my_key(request: Request, caller: CallerDep, queue: QueueDep) -> dict[str, Any]:
+    """The key sent: its name, scopes and limits, and what is left of them now (the dashboard shows it)."""
+    key = caller.key
+    assert key is not None  # ANY_KEY let it in
+    limiter: Limiter = request.app.state.limiter
+    limits = key.limits
+    renders = limiter.renders_today(key.name) if limits.renders_per_day is not None else None
+    return {**key.to_json(), "left": {
+        "requests": limiter.requests_left(key.name, limits.rate),
+        "queued": limits.max_queued - queue.waiting_of(key.name) if limits.max_queued is not None else None,
+        "rendersToday": limits.renders_per_day - renders if renders is not None else None}}
+
+
 async def get_keys(request: Request) -> KeyRing:
     return request.app.state.keys
 
@@ -47,13 +63,13 @@ async def get_keys(request: Request) -> KeyRing:
 KeysDep = Annotated[KeyRing, Depends(get_keys)]
 
 
-@router.get("/keys", responses=KEY_ERRORS)
+@admin.get("/keys", responses=KEY_ERRORS)
 def list_keys(keys: KeysDep) -> dict[str, Any]:
     """Every key: the environment's (env, env-admin) and those issued, revoked ones marked; never a secret."""
     return {"keys": [key.to_json() for key in keys.list()]}
 
 
-@router.post("/keys", status_code=201, responses=KEY_ERRORS)
+@admin.post("/keys", status_code=201, responses=KEY_ERRORS)
 async def create_key(body: NewKey, keys: KeysDep, caller: Annotated[Caller, ADMIN[0]]) -> JSONResponse:
     """A new key; its ``secret`` is in this answer only (keep it: only its hash is stored)."""
     key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes), body.limits())
@@ -61,7 +77,7 @@ async def create_key(body: NewKey, keys: KeysDep, caller: Annotated[Caller, ADMI
                         headers={"Location": f"/keys/{key.name}"})
 
 
-@router.post("/keys/{name}/rotate", responses=KEY_ERRORS)
+@admin.post("/keys/{name}/rotate", responses=KEY_ERRORS)
 async def rotate_key(name: KeyName, keys: KeysDep, body: Rotation | None = None) -> dict[str, Any]:
     """A new secret for the key (in this answer only); the old one works for ``graceHours`` more."""
     grace = body.graceHours if body is not None else DEFAULT_GRACE_HOURS
@@ -69,7 +85,7 @@ async def rotate_key(name: KeyName, keys: KeysDep, body: Rotation | None = None)
     return {**key.to_json(), "secret": secret}
 
 
-@router.delete("/keys/{name}", responses=KEY_ERRORS)
+@admin.delete("/keys/{name}", responses=KEY_ERRORS)
 def revoke_key(name: KeyName, keys: KeysDep) -> dict[str, Any]:
     """Revoke the key at once (its old secret too); its name stays taken."""
     return keys.revoke(name).to_json()

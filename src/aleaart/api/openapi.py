@@ -50,9 +50,9 @@ def error_only_openapi(app: FastAPI) -> dict[str, Any]:
 
 def keys_optional(operation: dict[str, Any]) -> None:
     """Reads and renders need no key where none is issued (or reads are public): OpenAPI's empty requirement says
-    so. Uploads and admin always need one."""
+    so. Uploads, admin and a key asking about itself (no scope) always need one."""
     scopes = {scope for requirement in operation["security"] for scopes in requirement.values() for scope in scopes}
-    if scopes <= {"read", "generate"}:
+    if scopes and scopes <= {"read", "generate"}:
         operation["security"].append({})
 
 

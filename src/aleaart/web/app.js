@@ -55,6 +55,27 @@ function showKeyForm() {
   $("key-form").hidden = false;
 }
 
+// The key this browser session sends: its name, scopes and what is left of its limits.
+async function showKey() {
+  const line = $("key-status");
+  if (!apiKey()) {
+    line.hidden = true;
+    return;
+  }
+  try {
+    const key = await request("GET", "/me");
+    const left = [];
+    if (key.left.rendersToday != null) left.push(`${key.left.rendersToday} renders left today`);
+    if (key.left.queued != null) left.push(`${key.left.queued} more at once`);
+    if (key.left.requests != null) left.push(`${key.left.requests} requests now`);
+    line.textContent = `Key ${key.name} (${key.scopes.join(", ")})${left.length ? " · " + left.join(" · ") : ""}`;
+    line.hidden = false;
+  } catch (error) {
+    line.hidden = true;
+    if (error instanceof ApiError && error.kind === "key") showKeyForm();
+  }
+}
+
 // Parameters
 
 function describe(params) {
@@ -179,6 +200,7 @@ async function runJob(submit, done) {
   } finally {
     state.job = null;
     setBusy(false);
+    showKey(); // what is left of its limits now
   }
 }
 
@@ -439,6 +461,7 @@ async function main() {
     setApiKey($("api-key").value);
     $("key-form").hidden = true;
     clearError();
+    showKey();
   });
   $("admin-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -456,6 +479,7 @@ async function main() {
     loadGallery();
   });
   await refreshHealth();
+  await showKey();
   setInterval(refreshHealth, 5000);
   loadGallery();
   loadModels().catch(showError);
