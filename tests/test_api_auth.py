@@ -194,11 +194,11 @@ def test_a_key_may_keep_only_so_many_renders_waiting(make_client):
 def test_a_key_sees_itself_and_what_is_left_of_its_limits(make_client):
     client = make_client(admin_key="the-admin-key")
     made = client.post("/keys", json={"name": "me", "scopes": ["generate"], "rate": "10/min", "maxQueued": 3,
-                                      "rendersPerDay": 5}, headers=ADMIN).json()
+                                      "rendersPerDay": 5, "weight": 2}, headers=ADMIN).json()
     me = {"X-API-Key": made["secret"]}
     client.post("/jobs", json=BODY, headers=me)
     mine = client.get("/me", headers=me).json()
-    assert mine["name"] == "me" and mine["scopes"] == ["generate"] and "secret" not in mine
+    assert mine["name"] == "me" and mine["scopes"] == ["generate"] and "secret" not in mine and mine["weight"] == 2
     assert mine["left"]["rendersToday"] == 4 and mine["left"]["requests"] == 8  # /jobs, then /me itself
     assert mine["left"]["queued"] in (2, 3)  # its render may have ended already
     assert client.get("/me").status_code == 401

@@ -329,6 +329,21 @@ def test_a_key_with_200_waiting_renders_delays_another_keys_one_by_at_most_one_r
     assert all(j.wait_done(60) for j in jobs)
 
 
+def test_a_key_of_weight_two_takes_two_renders_a_turn(make_queue):
+    engine = FakeEngine()
+    engine.release.clear()
+    queue = make_queue(engine, max_queue=50)
+    queue.weight_of = lambda owner: 2 if owner == "heavy" else 1
+    queue.submit(render(seed=99), owner="light")  # running: the rest wait behind it
+    assert engine.started.wait(5)
+    heavy = [queue.submit(render(seed=s), owner="heavy") for s in range(4)]
+    light = [queue.submit(render(seed=10 + s), owner="light") for s in range(2)]
+    assert [queue.progress(j).queue_position for j in (*heavy, *light)] == [1, 2, 4, 5, 3, 6]
+    engine.release.set()
+    assert all(j.wait_done(30) for j in (*heavy, *light))
+    assert [spec.seed for spec in engine.calls] == [99, 0, 1, 10, 2, 3, 11]
+
+
 def test_a_job_asked_for_by_two_keys_is_theirs_and_runs_until_neither_wants_it(make_queue):
     engine = FakeEngine()
     engine.release.clear()

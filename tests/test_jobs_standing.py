@@ -43,3 +43,14 @@ def test_a_running_jobs_eta_is_its_pace_so_far_and_a_queued_ones_the_average_bef
     queued = job("q", 1.0)
     assert eta_seconds(queued, 3, 1, 10.0) == 30.0  # two before it and one running, at 10 s each
     assert eta_seconds(queued, 1, 0, 0.0) is None  # nothing has run yet: no average to go by
+
+
+def test_an_owner_of_weight_three_takes_three_a_turn():
+    heavy = [job(f"h{i}", float(i), owner="heavy") for i in range(6)]
+    light = [job(f"l{i}", 10.0 + i, owner="light") for i in range(3)]
+    weights = {"heavy": 3, "light": 1}.__getitem__
+    jobs = [*heavy, *light]
+    # the round: h0 h1 h2 l0 h3 h4 h5 l1 l2
+    order = sorted(jobs, key=lambda j: queue_position(j, jobs, weights))
+    assert [j.id for j in order] == ["h0", "h1", "h2", "l0", "h3", "h4", "h5", "l1", "l2"]
+    assert [queue_position(j, jobs, weights) for j in order] == list(range(1, 10))

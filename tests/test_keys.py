@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -74,3 +75,36 @@ def test_unknown_keys_are_not_found(ring):
     for act in (ring.revoke, ring.rotate, ring.get):
         with pytest.raises(NotFound):
             act("nobody")
+
+
+def test_a_keys_weight_is_its_share_of_the_queue(ring):
+    key, _ = ring.create("launch", parse_scopes("generate"), weight=3)
+    assert key.weight == 3 and key.to_json()["weight"] == 3
+    assert ring.weight_of("launch") == 3 and ring.weight_of("nobody") == 1 and ring.weight_of("") == 1
+    for bad in (0, 101, 1.5, True):
+        with pytest.raises(InvalidParams, match="weight"):
+            ring.create("heavy", parse_scopes("read"), weight=bad)
+
+
+def test_the_keys_command_creates_lists_rotates_and_revokes(tmp_path, monkeypatch, capsys):
+    from aleaart.cli import main
+
+    monkeypatch.setenv("ALEAART_IMAGES_DIR", str(tmp_path))
+
+    def keys(*args):
+        code = main(["keys", *args])
+        out, err = capsys.readouterr()
+        return code, json.loads(out) if out else err
+
+    code, made = keys("create", "--name", "launch", "--scopes", "read,generate", "--rate", "2/s", "--max-queued",
+                      "16", "--renders-per-day", "2000", "--weight", "3")
+    assert code == 0 and made["secret"].startswith("aa_") and made["weight"] == 3
+    assert made["limits"] == {"rate": "120/min", "maxQueued": 16, "rendersPerDay": 2000}
+    _, listed = keys("list")
+    assert [k["name"] for k in listed["keys"]] == ["launch"] and "secret" not in listed["keys"][0]
+    _, rotated = keys("rotate", "launch", "--grace-hours", "1")
+    assert rotated["secret"] != made["secret"] and rotated["previousUntil"] is not None
+    _, revoked = keys("revoke", "launch")
+    assert revoked["revokedAt"] is not None
+    code, said = keys("create", "--name", "heavy", "--scopes", "generate", "--weight", "0")
+    assert code == 2 and "weight" in said

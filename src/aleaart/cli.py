@@ -173,7 +173,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         ring = KeyRing(db, api_key=settings.api_key, admin_key=settings.admin_key)
         if args.keys_command == "create":
             limits = Limits(Rate.parse(args.rate) if args.rate else None, args.max_queued, args.renders_per_day)
-            key, secret = ring.create(args.name, parse_scopes(args.scopes), limits)
+            key, secret = ring.create(args.name, parse_scopes(args.scopes), limits, weight=args.weight)
             return {**key.to_json(), "secret": secret}
         if args.keys_command == "rotate":
             key, secret = ring.rotate(args.name, grace_hours=args.grace_hours)
@@ -196,6 +196,8 @@ def add_keys_parser(commands: Any) -> None:
     create.add_argument("--rate", help="requests it may make: 120/min, 2/s, 1000/hour (default: no limit)")
     create.add_argument("--max-queued", type=int, help="its renders waiting at once (default: no limit)")
     create.add_argument("--renders-per-day", type=int, help="its renders a day, UTC (default: no limit)")
+    create.add_argument("--weight", type=int, default=1,
+                        help="its share of the queue: renders it takes in a row in each turn (default 1)")
     keys_commands.add_parser("list", help="every key (never a secret)")
     revoke = keys_commands.add_parser("revoke", help="stop a key at once")
     revoke.add_argument("name")

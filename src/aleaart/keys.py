@@ -35,6 +35,7 @@ DEFAULT_GRACE_HOURS = 24.0
 ENV, ENV_ADMIN = "env", "env-admin"
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last use: not a write per request
+MAX_WEIGHT = 100
 REMEMBER_SECONDS = 1.0  # what the table said is trusted this long: another process's change shows within it
 
 KEYS = declare(Schema("keys", (
@@ -58,6 +59,10 @@ ALTER TABLE api_keys ADD COLUMN rate_per_minute REAL;
 ALTER TABLE api_keys ADD COLUMN max_queued INTEGER;
 ALTER TABLE api_keys ADD COLUMN renders_per_day INTEGER;
 """,
+    # v3: each key's share of the queue (jobs/fair.py)
+    """
+ALTER TABLE api_keys ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
+""",
 )))
 
 
@@ -72,6 +77,7 @@ class ApiKey:
     revoked_at: float | None = None
     source: Literal["issued", "env"] = "issued"
     limits: Limits = NO_LIMITS
+    weight: int = 1  # renders it takes in a row in each turn of the fair queue (jobs/fair.py)
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -80,7 +86,8 @@ class ApiKey:
         """What anyone may be shown of a key: never its secret or its hash."""
         return {"name": self.name, "scopes": [s for s in SCOPES if s in self.scopes], "source": self.source,
                 "createdAt": self.created_at, "rotatedAt": self.rotated_at, "previousUntil": self.previous_until,
-                "lastUsedAt": self.last_used_at, "revokedAt": self.revoked_at, "limits": self.limits.to_json()}
+                "lastUsedAt": self.last_used_at, "revokedAt": self.revoked_at, "limits": self.limits.to_json(),
+                "weight": self.weight}
 
 
 def new_secret() -> str:
@@ -131,6 +138,7 @@ class KeyRing:
         # What the table said, and when (monotonic): whether keys are required, and who a secret's hash is.
         self._required: tuple[float, bool] | None = None
         self._identified: dict[str, tuple[float, ApiKey | None]] = {}
+        self._weights: dict[str, tuple[float, int]] = {}
 
     # Who is asking
 
@@ -176,11 +184,24 @@ class KeyRing:
         """Drop what was remembered: a key changed here is in force at once."""
         self._required = None
         self._identified.clear()
+        self._weights.clear()
 
     def limits_of(self, name: str) -> Limits:
         """The limits of the key ``name`` (the environment's keys have none)."""
         rows = self.db.query("SELECT * FROM api_keys WHERE name = ?", (name,))
         return key_of(rows[0]).limits if rows else NO_LIMITS
+
+    def weight_of(self, name: str) -> int:
+        """The share of the key ``name`` in the fair queue (1 for the environment's keys and keyless callers)."""
+        seen = self._weights.get(name)
+        if seen is not None and time.monotonic() - seen[0] <= REMEMBER_SECONDS:
+            return seen[1]
+        rows = self.db.query("SELECT weight FROM api_keys WHERE name = ?", (name,)) if name else []
+        weight = rows[0]["weight"] if rows else 1
+        if len(self._weights) > 10_000:
+            self._weights.clear()
+        self._weights[name] = (time.monotonic(), weight)
+        return weight
 
     def counts(self) -> dict[str, int]:
         """How many keys there are (for /health): issued and not revoked, revoked, and the environment's."""
@@ -196,18 +217,20 @@ class KeyRing:
 
     # Managing keys (the CLI, and /keys for the admin scope)
 
-    def create(self, name: str, scopes: frozenset[Scope], limits: Limits = NO_LIMITS) -> tuple[ApiKey, str]:
+    def create(self, name: str, scopes: frozenset[Scope], limits: Limits = NO_LIMITS, *,
+               weight: int = 1) -> tuple[ApiKey, str]:
         """A new key and its secret, which is shown this once."""
         check_name(name)
         check_limits(limits)
+        check_weight(weight)
         secret = new_secret()
         now = time.time()
         try:
             self.db.execute(
-                "INSERT INTO api_keys (name, hash, scopes, created_at, rate_per_minute, max_queued, renders_per_day) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (name, hash, scopes, created_at, rate_per_minute, max_queued, renders_per_day, "
+                "weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, hash_of(secret), ",".join(s for s in SCOPES if s in scopes), now,
-                 limits.rate.per_minute if limits.rate else None, limits.max_queued, limits.renders_per_day))
+                 limits.rate.per_minute if limits.rate else None, limits.max_queued, limits.renders_per_day, weight))
         except sqlite3.IntegrityError:
             raise InvalidParams(f"a key named {name!r} exists (revoked keys keep their names); pick another") \
                 from None
@@ -270,7 +293,12 @@ def key_of(row: sqlite3.Row) -> ApiKey:
                   created_at=row["created_at"], rotated_at=row["rotated_at"],
                   previous_until=row["previous_until"] if row["previous"] else None,
                   last_used_at=row["last_used_at"], revoked_at=row["revoked_at"],
-                  limits=Limits(rate, row["max_queued"], row["renders_per_day"]))
+                  limits=Limits(rate, row["max_queued"], row["renders_per_day"]), weight=row["weight"])
+
+
+def check_weight(weight: int) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
+        raise InvalidParams(f"a key's weight is a whole number of renders a turn, 1..{MAX_WEIGHT}, got {weight!r}")
 
 
 def check_limits(limits: Limits) -> None:

@@ -134,6 +134,7 @@ class Services:
         keys = KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key)
         limiter = Limiter(journal_db, keyless_rate=Rate.parse(settings.keyless_rate) if settings.keyless_rate else None)
         queue.admit = admission(keys, limiter, queue, metrics)
+        queue.weight_of = keys.weight_of
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None
         return cls(settings=settings, db=db, journal_db=journal_db, store=store, chain=chain, queue=queue, model=model,

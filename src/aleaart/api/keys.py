@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aleaart.api.auth import ADMIN, ANY_KEY, Caller, CallerDep
 from aleaart.api.deps import QueueDep
 from aleaart.api.errors import error_responses
-from aleaart.keys import DEFAULT_GRACE_HOURS, NAME, SCOPES, KeyRing, Scope
+from aleaart.keys import DEFAULT_GRACE_HOURS, MAX_WEIGHT, NAME, SCOPES, KeyRing, Scope
 from aleaart.limits import Limiter, Limits, Rate
 
 router = APIRouter(tags=["keys"])
@@ -30,6 +30,7 @@ class NewKey(BaseModel):
     rate: str | None = Field(None, max_length=40, description="requests it may make: 120/min, 2/s, 1000/hour")
     maxQueued: int | None = Field(None, ge=1, le=10**6, description="its renders waiting at once")  # noqa: N815
     rendersPerDay: int | None = Field(None, ge=1, le=10**9, description="its renders a day (UTC)")  # noqa: N815
+    weight: int = Field(1, ge=1, le=MAX_WEIGHT, description="its share of the queue: renders in a row each turn")
 
     def limits(self) -> Limits:
         return Limits(Rate.parse(self.rate) if self.rate else None, self.maxQueued, self.rendersPerDay)
@@ -72,7 +73,8 @@ def list_keys(keys: KeysDep) -> dict[str, Any]:
 @admin.post("/keys", status_code=201, responses=KEY_ERRORS)
 async def create_key(body: NewKey, keys: KeysDep, caller: Annotated[Caller, ADMIN[0]]) -> JSONResponse:
     """A new key; its ``secret`` is in this answer only (keep it: only its hash is stored)."""
-    key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes), body.limits())
+    key, secret = await asyncio.to_thread(keys.create, body.name, frozenset(body.scopes), body.limits(),
+                                         weight=body.weight)
     return JSONResponse({**key.to_json(), "secret": secret, "createdBy": caller.name}, status_code=201,
                         headers={"Location": f"/keys/{key.name}"})
 

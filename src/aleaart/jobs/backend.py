@@ -48,6 +48,10 @@ class QueueHooks(Protocol):
         """A job that rendered (not one answered from the store): its metric, and the average the ETAs use."""
         ...
 
+    def weight_of(self, owner: str) -> int:
+        """``owner``'s share of the fair queue (jobs/fair.py): renders it takes in a row each turn."""
+        ...
+
     def waiting_jobs(self) -> list[Job]:
         """The worker jobs queued or running now."""
         ...

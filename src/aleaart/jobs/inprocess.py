@@ -67,8 +67,9 @@ class InProcessBackend:
         self.model.refuse_if_failed()
 
     def dispatch(self, job: Job) -> None:
+        weight = self.queue.weight_of(job.owner)
         with self._ready:
-            self._waiting.push(job, priority=int(job.priority), owner=job.owner)
+            self._waiting.push(job, priority=int(job.priority), owner=job.owner, weight=weight)
             self._ready.notify()
 
     def adopt(self, job: Job) -> bool:

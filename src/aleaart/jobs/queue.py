@@ -61,6 +61,7 @@ class Queue:
         self.draining = False
         self._coordinators = Coordinators()
         self.admit: Callable[[str], None] = lambda owner: None  # raises if ``owner`` may not make a render now
+        self.weight_of: Callable[[str], int] = lambda owner: 1  # ``owner``'s share of the fair queue
         found = StoredResults(store, self.recipes)
         self.lookup, self.remembered = found.lookup, found.remembered  # what the store holds for a request
         backend.attach(self)
@@ -207,8 +208,10 @@ class Queue:
 
     def progress(self, job: Job) -> Progress:
         with self._lock:
-            position = queue_position(job, self._jobs.values()) if job.id in self._jobs else None
+            active = list(self._jobs.values()) if job.id in self._jobs else None
             running = sum(1 for j in self._jobs.values() if j.state is JobState.RUNNING)
+        # outside the lock: the owners' weights are read from the journal
+        position = queue_position(job, active, self.weight_of) if active is not None else None
         return Progress(position, eta_seconds(job, position, running, self._seconds_per_job))
 
     def waiting_of(self, owner: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aleaart.jobs.state import Job, JobState
@@ -15,10 +15,10 @@ class Progress:
     eta_seconds: float | None
 
 
-def queue_position(job: Job, jobs: Iterable[Job]) -> int | None:
+def queue_position(job: Job, jobs: Iterable[Job], weight_of: Callable[[str], int] = lambda owner: 1) -> int | None:
     """1 for the next to run, among ``jobs`` (the queue's active ones), as jobs/fair.py orders them: the more
-    urgent first; within a priority the owners take turns, each one's jobs oldest first (an owner that has waited
-    longer than this job's owner goes first in each turn)."""
+    urgent first; within a priority the owners take turns, each one's jobs oldest first, an owner of weight w
+    taking w of them a turn (an owner that has waited longer than this job's owner goes first in each turn)."""
     if job.state is not JobState.QUEUED:
         return None
     queued = [j for j in jobs if j.state is JobState.QUEUED]
@@ -28,7 +28,9 @@ def queue_position(job: Job, jobs: Iterable[Job]) -> int | None:
         by_owner.setdefault(j.owner, []).append(j)
     mine = by_owner.pop(job.owner, [job])
     rank = mine.index(job) if job in mine else 0
-    others = sum(min(len(theirs), rank + (theirs[0].created_at < mine[0].created_at)) for theirs in by_owner.values())
+    turn = rank // max(1, weight_of(job.owner))  # the owner's turns before the one this job runs in
+    others = sum(min(len(theirs), max(1, weight_of(owner)) * (turn + (theirs[0].created_at < mine[0].created_at)))
+                 for owner, theirs in by_owner.items())
     return 1 + urgent + rank + others
 
 
