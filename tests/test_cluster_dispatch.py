@@ -7,7 +7,7 @@ from cluster_helpers import SPEC, finished_artifact, needs_redis
 from fakes import FakeEngine
 from waiting import eventually
 
-from aleaart.cluster.dispatch import redact
+from aleaart.cluster.app import redact
 from aleaart.cluster.wire import (
     Outcome,
     done_key,

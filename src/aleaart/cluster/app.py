@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from celery import Celery
@@ -52,3 +53,13 @@ def make_celery(settings: Settings, run_job: Callable[[str, str, dict[str, Any]]
             run_job(job_id, kind, request)
 
     return app
+
+
+def redact(url: str) -> str:
+    """The broker URL without its password, for /health and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -14,12 +14,11 @@ import logging
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from kombu.exceptions import OperationalError
 
-from aleaart.cluster.app import make_celery, redis_client
+from aleaart.cluster.app import make_celery, redact, redis_client
 from aleaart.cluster.wire import (
     EVENTS,
     RUN_JOB,
@@ -106,7 +105,7 @@ class CeleryBackend:
             "cuda_available": any(info.device.startswith("cuda") for info in mine),
             "broker": {"url": self.broker_url, "state": "unreachable" if self.broker_error else "ok",
                        "error": self.broker_error, "queue": self.queue_name},
-            "workers": [worker_health(info, age) for info, age in self.workers],
+            "workers": [info.health(age) for info, age in self.workers],
         }
 
     def require_ready(self) -> None:
@@ -321,18 +320,3 @@ class CeleryBackend:
             self._unsent.update(job.id for job in waiting)
         self._wakeup.set()
 
-
-def worker_health(info: WorkerInfo, age: float) -> dict[str, Any]:
-    return {"name": info.name, "device": info.device, "model": info.model, "model_name": info.model_name,
-            "state": info.state, "job": info.job, "jobs": info.jobs, "queue": info.queue,
-            "last_heartbeat": info.heartbeat_at, "seconds_since_heartbeat": age}
-
-
-def redact(url: str) -> str:
-    """The broker URL without its password, for /health and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -100,6 +100,12 @@ class WorkerInfo:
     def from_json(cls, raw: str | bytes) -> WorkerInfo:
         return cls(**json.loads(raw))
 
+    def health(self, age: float) -> dict[str, Any]:
+        """Its entry in the API's /health, ``age`` seconds after its last heartbeat."""
+        return {"name": self.name, "device": self.device, "model": self.model, "model_name": self.model_name,
+                "state": self.state, "job": self.job, "jobs": self.jobs, "queue": self.queue,
+                "last_heartbeat": self.heartbeat_at, "seconds_since_heartbeat": age}
+
 
 @dataclass(frozen=True)
 class Outcome:
