@@ -34,6 +34,8 @@ def test_owners_take_turns_so_one_key_waits_behind_one_job_of_each_other_key():
     assert queue_position(single, jobs) == 2  # after a's oldest, whose owner waited longer
     assert queue_position(many[0], jobs) == 1 and queue_position(many[1], jobs) == 3
     assert queue_position(many[199], jobs) == 201
+    many[0].move(JobState.RUNNING)  # once a's oldest runs, a has had its share: b is next
+    assert queue_position(single, jobs) == 1 and queue_position(many[1], jobs) == 2
 
 
 def test_a_running_jobs_eta_is_its_pace_so_far_and_a_queued_ones_the_average_before_it():
@@ -45,12 +47,11 @@ def test_a_running_jobs_eta_is_its_pace_so_far_and_a_queued_ones_the_average_bef
     assert eta_seconds(queued, 1, 0, 0.0) is None  # nothing has run yet: no average to go by
 
 
-def test_an_owner_of_weight_three_takes_three_a_turn():
+def test_an_owner_of_weight_three_gets_three_for_one():
     heavy = [job(f"h{i}", float(i), owner="heavy") for i in range(6)]
     light = [job(f"l{i}", 10.0 + i, owner="light") for i in range(3)]
     weights = {"heavy": 3, "light": 1}.__getitem__
     jobs = [*heavy, *light]
-    # the round: h0 h1 h2 l0 h3 h4 h5 l1 l2
     order = sorted(jobs, key=lambda j: queue_position(j, jobs, weights))
-    assert [j.id for j in order] == ["h0", "h1", "h2", "l0", "h3", "h4", "h5", "l1", "l2"]
+    assert [j.id for j in order] == ["h0", "l0", "h1", "h2", "h3", "l1", "h4", "h5", "l2"]  # as jobs/fair.py
     assert [queue_position(j, jobs, weights) for j in order] == list(range(1, 10))

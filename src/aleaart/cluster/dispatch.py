@@ -1,8 +1,9 @@
 """The Celery backend of the API: jobs go to GPU workers through Redis, results come back into the store.
 
 The API loads no model. It keeps everything else the in-process service does (dedup, job records,
-collections, SSE) and two threads: one follows the workers' progress events, the other refreshes
-the list of live workers, sends jobs resumed after a restart, and collects finished jobs' outcomes.
+collections, SSE, fair shares: cluster/release.py hands the broker jobs in turn) and two threads: one follows the
+workers' progress events, the other refreshes the list of live workers, sends jobs resumed after a restart or
+whose turn came, and collects finished jobs' outcomes.
 Outcomes and PNGs are Redis keys, so a result finished while the API was down lands when it is back.
 """
 
@@ -19,6 +20,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from aleaart.cluster.app import make_celery, redact, redis_client
+from aleaart.cluster.release import Release
 from aleaart.cluster.wire import (
     EVENTS,
     RUN_JOB,
@@ -37,7 +39,7 @@ from aleaart.cluster.wire import (
 )
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, NotFound, error_for
-from aleaart.jobs import Job, JobBook, Queue
+from aleaart.jobs import Job, JobBook, JobState, Queue
 from aleaart.jobs.backend import QueueHooks
 from aleaart.jobs.kind import Recipe
 from aleaart.metrics import Metrics
@@ -77,6 +79,7 @@ class CeleryBackend:
         self._model_name: str | None = None
         self._unsent: set[str] = set()  # resumed after a restart: sent by the watcher unless already sent
         self._unsent_lock = threading.Lock()
+        self._release = Release(self._send)
         self._wakeup = threading.Event()
         self._halt = threading.Event()
         self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True),
@@ -104,7 +107,8 @@ class CeleryBackend:
             "device": None,
             "cuda_available": any(info.device.startswith("cuda") for info in mine),
             "broker": {"url": self.broker_url, "state": "unreachable" if self.broker_error else "ok",
-                       "error": self.broker_error, "queue": self.queue_name},
+                       "error": self.broker_error, "queue": self.queue_name,
+                       "held": self._release.held, "sent": self._release.unstarted},
             "workers": [info.health(age) for info, age in self.workers],
         }
 
@@ -117,13 +121,16 @@ class CeleryBackend:
                                     f"{self.broker_error}; try again in a few seconds")
 
     def dispatch(self, job: Job) -> None:
+        self.refuse_if_unavailable()
+        self._release.hold(job, self.queue.weight_of(job.owner))
         try:
-            self._send(job)
+            self._release_in_turn()
         except BROKER_ERRORS as error:
             self._broker_down(error)
             self.refuse_if_unavailable()
 
     def withdraw(self, job: Job) -> None:
+        self._release.started(job.id)  # a held one is skipped when its turn comes
         try:
             self._tell_cancelled(job)
         except BROKER_ERRORS as error:  # it is cancelled here; a worker that runs it anyway is not listened to
@@ -181,14 +188,23 @@ class CeleryBackend:
                 continue  # gone since it was asked for: the worker fails the job, saying so
             self.redis.set(png_key(sha256), data, ex=self.result_seconds)
 
+    def _release_in_turn(self) -> None:
+        """Hand the broker held jobs, in turn, until one waits there for each live worker (at least one)."""
+        self._release.release(max(1, sum(1 for info, _ in self.workers if info.model == self.model)))
+
     def _send_unsent(self) -> None:
+        """Jobs resumed after a restart, or from a Redis that was down: those the broker has count as waiting
+        there; the others wait for their turn."""
         with self._unsent_lock:
             ids, self._unsent = self._unsent, set()
-        unsent = [job for job in self.queue.waiting_jobs() if job.id in ids]
+        unsent = [job for job in self.queue.waiting_jobs() if job.id in ids and not self._release.holds(job.id)]
         for index, job in enumerate(unsent):
             try:
-                if not self.redis.exists(sent_key(job.id)):
-                    self._send(job)
+                if self.redis.exists(sent_key(job.id)):
+                    if job.state is JobState.QUEUED:
+                        self._release.sent_earlier(job.id)
+                else:
+                    self._release.hold(job, self.queue.weight_of(job.owner))
             except BROKER_ERRORS:
                 with self._unsent_lock:  # this one and those after it are tried again next round
                     self._unsent.update(j.id for j in unsent[index:])
@@ -205,6 +221,7 @@ class CeleryBackend:
                     refreshed = time.monotonic()
                 self._send_unsent()
                 self._collect_outcomes()
+                self._release_in_turn()
                 self._broker_up()
             except BROKER_ERRORS as error:
                 self._broker_down(error)
@@ -223,6 +240,8 @@ class CeleryBackend:
                 continue
             info = WorkerInfo.from_json(raw)
             alive.append((info, round(max(0.0, time.time() - info.heartbeat_at), 1)))
+            if info.job:
+                self._release.started(info.job)
             if info.model == self.model:
                 self._recipes[json.dumps(info.recipe, sort_keys=True)] = info.recipe
                 self._model_name = info.model_name
@@ -241,6 +260,7 @@ class CeleryBackend:
 
     def _collect(self, job: Job, outcome: Outcome) -> None:
         """Store the result (PNG bytes from Redis, checked against the worker's sha256) and end the job."""
+        self._release.started(job.id)
         pngs = {image.sha256: self.redis.get(png_key(image.sha256)) for image in outcome.images}
         self.queue.settle(job, lambda: self._result_of(job, outcome, pngs))
         self.redis.delete(outcome_key(job.id), sent_key(job.id), cancel_key(job.id), *map(png_key, pngs))
@@ -299,6 +319,8 @@ class CeleryBackend:
         if event.kind == "done":
             self._wakeup.set()
             return
+        if self._release.started(event.job):
+            self._wakeup.set()  # room for the next at the broker
         job = self.queue.started(event.job, key=event.key)
         if job is not None and event.kind == "step":
             job.progress(event.step, event.total)

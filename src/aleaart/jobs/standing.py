@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from aleaart.jobs.state import Job, JobState
 
@@ -17,21 +18,25 @@ class Progress:
 
 def queue_position(job: Job, jobs: Iterable[Job], weight_of: Callable[[str], int] = lambda owner: 1) -> int | None:
     """1 for the next to run, among ``jobs`` (the queue's active ones), as jobs/fair.py orders them: the more
-    urgent first; within a priority the owners take turns, each one's jobs oldest first, an owner of weight w
-    taking w of them a turn (an owner that has waited longer than this job's owner goes first in each turn)."""
+    urgent first; within a priority by start tags, each owner's jobs oldest first, each taking 1/weight of a
+    share after the owner's running ones (ties to the older job). An estimate: the live queue also remembers
+    shares taken by jobs that have ended."""
     if job.state is not JobState.QUEUED:
         return None
-    queued = [j for j in jobs if j.state is JobState.QUEUED]
-    urgent = sum(1 for j in queued if int(j.priority) < int(job.priority))
-    by_owner: dict[str, list[Job]] = {}
-    for j in sorted((j for j in queued if int(j.priority) == int(job.priority)), key=lambda j: j.created_at):
-        by_owner.setdefault(j.owner, []).append(j)
-    mine = by_owner.pop(job.owner, [job])
-    rank = mine.index(job) if job in mine else 0
-    turn = rank // max(1, weight_of(job.owner))  # the owner's turns before the one this job runs in
-    others = sum(min(len(theirs), max(1, weight_of(owner)) * (turn + (theirs[0].created_at < mine[0].created_at)))
-                 for owner, theirs in by_owner.items())
-    return 1 + urgent + rank + others
+    jobs = list(jobs)
+    urgent = sum(1 for j in jobs if j.state is JobState.QUEUED and int(j.priority) < int(job.priority))
+    level = [j for j in jobs if int(j.priority) == int(job.priority)]
+    taken: dict[str, int] = {}
+    for j in level:
+        if j.state is JobState.RUNNING:
+            taken[j.owner] = taken.get(j.owner, 0) + 1
+    tags: dict[str, tuple[Fraction, float]] = {}
+    for j in sorted((j for j in level if j.state is JobState.QUEUED), key=lambda j: j.created_at):
+        share = Fraction(taken.get(j.owner, 0), max(1, weight_of(j.owner)))
+        tags[j.id] = (share, j.created_at)
+        taken[j.owner] = taken.get(j.owner, 0) + 1
+    mine = tags.get(job.id, (Fraction(0), job.created_at))
+    return 1 + urgent + sum(1 for other, tag in tags.items() if other != job.id and tag < mine)
 
 
 def eta_seconds(job: Job, position: int | None, running: int, seconds_per_job: float, *,
