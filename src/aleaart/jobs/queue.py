@@ -20,6 +20,7 @@ from typing import Any
 
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, DiskFull, GenerationCancelled, NotFound, QueueFull, ShuttingDown
+from aleaart.jobs.active import ActiveJobs
 from aleaart.jobs.backend import Backend, Work
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.coordinators import Coordinators, coordinate
@@ -53,8 +54,7 @@ class Queue:
         self.max_queue = settings.max_queue
         self.keep_jobs_seconds = settings.keep_jobs_hours * 3600
         self.generations = 0
-        self._jobs: dict[str, Job] = {}  # id → queued or running job
-        self._by_identity: dict[str, Job] = {}
+        self._active = ActiveJobs()
         self._lock = StateLock("the queue's lock")
         self._seconds_per_job = 0.0
         self._finished = 0
@@ -97,7 +97,7 @@ class Queue:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop taking work; coordinators (and, in process, the running job) are interrupted, to resume later."""
         with self._lock:
-            self._interrupt(coordinators_only=self.backend.detached)
+            self._active.interrupt(coordinators_only=self.backend.detached)
         self.backend.stop(timeout)
         self._coordinators.join(timeout)
 
@@ -106,7 +106,7 @@ class Queue:
         queued again, like every waiting job, and runs after the restart). Returns when the worker is idle."""
         with self._lock:
             self.draining = True
-            self._interrupt(coordinators_only=True)  # their work waits in the queue: resume it later
+            self._active.interrupt(coordinators_only=True)  # their work waits in the queue: resume it later
         self._coordinators.join(interrupt_wait)
         self.backend.drain(seconds, interrupt_wait)
 
@@ -114,13 +114,13 @@ class Queue:
         """Take back an unfinished job recorded by a previous run of the service."""
         if not job.request.coordinates and self.backend.adopt(job):
             with self._lock:
-                self._register(job)
+                self._active.add(job)
             return
         if job.state is JobState.RUNNING:
             job.move(JobState.QUEUED, attempts=job.status.attempts + 1)
             self.book.save(job)
         with self._lock:
-            self._register(job)
+            self._active.add(job)
         self._launch(job)
 
     # Submitting and finding jobs
@@ -134,21 +134,21 @@ class Queue:
         if stored is None:  # a stored result is answered even while the backend can't take new work
             self.backend.refuse_if_unavailable()
             self.store.require_free_space()
-            if identity(request) not in self._by_identity:  # a render to come, not a join: within the owner's limits
+            if self._active.with_identity(identity(request)) is None:  # a render to come (not a join): limits
                 self.admit(owner)
         ident = identity(request)
         with self._lock:
-            if (active := self._by_identity.get(ident)) is not None:
+            if (active := self._active.with_identity(ident)) is not None:
                 joined = owner not in active.owners
                 if joined:
                     active.owners.append(owner)
             elif stored is None:
-                if self._queued_count() >= self.max_queue:
+                if self._active.queued_workers() >= self.max_queue:
                     raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
                                     retry_after=self._retry_after())
                 job = Job(id=_new_id(), request=request, priority=priority, owners=[owner])
                 job.move(JobState.QUEUED, total_steps=request.total_steps())
-                self._register(job)
+                self._active.add(job)
         if active is not None:
             if joined:
                 self.book.save(active)
@@ -160,7 +160,7 @@ class Queue:
             self._launch(job)
         except AleaArtError as error:  # not recorded, or the backend could not take it: the job ends here, said why
             with self._lock:
-                self._forget(job)
+                self._active.remove(job)
             job.move(JobState.FAILED, error=str(error), code=error.code)
             with contextlib.suppress(DiskFull):  # a record the disk had no room for is not there to end
                 self.book.save(job)
@@ -170,7 +170,7 @@ class Queue:
     def get(self, job_id: str, *, owner: str | None = None) -> Job:
         """The job; with ``owner``, only if that key asked for it: to anyone else it is as unknown as one never made."""
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._active.get(job_id)
         if job is None:
             job = self.book.load(job_id)
         if job is None or (owner is not None and not job.owned_by(owner)):
@@ -182,9 +182,9 @@ class Queue:
         """Cancel a queued job now, or a running one at its next step; a finished job is left as is."""
         job = self.get(job_id)
         with self._lock:
-            withdrawn = job.state is JobState.QUEUED and job.id in self._jobs
+            withdrawn = job.state is JobState.QUEUED and job.id in self._active
             if withdrawn:
-                self._forget(job)
+                self._active.remove(job)
                 job.move(JobState.CANCELLED, error="cancelled while queued", code=GenerationCancelled.code)
             running = job.state is JobState.RUNNING
         if withdrawn:
@@ -208,8 +208,8 @@ class Queue:
 
     def progress(self, job: Job) -> Progress:
         with self._lock:
-            active = list(self._jobs.values()) if job.id in self._jobs else None
-            running = sum(1 for j in self._jobs.values() if j.state is JobState.RUNNING)
+            active = list(self._active) if job.id in self._active else None
+            running = self._active.running()
         # outside the lock: the owners' weights are read from the journal
         position = queue_position(job, active, self.weight_of) if active is not None else None
         return Progress(position, eta_seconds(job, position, running, self._seconds_per_job))
@@ -217,18 +217,18 @@ class Queue:
     def waiting_of(self, owner: str) -> int:
         """How many of ``owner``'s jobs are queued or running (renders, not coordinators)."""
         with self._lock:
-            return sum(1 for j in self._jobs.values() if owner in j.owners and not j.request.coordinates)
+            return sum(1 for j in self._active.workers() if owner in j.owners)
 
     @property
     def depth(self) -> int:
         with self._lock:
-            return self._queued_count()
+            return self._active.queued_workers()
 
     # What a backend may ask (jobs/backend.py's QueueHooks)
 
     def claim(self, job: Job) -> bool:
         with self._lock:
-            if job.state is not JobState.QUEUED or job.id not in self._jobs:
+            if job.state is not JobState.QUEUED or job.id not in self._active:
                 return False
             job.move(JobState.RUNNING, started_at=time.time(), step=0)
         self.metrics.key_queue_seconds.labels(job.owner or "-").observe(time.time() - job.created_at)
@@ -236,7 +236,7 @@ class Queue:
 
     def started(self, job_id: str, **changes: Any) -> Job | None:
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._active.get(job_id)
             if job is None or job.state.is_terminal():
                 return None
             moved = job.state is JobState.QUEUED
@@ -249,11 +249,11 @@ class Queue:
 
     def waiting_jobs(self) -> list[Job]:
         with self._lock:
-            return [job for job in self._jobs.values() if not job.request.coordinates]
+            return self._active.workers()
 
     def interrupt_running(self) -> None:
         with self._lock:
-            self._interrupt()
+            self._active.interrupt()
 
     def settle(self, job: Job, work: Work) -> None:
         token = current_job.set(job.id)
@@ -291,7 +291,7 @@ class Queue:
         log.info("%s job %s%s", job.kind, state.value, f": {status.error}" if status.error else "")
         self.book.save(job)
         with self._lock:
-            self._forget(job)
+            self._active.remove(job)
         self._finished += 1
         if self._finished % PRUNE_EVERY == 0:
             self.book.prune(older_than_seconds=self.keep_jobs_seconds)
@@ -320,26 +320,6 @@ class Queue:
             self._coordinators.launch(job, lambda job: self.settle(job, lambda: coordinate(job, self)))
         else:
             self.backend.dispatch(job)
-
-    # The in-memory table; these run inside ``with self._lock``, and only this class calls them
-
-    def _register(self, job: Job) -> None:
-        self._jobs[job.id] = job
-        self._by_identity[job.identity] = job
-
-    def _forget(self, job: Job) -> None:
-        self._jobs.pop(job.id, None)
-        if self._by_identity.get(job.identity) is job:
-            del self._by_identity[job.identity]
-
-    def _interrupt(self, *, coordinators_only: bool = False) -> None:
-        for job in self._jobs.values():
-            if job.state is JobState.RUNNING and (job.request.coordinates or not coordinators_only):
-                job.interrupted = True
-                job.cancel_event.set()
-
-    def _queued_count(self) -> int:
-        return sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED and not j.request.coordinates)
 
     def _retry_after(self) -> int:
         return max(1, round(self._seconds_per_job or 10))
