@@ -5,6 +5,7 @@ import threading
 
 import pytest
 from fakes import FakeEngine
+from waiting import eventually
 
 from aleaart.config import Settings
 from aleaart.database import Database
@@ -356,3 +357,26 @@ def test_a_job_asked_for_by_two_keys_is_theirs_and_runs_until_neither_wants_it(m
     assert queue.withdraw(job.id, "b").state is JobState.CANCELLED
     assert queue.book.load(job.id).owners == ["b"]  # the record says whose it was
     engine.release.set()
+
+
+def test_an_owners_limits_hear_of_each_render_it_starts_and_each_one_it_stops_waiting_for(make_queue):
+    engine = FakeEngine()
+    engine.release.clear()
+    queue = make_queue(engine, max_queue=1)
+    heard: list[tuple[str, str, str]] = []
+    queue.admit = lambda owner, job_id: heard.append(("admit", owner, job_id))
+    queue.left = lambda owner, job_id: heard.append(("left", owner, job_id))
+    running = queue.submit(render(seed=1), owner="a")
+    assert engine.started.wait(5)
+    waiting = queue.submit(render(seed=2), owner="a")
+    assert queue.submit(render(seed=2), owner="b") is waiting  # a join: nothing new to admit
+    with pytest.raises(QueueFull):
+        queue.submit(render(seed=3), owner="c")
+    refused_id = heard[-1][2]
+    assert heard == [("admit", "a", running.id), ("admit", "a", waiting.id), ("admit", "c", refused_id),
+                     ("left", "c", refused_id)]
+    queue.withdraw(waiting.id, "a")  # b still wants it
+    assert heard[-1] == ("left", "a", waiting.id)
+    engine.release.set()
+    assert running.wait_done(10) and waiting.wait_done(10)
+    assert eventually(lambda: {("left", "a", running.id), ("left", "b", waiting.id)} <= set(heard))

@@ -9,6 +9,7 @@ from aleaart.cluster.dispatch import CeleryQueue
 from aleaart.config import Settings
 from aleaart.jobs import JobQueue, JobState, RenderRequest
 from aleaart.params import RenderSpec
+from aleaart.tally import LocalTally, RedisTally
 
 SPEC = RenderSpec(prompt="wired once", sampler="Euler a", width=64, height=64, steps=2, guidance_scale=7.5, seed=3)
 
@@ -30,6 +31,7 @@ def test_the_embedded_default_renders_in_process_and_closes_its_database(tmp_pat
         assert job.wait_done(10) and job.state is JobState.SUCCEEDED
         assert services.store.get(job.status.key).file == job.status.image.file
         assert b"aleaart_queue_depth 0.0" in services.metrics.exposition()
+        assert isinstance(services.limiter.tally, LocalTally)  # limits counted here and in the journal
     finally:
         services.close()
     assert not services.queue.backend._worker.is_alive()  # stopped, not left behind
@@ -43,5 +45,6 @@ def test_a_broker_url_puts_the_queue_on_gpu_workers_and_loads_no_model_here(tmp_
     try:
         assert isinstance(services.queue, CeleryQueue) and services.model is None
         assert services.queue.health()["backend"] == "celery"
+        assert isinstance(services.limiter.tally, RedisTally)  # limits shared with every API process on it
     finally:
         services.db.close()

@@ -197,7 +197,7 @@ def add_keys_parser(commands: Any) -> None:
     create.add_argument("--max-queued", type=int, help="its renders waiting at once (default: no limit)")
     create.add_argument("--renders-per-day", type=int, help="its renders a day, UTC (default: no limit)")
     create.add_argument("--weight", type=int, default=1,
-                        help="its share of the queue: renders it takes in a row in each turn (default 1)")
+                        help="its share of the queue: its renders for one of a key of weight 1 (default 1)")
     keys_commands.add_parser("list", help="every key (never a secret)")
     revoke = keys_commands.add_parser("revoke", help="stop a key at once")
     revoke.add_argument("name")

@@ -77,7 +77,7 @@ class ApiKey:
     revoked_at: float | None = None
     source: Literal["issued", "env"] = "issued"
     limits: Limits = NO_LIMITS
-    weight: int = 1  # renders it takes in a row in each turn of the fair queue (jobs/fair.py)
+    weight: int = 1  # its share of the fair queue (jobs/fair.py): its renders for one of a key of weight 1
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -298,7 +298,8 @@ def key_of(row: sqlite3.Row) -> ApiKey:
 
 def check_weight(weight: int) -> None:
     if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_WEIGHT:
-        raise InvalidParams(f"a key's weight is a whole number of renders a turn, 1..{MAX_WEIGHT}, got {weight!r}")
+        raise InvalidParams(f"a key's weight is a whole number 1..{MAX_WEIGHT} (its renders for one of a key of "
+                            f"weight 1), got {weight!r}")
 
 
 def check_limits(limits: Limits) -> None:

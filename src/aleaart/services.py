@@ -23,6 +23,7 @@ from aleaart.limits import NO_LIMITS, Limiter, Rate
 from aleaart.metrics import Metrics
 from aleaart.provenance.credentials import Credentials
 from aleaart.store import ImageStore
+from aleaart.tally import LocalTally, RedisTally
 from aleaart.uploads import ModelRegistry
 from aleaart.watch.journal import WatchJournal
 from aleaart.watch.watcher import WatchConfig, Watcher
@@ -49,19 +50,38 @@ def open_runner(settings: Settings, *, loader: Loader | None = None) -> Runner:
     return Runner((loader or engine_loader(settings))(), credentials=credentials)
 
 
-def admission(keys: KeyRing, limiter: Limiter, queue: Queue, metrics: Metrics) -> Callable[[str], None]:
-    """What the queue asks before a render of ``owner``'s (not a store hit, not a join): within its key's limits."""
+@dataclass(frozen=True)
+class Admission:
+    """What the queue asks before a render of ``owner``'s (not a store hit, not a join): within its key's limits;
+    and what it says when the owner no longer waits for it."""
 
-    def admit(owner: str) -> None:
-        if owner and (limits := keys.limits_of(owner)) != NO_LIMITS:
+    keys: KeyRing
+    limiter: Limiter
+    metrics: Metrics
+
+    def admit(self, owner: str, job_id: str) -> None:
+        if owner and (limits := self.keys.limits_of(owner)) != NO_LIMITS:
             try:
-                limiter.render(owner, limits, queue.waiting_of(owner))
+                self.limiter.render(owner, limits, job_id)
             except Limited as over:
-                metrics.key_limited.labels(owner, over.policy).inc()
+                self.metrics.key_limited.labels(owner, over.policy).inc()
                 raise
-        metrics.key_renders.labels(owner or "-").inc()
+        self.metrics.key_renders.labels(owner or "-").inc()
 
-    return admit
+    def left(self, owner: str, job_id: str) -> None:
+        if owner:
+            self.limiter.done(owner, job_id)
+
+
+def open_limiter(settings: Settings, journal_db: Database, queue: Queue) -> Limiter:
+    """Limits counted here and in the journal, or, with ALEAART_BROKER_URL, in the Redis every API process shares."""
+    keyless = Rate.parse(settings.keyless_rate) if settings.keyless_rate else None
+    if settings.broker_url:
+        from aleaart.cluster.app import redis_client
+
+        return Limiter(RedisTally(redis_client(settings), waiting_seconds=round(settings.result_hours * 3600)),
+                       keyless_rate=keyless)
+    return Limiter(LocalTally(journal_db, queue.waiting_of), keyless_rate=keyless)
 
 
 def probe_cuda() -> bool:
@@ -132,8 +152,9 @@ class Services:
         watch_config = WatchConfig.from_settings(settings)
         metrics.watch_chain(lambda: journal.status().gauges(time.time()))
         keys = KeyRing(journal_db, api_key=settings.api_key, admin_key=settings.admin_key)
-        limiter = Limiter(journal_db, keyless_rate=Rate.parse(settings.keyless_rate) if settings.keyless_rate else None)
-        queue.admit = admission(keys, limiter, queue, metrics)
+        limiter = open_limiter(settings, journal_db, queue)
+        admission = Admission(keys, limiter, metrics)
+        queue.admit, queue.left = admission.admit, admission.left
         queue.weight_of = keys.weight_of
         watcher = Watcher(chain=chain, queue=queue, journal=journal, config=watch_config, publisher=publisher,
                           metrics=metrics, notify=webhooks.service_event) if settings.watch else None

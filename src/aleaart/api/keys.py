@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from aleaart.api.auth import ADMIN, ANY_KEY, Caller, CallerDep
-from aleaart.api.deps import QueueDep
 from aleaart.api.errors import error_responses
 from aleaart.keys import DEFAULT_GRACE_HOURS, MAX_WEIGHT, NAME, SCOPES, KeyRing, Scope
 from aleaart.limits import Limiter, Limits, Rate
@@ -30,7 +29,8 @@ class NewKey(BaseModel):
     rate: str | None = Field(None, max_length=40, description="requests it may make: 120/min, 2/s, 1000/hour")
     maxQueued: int | None = Field(None, ge=1, le=10**6, description="its renders waiting at once")  # noqa: N815
     rendersPerDay: int | None = Field(None, ge=1, le=10**9, description="its renders a day (UTC)")  # noqa: N815
-    weight: int = Field(1, ge=1, le=MAX_WEIGHT, description="its share of the queue: renders in a row each turn")
+    weight: int = Field(1, ge=1, le=MAX_WEIGHT,
+                        description="its share of the queue: its renders for one of a key of weight 1")
 
     def limits(self) -> Limits:
         return Limits(Rate.parse(self.rate) if self.rate else None, self.maxQueued, self.rendersPerDay)
@@ -44,7 +44,7 @@ class Rotation(BaseModel):
 
 
 @router.get("/me", dependencies=ANY_KEY, responses=error_responses(400, 401, 429))
-def my_key(request: Request, caller: CallerDep, queue: QueueDep) -> dict[str, Any]:
+def my_key(request: Request, caller: CallerDep) -> dict[str, Any]:
     """The key sent: its name, scopes and limits, and what is left of them now (the dashboard shows it)."""
     key = caller.key
     assert key is not None  # ANY_KEY let it in
@@ -53,7 +53,7 @@ def my_key(request: Request, caller: CallerDep, queue: QueueDep) -> dict[str, An
     renders = limiter.renders_today(key.name) if limits.renders_per_day is not None else None
     return {**key.to_json(), "left": {
         "requests": limiter.requests_left(key.name, limits.rate),
-        "queued": limits.max_queued - queue.waiting_of(key.name) if limits.max_queued is not None else None,
+        "queued": limits.max_queued - limiter.waiting(key.name) if limits.max_queued is not None else None,
         "rendersToday": limits.renders_per_day - renders if renders is not None else None}}
 
 

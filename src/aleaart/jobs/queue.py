@@ -60,7 +60,10 @@ class Queue:
         self._finished = 0
         self.draining = False
         self._coordinators = Coordinators()
-        self.admit: Callable[[str], None] = lambda owner: None  # raises if ``owner`` may not make a render now
+        # Each owner's limits: ``admit(owner, job_id)`` raises if the render may not be made now; ``left`` when the
+        # owner no longer waits for it (it ended, or the owner withdrew)
+        self.admit: Callable[[str, str], None] = lambda owner, job_id: None
+        self.left: Callable[[str, str], None] = lambda owner, job_id: None
         self.weight_of: Callable[[str], int] = lambda owner: 1  # ``owner``'s share of the fair queue
         found = StoredResults(store, self.recipes)
         self.lookup, self.remembered = found.lookup, found.remembered  # what the store holds for a request
@@ -131,25 +134,32 @@ class Queue:
         if self.draining:
             raise ShuttingDown("the service is shutting down for a restart; try again in a few seconds")
         stored = self.lookup(request)  # outside the lock: reading the store may tidy its index
+        ident, job_id, admitted = identity(request), _new_id(), False
         if stored is None:  # a stored result is answered even while the backend can't take new work
             self.backend.refuse_if_unavailable()
             self.store.require_free_space()
-            if self._active.with_identity(identity(request)) is None:  # a render to come (not a join): limits
-                self.admit(owner)
-        ident = identity(request)
-        with self._lock:
-            if (active := self._active.with_identity(ident)) is not None:
-                joined = owner not in active.owners
-                if joined:
-                    active.owners.append(owner)
-            elif stored is None:
-                if self._active.queued_workers() >= self.max_queue:
-                    raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
-                                    retry_after=self._retry_after())
-                job = Job(id=_new_id(), request=request, priority=priority, owners=[owner])
-                job.move(JobState.QUEUED, total_steps=request.total_steps())
-                self._active.add(job)
+            if self._active.with_identity(ident) is None:  # a render to come (not a join): within the owner's limits
+                self.admit(owner, job_id)
+                admitted = True
+        try:
+            with self._lock:
+                if (active := self._active.with_identity(ident)) is not None:
+                    joined = owner not in active.owners
+                    if joined:
+                        active.owners.append(owner)
+                elif stored is None:
+                    if self._active.queued_workers() >= self.max_queue:
+                        raise QueueFull(f"the queue is full ({self.max_queue} jobs waiting); try again later",
+                                        retry_after=self._retry_after())
+                    job = Job(id=job_id, request=request, priority=priority, owners=[owner])
+                    job.move(JobState.QUEUED, total_steps=request.total_steps())
+                    self._active.add(job)
+        except QueueFull:
+            self.left(owner, job_id)
+            raise
         if active is not None:
+            if admitted:  # an identical request came in meanwhile: this one joined it
+                self.left(owner, job_id)
             if joined:
                 self.book.save(active)
             return active
@@ -161,6 +171,7 @@ class Queue:
         except AleaArtError as error:  # not recorded, or the backend could not take it: the job ends here, said why
             with self._lock:
                 self._active.remove(job)
+            self._left(job)
             job.move(JobState.FAILED, error=str(error), code=error.code)
             with contextlib.suppress(DiskFull):  # a record the disk had no room for is not there to end
                 self.book.save(job)
@@ -188,6 +199,7 @@ class Queue:
                 job.move(JobState.CANCELLED, error="cancelled while queued", code=GenerationCancelled.code)
             running = job.state is JobState.RUNNING
         if withdrawn:
+            self._left(job)
             self.book.save(job)
             self.backend.withdraw(job)
         elif running:
@@ -203,6 +215,7 @@ class Queue:
                 job.owners.remove(owner)
         if last:
             return self.cancel(job_id)
+        self.left(owner, job.id)
         self.book.save(job)
         return job
 
@@ -292,6 +305,7 @@ class Queue:
         self.book.save(job)
         with self._lock:
             self._active.remove(job)
+        self._left(job)
         self._finished += 1
         if self._finished % PRUNE_EVERY == 0:
             self.book.prune(older_than_seconds=self.keep_jobs_seconds)
@@ -306,6 +320,11 @@ class Queue:
         self.metrics.cache_hits.labels(job.kind).inc()
         self.metrics.jobs.labels(job.kind, JobState.SUCCEEDED.value).inc()
         return job
+
+    def _left(self, job: Job) -> None:
+        """The job left the queue: none of its owners waits for it now."""
+        for owner in job.owners:
+            self.left(owner, job.id)
 
     def _requeue_interrupted(self, job: Job) -> None:
         job.move(JobState.QUEUED, step=0, attempts=job.status.attempts + 1)
