@@ -32,6 +32,9 @@ CALLERS_KEPT = 10_000
 
 
 class Tally(Protocol):
+    blocking: bool
+    """Whether counting a request waits on I/O (then the API counts it off its event loop)."""
+
     def take(self, caller: str, per_minute: float) -> tuple[bool, float]:
         """One request from ``caller``'s bucket (a minute's worth, refilled continuously): (taken, seconds until
         one is there)."""
@@ -84,6 +87,8 @@ class Bucket:
 class LocalTally:
     """Buckets in memory for the CALLERS_KEPT callers seen last (a restart refills them), renders a day in the
     journal, renders waiting as the queue counts them (``waiting_of``: its jobs survive a restart)."""
+
+    blocking = False  # a request is counted in memory
 
     def __init__(self, db: Database, waiting_of: Callable[[str], int] = lambda name: 0, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -168,6 +173,8 @@ class RedisTally:
     """The same counts in Redis, under ``aleaart:limits:``: buckets expire once full again, a key's waiting renders
     are a sorted set of job ids (each forgotten after ``waiting_seconds`` should its API process never say it
     ended), renders a day one counter a day."""
+
+    blocking = True
 
     def __init__(self, client: redis.Redis, *, waiting_seconds: int = 86400) -> None:
         self.redis = client

@@ -117,6 +117,14 @@ def is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv
     return any(ip in network for network in trusted)
 
 
+async def counted(request: Request, key: ApiKey | None) -> None:
+    """``count_request``, on a thread where the counts are elsewhere (Redis): never blocking the event loop."""
+    if request.app.state.limiter.tally.blocking:
+        await asyncio.to_thread(count_request, request, key)
+    else:
+        count_request(request, key)
+
+
 def count_request(request: Request, key: ApiKey | None) -> None:
     """One request against the caller's rate: its key's, or its address's (ALEAART_KEYLESS_RATE)."""
     limiter: Limiter = request.app.state.limiter
@@ -135,7 +143,7 @@ def count_request(request: Request, key: ApiKey | None) -> None:
 
 async def authorize(request: Request, scope: Scope, *, public: bool, tokens: bool = False) -> Caller:
     caller = await authorized(request, scope, public=public, tokens=tokens)
-    count_request(request, caller.key)
+    await counted(request, caller.key)
     return caller
 
 
@@ -182,7 +190,7 @@ def needs_a_key() -> Any:
         if secret is None:
             raise Unauthorized("send your key in Authorization: Bearer or X-API-Key")
         key = await identified(request.app.state.keys, secret)
-        count_request(request, key)
+        await counted(request, key)
         request.state.caller = found = Caller(key)
         return found
 
