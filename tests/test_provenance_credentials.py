@@ -50,7 +50,7 @@ def test_processes_starting_together_all_sign_as_one(tmp_path):
 def test_a_trusted_root_makes_its_signer_trusted(tmp_path):
     Credentials.from_settings(Settings(cache_dir=tmp_path))
     root = tmp_path / LOCAL_FOLDER / ROOT_FILE
-    credentials = Credentials.from_settings(Settings(cache_dir=tmp_path, c2pa_trust=root))
+    credentials = Credentials.from_settings(Settings(cache_dir=tmp_path, c2pa_trust_anchors=root))
     read = credentials.read(credentials.sign(png(), "image/png", CLAIM))
     assert read.state == "Trusted" and read.failures == ()
 

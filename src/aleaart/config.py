@@ -55,8 +55,10 @@ class Settings(BaseSettings):
                                    "ALEAART_C2PA_KEY. Unset: a local signing key made once in the cache folder")
     c2pa_key: Path | None = Field(None, description="the PEM private key of ALEAART_C2PA_CERT (EC, RSA or Ed25519)")
     c2pa_tsa_url: str | None = Field(None, description="an RFC 3161 timestamp authority for the signatures")
-    c2pa_trust: Path | None = Field(None, description="PEM roots whose signers verify calls trusted (e.g. the "
-                                    "C2PA trust list); unset, every signer is reported untrusted")
+    c2pa_trust_anchors: Path | None = Field(
+        None, validation_alias=AliasChoices("ALEAART_C2PA_TRUST_ANCHORS", "ALEAART_C2PA_TRUST", "c2pa_trust_anchors"),
+        description="a PEM bundle of trust anchors: files signed by a certificate chaining to one are valid "
+        "(signerTrusted), e.g. the C2PA trust list; unset, every signer is reported untrusted")
 
     # The HTTP service
     host: str = "0.0.0.0"
@@ -97,6 +99,8 @@ class Settings(BaseSettings):
     public_reads: bool = Field(True, description="stored images, tokens, their metadata and the gallery need no key "
                                "(0: a key with the read scope, once any key exists)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    verify_concurrency: int = Field(2, ge=1, le=64, description="files /verify checks at once (each decodes up to "
+                                    "a 4096x4096 image); beyond, 429 busy with Retry-After")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     drain_seconds: float = Field(30, ge=0, description="on SIGTERM, how long the running job may take to finish "
                                  "before it is stopped and queued again for after the restart")

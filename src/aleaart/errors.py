@@ -69,6 +69,19 @@ class InvalidWebhook(InvalidParams):
     code = "invalid_webhook"
 
 
+class InvalidFile(InvalidParams):
+    """A file that cannot be read as what it claims to be, or that would inflate without bound when read."""
+
+    code = "invalid_file"
+
+
+class ImageTooLarge(AleaArtError):
+    """An image larger (in pixels, not bytes) than the service will decode."""
+
+    status = 413
+    code = "image_too_large"
+
+
 class Unauthorized(AleaArtError):
     status = 401
     code = "unauthorized"
@@ -137,6 +150,14 @@ class RangeNotSatisfiable(AleaArtError):
     def __init__(self, message: str, *, size: int) -> None:
         super().__init__(message)
         self.size = size
+
+
+class Busy(AleaArtError):
+    """Every slot of a bounded pool (verification) is taken: try again in a moment."""
+
+    status = 429
+    code = "busy"
+    retry_after = 2
 
 
 class QueueFull(AleaArtError):

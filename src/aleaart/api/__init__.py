@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -77,6 +78,7 @@ def create_app(
     app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
+    app.state.verify_slots = threading.BoundedSemaphore(settings.verify_concurrency)
     app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
     # The last added runs first: draining unread bodies, limits, CORS (preflights), plain OPTIONS, HEAD as GET,
@@ -86,7 +88,8 @@ def create_app(
     app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     app.add_middleware(RequestLimits, max_body=settings.max_body_bytes,
-                       uploads={"/models": settings.max_upload_mb, "/verify": verify.MAX_VERIFY_MB})
+                       uploads={"/models": (settings.max_upload_mb, "ALEAART_MAX_UPLOAD_MB"),
+                                "/verify": (verify.MAX_VERIFY_MB, "verify's fixed limit")})
     app.add_middleware(DrainUnreadBody)  # outermost: it sees the body as it arrives
     for module in (service, generate, images, tokens, collections):
         app.include_router(module.router)

@@ -30,11 +30,11 @@ class RequestLimits:
     """414 for a path and query over 8 KiB, 431 for headers over 32 KiB, 413 for a body over ``max_body``.
 
     Bodies here are small JSON, so the whole body is read (up to the limit) before the app sees it; except on
-    ``uploads`` (path → the largest file in MB), whose bodies stream through to the route, counted, and are cut
-    off past that (plus room for the form around the file).
+    ``uploads`` (path → the largest file in MB, and what sets it), whose bodies stream through to the route,
+    counted, and are cut off past that (plus room for the form around the file).
     """
 
-    def __init__(self, app: ASGIApp, max_body: int, uploads: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, uploads: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_body = max_body
         self.uploads = uploads or {}
@@ -49,13 +49,13 @@ class RequestLimits:
                                 send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
-        if (megabytes := self.uploads.get(scope["path"])) is not None:
-            return await self._stream_upload(scope, receive, send, megabytes)
+        if (upload := self.uploads.get(scope["path"])) is not None:
+            return await self._stream_upload(scope, receive, send, *upload)
         await self._limit_body(scope, receive, send)
 
-    async def _stream_upload(self, scope: Scope, receive: Receive, send: Send, megabytes: int) -> None:
+    async def _stream_upload(self, scope: Scope, receive: Receive, send: Send, megabytes: int, set_by: str) -> None:
         limit = (megabytes + 1) * 2**20
-        too_large = BodyTooLarge(f"the upload is over the limit of {megabytes} MB (ALEAART_MAX_UPLOAD_MB)")
+        too_large = BodyTooLarge(f"the upload is over the limit of {megabytes} MB ({set_by})")
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await refuse(too_large, scope, receive, send)

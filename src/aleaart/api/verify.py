@@ -5,6 +5,9 @@ decides)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +18,7 @@ from aleaart.api.deps import ChainDep, QueueDep, SettingsDep, TokenIdPath
 from aleaart.api.errors import error_responses
 from aleaart.api.submit import SubmitDep, Submitter
 from aleaart.api.token_reads import CHAIN_ERRORS, read_token, token_request
-from aleaart.errors import InvalidParams, NotFound, Unauthorized
+from aleaart.errors import Busy, InvalidParams, NotFound, Unauthorized
 from aleaart.jobs import RenderRequest
 from aleaart.params import RenderSpec
 from aleaart.provenance.verify import Verification, compare, inspect_file, verify
@@ -59,15 +62,16 @@ async def verify_upload(request: Request, submit: SubmitDep, chain: ChainDep, se
     if tokenId is not None:
         info = await read_token(chain, tokenId)
         chain_params, token_spec = info.params.to_json(), token_request(info, settings).spec.canonical()
-    result = await asyncio.to_thread(verify, name, data, chain_params=chain_params,
-                                     token_id=str(tokenId) if tokenId is not None else None,
-                                     trust_anchors=trust_anchors(request))
+    with verify_slot(request):
+        result = await asyncio.to_thread(verify, name, data, chain_params=chain_params,
+                                         token_id=str(tokenId) if tokenId is not None else None,
+                                         trust_anchors=trust_anchors(request))
     if await wants_rerender(request, rerender):
         await rerendered(submit, result, token_spec, str(tokenId) if tokenId is not None else None)
     return result.to_json()
 
 
-@router.get("/tokens/{token_id}/verify", dependencies=READ, responses=error_responses(404, *CHAIN_ERRORS))
+@router.get("/tokens/{token_id}/verify", dependencies=READ, responses=error_responses(404, 429, *CHAIN_ERRORS))
 async def verify_token(request: Request, token_id: TokenIdPath, chain: ChainDep, queue: QueueDep,
                        settings: SettingsDep) -> dict[str, Any]:
     """The token's stored image: its Content Credentials, and its recorded parameters against the chain's."""
@@ -76,9 +80,24 @@ async def verify_token(request: Request, token_id: TokenIdPath, chain: ChainDep,
     if not stored:
         raise NotFound(f"token {token_id}'s image is not rendered yet; GET /tokens/{token_id}/image.png makes it")
     data = await asyncio.to_thread(queue.store.path_of(stored[0].file).read_bytes)
-    result = await asyncio.to_thread(verify, stored[0].file, data, chain_params=info.params.to_json(),
-                                     token_id=str(token_id), trust_anchors=trust_anchors(request))
+    with verify_slot(request):
+        result = await asyncio.to_thread(verify, stored[0].file, data, chain_params=info.params.to_json(),
+                                         token_id=str(token_id), trust_anchors=trust_anchors(request))
     return result.to_json()
+
+
+@contextmanager
+def verify_slot(request: Request) -> Iterator[None]:
+    """One of the few checks that may run at once (each decodes an image): 429 busy when none is free."""
+    slots: threading.BoundedSemaphore = request.app.state.verify_slots
+    if not slots.acquire(blocking=False):
+        most = request.app.state.settings.verify_concurrency
+        raise Busy(f"{most} verifications are running, the most at once (ALEAART_VERIFY_CONCURRENCY); try again in "
+                   "a few seconds")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 async def wants_rerender(request: Request, asked: bool | None) -> bool:

@@ -27,12 +27,16 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--token", type=parse_token_id, help="check the file against this token's on-chain parameters")
     parser.add_argument("--rerender", action="store_true", help="render it again here and compare (slow)")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
+    parser.add_argument("--trust-anchors", type=Path, metavar="FILE", help="a PEM bundle of trust anchors: a "
+                        "signer chaining to one is trusted (default: ALEAART_C2PA_TRUST_ANCHORS)")
     parser.set_defaults(run=cmd_verify)
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
     from aleaart.provenance.verify import table
 
+    if args.trust_anchors is not None:
+        settings = settings.model_copy(update={"c2pa_trust_anchors": args.trust_anchors})
     path = Path(args.path) if args.path else None
     if path is not None and path.is_dir():
         ok = verify_export(path, settings, rerender=args.rerender, as_json=args.json)
@@ -133,7 +137,8 @@ def stored_image_of(token: int, settings: Settings) -> Path:
 
 
 def trust_anchors(settings: Settings) -> bytes | None:
-    return Path(settings.c2pa_trust).read_bytes() if settings.c2pa_trust else None
+    """The PEM bundle of trust anchors: --trust-anchors, else ALEAART_C2PA_TRUST_ANCHORS."""
+    return read(Path(settings.c2pa_trust_anchors)) if settings.c2pa_trust_anchors else None
 
 
 def read(path: Path) -> bytes:

@@ -42,13 +42,60 @@ EC_ALGORITHMS = {"secp256r1": c2pa.C2paSigningAlg.ES256, "secp384r1": c2pa.C2paS
 
 
 @dataclass(frozen=True)
+class Check:
+    """One failing validation check, and where it failed: the active manifest, or one of its ingredients."""
+
+    code: str
+    where: str  # "active manifest", or "ingredient <title>"
+    explanation: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "where": self.where, "explanation": self.explanation}
+
+
+@dataclass(frozen=True)
 class Read:
     """What a file's Content Credentials say, as the SDK validated them."""
 
-    state: str  # "unsigned", or the SDK's Invalid / Valid / Trusted
-    failures: tuple[str, ...]  # the failing validation codes (the signer's trust among them)
+    state: str  # "unsigned", "unreadable", or the SDK's Invalid / Valid / Trusted
+    checks: tuple[Check, ...]  # the failing validation checks (the signer's trust among them), ingredients' too
     manifest: dict[str, Any] | None  # the active manifest
     error: str | None = None  # why the file could not be read at all
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """The failing codes, each once, the active manifest's first."""
+        return tuple(dict.fromkeys(check.code for check in self.checks))
+
+    @property
+    def verdict(self) -> str:
+        """Whether the credentials are intact, from the SDK alone: unsigned, unreadable, invalid (a check failed,
+        in the manifest or an ingredient: changed after signing), untrusted (intact, by a signer no trust anchor
+        here knows) or valid (intact, by a trusted signer)."""
+        if self.state in ("unsigned", "unreadable"):
+            return self.state
+        if self.state == "Invalid" or self.tampered:
+            return "invalid"
+        return "untrusted" if self.untrusted or self.state != "Trusted" else "valid"
+
+    @property
+    def signer(self) -> str | None:
+        info = (self.manifest or {}).get("signature_info") or {}
+        return info.get("common_name") or info.get("issuer")
+
+    @property
+    def generator(self) -> str | None:
+        """What made the credentials (its claim generator): aleaart's, or another tool's."""
+        manifest = self.manifest or {}
+        names = [" ".join(filter(None, (info.get("name"), info.get("version"))))
+                 for info in manifest.get("claim_generator_info") or []]
+        return ", ".join(n for n in names if n) or manifest.get("claim_generator")
+
+    @property
+    def binding_broken(self) -> bool:
+        """C2PA's hard binding failed: the file's bytes are not the ones signed."""
+        return any(code.startswith(("assertion.dataHash", "assertion.bmffHash", "assertion.boxesHash"))
+                   for code in self.failures)
 
     @property
     def assertion(self) -> dict[str, Any] | None:
@@ -69,8 +116,9 @@ class Read:
         return any(code != UNTRUSTED for code in self.failures)
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "failures": list(self.failures), "signerTrusted": self.state == "Trusted",
-                "error": self.error}
+        return {"verdict": self.verdict, "state": self.state, "failures": list(self.failures),
+                "failingChecks": [check.to_json() for check in self.checks], "signer": self.signer,
+                "signerTrusted": self.state == "Trusted", "generator": self.generator, "error": self.error}
 
 
 class Credentials:
@@ -89,7 +137,8 @@ class Credentials:
     def from_settings(cls, settings: Settings) -> Credentials:
         common: dict[str, Any] = {
             "tsa_url": settings.c2pa_tsa_url,
-            "trust_anchors": _read(settings.c2pa_trust, "ALEAART_C2PA_TRUST") if settings.c2pa_trust else None,
+            "trust_anchors": _read(settings.c2pa_trust_anchors, "ALEAART_C2PA_TRUST_ANCHORS")
+            if settings.c2pa_trust_anchors else None,
             "chain": {"chainId": settings.chain_id, "contract": settings.params_contract},
         }
         if settings.c2pa_cert or settings.c2pa_key:
@@ -146,14 +195,36 @@ def read_credentials(data: bytes, mime: str | None = None, *, trust_anchors: byt
         reader = c2pa.Reader.try_create(mime or "", io.BytesIO(data), None, context) if context else \
             c2pa.Reader.try_create(mime or "", io.BytesIO(data))
     except c2pa.C2paError as error:
-        return Read(state="unreadable", failures=(), manifest=None, error=str(error).splitlines()[0][:300])
+        return Read(state="unreadable", checks=(), manifest=None, error=str(error).splitlines()[0][:300])
     if reader is None:
-        return Read(state="unsigned", failures=(), manifest=None)
+        return Read(state="unsigned", checks=(), manifest=None)
     with reader:
-        results = reader.get_validation_results() or {}
-        failures = tuple(f["code"] for f in results.get("activeManifest", {}).get("failure", []))
-        return Read(state=reader.get_validation_state() or "Invalid", failures=failures,
-                    manifest=reader.get_active_manifest())
+        manifest = reader.get_active_manifest()
+        return Read(state=reader.get_validation_state() or "Invalid",
+                    checks=failing_checks(reader.get_validation_results() or {}, manifest), manifest=manifest)
+
+
+def failing_checks(results: dict[str, Any], manifest: dict[str, Any] | None) -> tuple[Check, ...]:
+    """Every failing check of the SDK's validation results: the active manifest's, then each ingredient's (named
+    by its title where the manifest lists it)."""
+    checks = [Check(f.get("code", "?"), "active manifest", f.get("explanation", ""))
+              for f in (results.get("activeManifest") or {}).get("failure", [])]
+    titles = ingredient_titles(manifest)
+    for delta in results.get("ingredientDeltas") or []:
+        uri = delta.get("ingredientAssertionURI", "")
+        where = f"ingredient {titles.get(uri.rsplit('/', 1)[-1]) or uri.rsplit('/', 1)[-1] or '?'}"
+        checks += [Check(f.get("code", "?"), where, f.get("explanation", ""))
+                   for f in (delta.get("validationDeltas") or {}).get("failure", [])]
+    return tuple(checks)
+
+
+def ingredient_titles(manifest: dict[str, Any] | None) -> dict[str, str]:
+    """An ingredient assertion's label (c2pa.ingredient.v3, c2pa.ingredient.v3__1, ...) → the ingredient's title."""
+    titles = {}
+    for index, ingredient in enumerate((manifest or {}).get("ingredients") or []):
+        label = ingredient.get("label") or ("c2pa.ingredient.v3" + (f"__{index}" if index else ""))
+        titles[label] = ingredient.get("title") or label
+    return titles
 
 
 def signing_algorithm(key_pem: bytes) -> c2pa.C2paSigningAlg:

@@ -1,8 +1,10 @@
 """Verify a file against its Content Credentials and against a re-render: what anyone can check about an image.
 
-1. The credentials: the SDK's validation state and failing checks (the signer's trust among them), and whether
-   the pixels changed since signing: C2PA's hard binding over the file, and the pixel hash in the aleaart
-   assertion over the decoded pixels.
+1. Two questions kept apart. Are the file's credentials intact (the SDK alone: valid, untrusted, invalid,
+   unsigned; every failing check with where it failed, the active manifest or an ingredient)? And is it an
+   aleaart image: does it carry the aleaart assertion, and are its bytes (C2PA's hard binding) and its pixels
+   (the assertion's pixel hash over the decoded pixels) the ones signed? A valid file another tool made is
+   intact and not an aleaart image, never "invalid".
 2. For a token: whether the recorded RenderParams equal the chain's.
 3. A re-render compared with the file's pixels: ``exact`` (the same pixel hash), ``perceptual`` (pHash Hamming
    distance at most PERCEPTUAL_THRESHOLD) or ``mismatch``, naming every recipe field that differs between the
@@ -11,7 +13,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +23,16 @@ from typing import Any
 import imagehash
 from PIL import Image
 
+from aleaart.errors import ImageTooLarge, InvalidFile
+from aleaart.jobs.upscale import MAX_LANCZOS_SIDE
 from aleaart.provenance.claim import pixel_hash
 from aleaart.provenance.credentials import Read, read_credentials
+
+# The largest image this service makes (a 4x Lanczos upscale) bounds what verify decodes: pixels, not bytes, since
+# a few hundred bytes of PNG can declare gigapixels.
+MAX_SIDE = MAX_LANCZOS_SIDE
+MAX_PIXELS = MAX_LANCZOS_SIDE * MAX_LANCZOS_SIDE
+STRIP_ROWS = 256  # pixels are hashed a strip at a time: no second whole-frame copy
 
 # pHash (64 bits) Hamming distance at or below which a re-render in another recipe class is the same picture.
 # Measured by bench/bench_verify.py (the README's "Content Credentials"): the same spec across PyTorch f32,
@@ -53,40 +65,76 @@ class Inspection:
         return ((self.assertion or {}).get("pixels") or {}).get("sha256")
 
     @property
-    def pixels_changed(self) -> bool | None:
-        """True if the hard binding failed or the pixels are not the recorded ones; None if nothing says."""
+    def aleaart(self) -> bool:
+        return self.assertion is not None
+
+    @property
+    def bytes_changed(self) -> bool | None:
+        """True if C2PA's hard binding failed (the file's bytes are not the ones signed: a changed pixel, chunk or
+        trailing byte alike); None for a file without readable credentials."""
         if self.credentials.state in ("unsigned", "unreadable"):
             return None
-        binding = any(code.startswith("assertion.dataHash") or code.startswith("assertion.bmffHash")
-                      for code in self.credentials.failures)
+        return self.credentials.binding_broken
+
+    @property
+    def pixels_changed(self) -> bool | None:
+        """True if the decoded pixels are not those the aleaart assertion records; None where nothing records them."""
         recorded = self.recorded_pixels
-        return binding or (recorded is not None and self.pixel_sha256 is not None and recorded != self.pixel_sha256)
+        if recorded is None or self.pixel_sha256 is None:
+            return None
+        return recorded != self.pixel_sha256
 
     @property
     def verdict(self) -> str:
-        """unsigned, invalid (a check failed: tampered), untrusted (valid, by a signer no trust list knows),
-        or valid."""
-        read = self.credentials
-        if read.state in ("unsigned", "unreadable"):
-            return read.state
-        if read.tampered or self.pixels_changed or self.assertion is None:
-            return "invalid"
-        return "untrusted" if read.untrusted else "valid"
+        """Whether the credentials are intact, from the SDK alone (credentials.Read.verdict)."""
+        return self.credentials.verdict
+
+    @property
+    def intact_aleaart(self) -> bool:
+        """Intact credentials with the aleaart assertion, over the pixels it records."""
+        return self.verdict in ("valid", "untrusted") and self.aleaart and self.pixels_changed is not True
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, **self.credentials.to_json(), "pixelsChanged": self.pixels_changed,
-                "pixelSha256": self.pixel_sha256, "recordedPixelSha256": self.recorded_pixels,
-                "hasAleaartAssertion": self.assertion is not None}
+        return {**self.credentials.to_json(), "aleaart": self.aleaart, "hasAleaartAssertion": self.aleaart,
+                "bytesChanged": self.bytes_changed, "pixelsChanged": self.pixels_changed,
+                "pixelSha256": self.pixel_sha256, "recordedPixelSha256": self.recorded_pixels}
 
 
 def inspect_file(data: bytes, mime: str | None = None, *, trust_anchors: bytes | None = None) -> Inspection:
+    """The file's credentials, and its pixels decoded within MAX_SIDE (InvalidFile or ImageTooLarge otherwise)."""
     read = read_credentials(data, mime, trust_anchors=trust_anchors)
+    image = decoded(data)
+    return Inspection(read, strip_hash(image) if image is not None else None, image)
+
+
+def decoded(data: bytes) -> Image.Image | None:
+    """The image's RGB pixels; None for a file that is not an image (a video). Its size is checked before a pixel
+    is decoded, and a text chunk that would inflate past Pillow's limit is refused, not read."""
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB")
-    except OSError:  # a video, or not an image at all
-        return Inspection(read, None, None)
-    return Inspection(read, pixel_hash(image), image)
+        with warnings.catch_warnings():  # its size is checked here, against a tighter bound than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))  # reads the header (and text chunks) only
+        width, height = opened.size
+        if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+            raise ImageTooLarge(f"the image declares {width}x{height} pixels; verify decodes at most "
+                                f"{MAX_SIDE} on a side, the largest image this service makes")
+        opened.load()
+        return opened if opened.mode == "RGB" else opened.convert("RGB")  # one frame kept, not a copy of it
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"the image is a decompression bomb ({error}); verify decodes at most {MAX_SIDE} on a "
+                            "side, the largest image this service makes") from None
+    except ValueError as error:  # Pillow's limit on what a text chunk inflates to, among others
+        raise InvalidFile(f"the image cannot be read safely: {error}") from None
+    except (OSError, SyntaxError):  # a video, or not an image at all
+        return None
+
+
+def strip_hash(image: Image.Image) -> str:
+    """``pixel_hash`` computed a strip of rows at a time."""
+    digest = hashlib.sha256()
+    for top in range(0, image.height, STRIP_ROWS):
+        digest.update(image.crop((0, top, image.width, min(image.height, top + STRIP_ROWS))).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -139,8 +187,9 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """Nothing failed: the signer's trust alone does not count (a local signer is untrusted by design)."""
-        return (self.inspection.verdict in ("valid", "untrusted")
+        """An intact aleaart image (the signer's trust alone does not count: a local signer is untrusted by design),
+        whose token parameters and re-render, where checked, agree."""
+        return (self.inspection.intact_aleaart
                 and (self.token is None or self.token["match"])
                 and (self.rerender is None or self.rerender.verdict != "mismatch"))
 
@@ -172,15 +221,27 @@ def verify(name: str, data: bytes, *, mime: str | None = None, chain_params: dic
     return result
 
 
+CREDENTIALS_IN_WORDS = {
+    "valid": "intact, signed by a signer a trust anchor here knows",
+    "untrusted": "intact, signed by a signer no trust anchor here knows (set ALEAART_C2PA_TRUST_ANCHORS to trust one)",
+    "invalid": "a check failed: the file, or a file it was made from, changed after it was signed",
+    "unsigned": "the file has no Content Credentials",
+    "unreadable": "the file's Content Credentials cannot be read",
+}
+
+
 def table(verification: Verification) -> str:
     """The answer as a readable table for the terminal."""
     data = verification.to_json()
     credentials = data["credentials"]
     rows = [("file", data["file"]),
-            ("credentials", f"{credentials['verdict']} (C2PA {credentials['state']})"),
-            ("failing checks", ", ".join(credentials["failures"]) or "none"),
-            ("pixels changed", _yes_no(credentials["pixelsChanged"])),
-            ("recipe class", data["recipeClass"] or "-")]
+            ("credentials", f"{credentials['verdict']}: {CREDENTIALS_IN_WORDS[credentials['verdict']]}"),
+            ("signer", credentials["signer"] or "-"),
+            ("failing checks", "; ".join(f"{c['code']} ({c['where']})" for c in credentials["failingChecks"])
+             or "none"),
+            ("aleaart image", aleaart_in_words(credentials, data["recipeClass"])),
+            ("bytes changed", _yes_no(credentials["bytesChanged"])),
+            ("pixels changed", _yes_no(credentials["pixelsChanged"]))]
     if (token := data["token"]) is not None:
         rows.append((f"token {token['tokenId']}", "parameters equal the chain's" if token["match"]
                      else f"recorded {token['recorded']} but the chain has {token['chain']}"))
@@ -189,9 +250,19 @@ def table(verification: Verification) -> str:
                                   f"threshold {rerender['threshold']})"))
         rows += [(f"  {d['field']}", f"file {d['file']}, here {d['here']}") for d in rerender["recipeDifferences"]]
     rows += [("note", note) for note in data["notes"]]
-    rows.append(("verdict", "OK" if data["ok"] else "FAILED"))
+    rows.append(("verdict", "OK: an intact aleaart image" if data["ok"] else "FAILED: not an intact aleaart image"
+                 + ("" if credentials["aleaart"] or credentials["verdict"] not in ("valid", "untrusted")
+                    else " (its credentials are intact: another tool made them)")))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def aleaart_in_words(credentials: dict[str, Any], recipe_class: str | None) -> str:
+    if credentials["aleaart"]:
+        return f"yes, recipe class {recipe_class or '-'}"
+    if credentials["generator"]:
+        return f"no: {credentials['generator']} made these credentials, not aleaart"
+    return "no"
 
 
 def _yes_no(value: bool | None) -> str:
