@@ -3,6 +3,7 @@ with the `standardwebhooks` library."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from waiting import eventually
 
 from aleaart.api import create_app
 from aleaart.config import Settings
+from aleaart.webhooks.targets import shown_url
 
 FLAT = {"prompt": "a lighthouse at dusk", "steps": 4, "width": 256, "height": 256, "seed": 11}
 ORDER = ["start", "output", "completed"]
@@ -53,7 +55,8 @@ def test_a_render_tells_start_output_completed_in_order_signed_with_the_jobs_own
                                          "webhook_events_filter": ["start", "output", "completed"]})
     assert created.status_code == 202, created.text
     job_id = created.json()["jobId"]
-    assert created.json()["webhooks"][0]["url"] == receiver.url
+    assert created.json()["webhooks"][0]["url"] == shown_url(receiver.url)  # its path, query and userinfo left out
+    assert "/hook" not in created.text
     assert eventually(lambda: events(receiver, job_id) == ORDER, timeout=20), events(receiver, job_id)
     assert all(r.verified for r in receiver.received)
     completed = receiver.delivered(job_id)[-1].body
@@ -143,6 +146,8 @@ def test_a_slow_receiver_does_not_slow_the_queue(make_client, receiver):
     "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook", "http://169.254.169.254/latest/meta-data",
     "http://[fd00:ec2::254]/", "http://10.1.2.3/hook", "http://192.168.0.1/", "http://[fe80::1]/",
     "http://224.0.0.1/", "http://0.0.0.0/", "http://localhost:9/hook", "ftp://example.com/hook", "not a url",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/", "http://[2002:a00:1::]/", "http://[fec0::1]/",
+    "http://192.88.99.1/", "http://127.0.0.1/\r\nX-Inj: 1", "http://example.com/a b", "http://example.com/\x7f",
 ])
 def test_unsafe_webhook_urls_are_refused_at_request_time_and_make_no_job(make_client, url):
     client = make_client(webhook_allow_private=False)
@@ -151,6 +156,50 @@ def test_unsafe_webhook_urls_are_refused_at_request_time_and_make_no_job(make_cl
         assert answer.status_code == 422, (path, answer.text)
         assert answer.json()["code"] == "invalid_webhook" and "webhook" in answer.json()["error"]
     assert client.app.state.journal_db.query("SELECT COUNT(*) AS n FROM jobs")[0]["n"] == 0
+
+
+def test_one_silent_receiver_holds_at_most_two_deliveries_and_never_another_receivers(make_client, receiver):
+    """24 jobs whose receiver never answers, then one whose receiver does: the one is told everything while the
+    silent receiver has had at most PER_TARGET attempts (not every delivery thread)."""
+    from aleaart.webhooks.delivery import PER_TARGET
+
+    silent = Receiver().start()
+    silent.gate.clear()
+    try:
+        client = make_client(webhook_timeout_seconds=30)
+        for i in range(24):
+            client.post("/jobs", json={**FLAT, "seed": 300 + i, "webhook": silent.url})
+        job_id = client.post("/jobs", json={**FLAT, "seed": 400, "webhook": receiver.url}).json()["jobId"]
+        assert eventually(lambda: events(receiver, job_id)[-1:] == ["completed"], timeout=25)
+        assert 1 <= len(silent.received) <= PER_TARGET  # the others wait in the outbox, not in a thread
+    finally:
+        silent.stop()
+
+
+def test_others_see_no_one_elses_webhook_and_urls_keep_their_secrets(make_client, receiver, caplog):
+    caplog.set_level(logging.INFO)
+    engine = FakeEngine()
+    engine.release.clear()  # the job waits: all three ask for the same one
+    client = make_client(engine, admin_key="the-admin-key")
+    admin = {"X-API-Key": "the-admin-key"}
+    keys = [client.post("/keys", json={"name": name, "scopes": ["read", "generate"]}, headers=admin).json()["secret"]
+            for name in ("alice", "bob", "carol")]
+    alice, bob, carol = ({"X-API-Key": k} for k in keys)
+    secret_url = receiver.url.replace("http://", "http://user:s3cret@") + "/T000/B000/XXXX?token=abc"
+    body = {**FLAT, "seed": 500}
+    made = client.post("/jobs", json={**body, "webhook": secret_url}, headers=alice).json()
+    client.post("/jobs", json={**body, "webhook": receiver.url + "/sharedB"}, headers=bob)  # the same job
+    client.post("/jobs", json=body, headers=carol)
+    job = f"/jobs/{made['jobId']}"
+    assert [w["url"] for w in made["webhooks"]] == [shown_url(receiver.url)]
+    assert [w["url"] for w in client.get(job, headers=alice).json()["webhooks"]] == [shown_url(receiver.url)]
+    assert len(client.get(job, headers=bob).json()["webhooks"]) == 1
+    assert "webhooks" not in client.get(job, headers=carol).json()
+    assert len(client.get(job, headers=admin).json()["webhooks"]) == 2
+    engine.release.set()
+    assert eventually(lambda: client.get(job, headers=alice).json()["webhooks"][0]["deliveries"]["delivered"] >= 3)
+    everything = client.get(job, headers=admin).text + caplog.text
+    assert "s3cret" not in everything and "token=abc" not in everything and "sharedB" not in everything
 
 
 def test_a_token_body_and_the_filter_are_checked(make_client, receiver):

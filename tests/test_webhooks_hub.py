@@ -45,7 +45,7 @@ def test_a_subscribed_jobs_saves_write_its_events_with_its_record(hub):
     rows = hub.db.query("SELECT event, body FROM webhook_outbox ORDER BY seq")
     assert [r["event"] for r in rows] == ["start", "completed"]  # the filter: output and logs left out
     assert json.loads(rows[-1]["body"])["status"] == "succeeded"
-    assert [s["url"] for s in hub.job_state("j1")] == ["https://hooks.example/a"]
+    assert [s["url"] for s in hub.job_state("j1")] == ["https://hooks.example/…"]  # the path left out
 
 
 def test_a_kind_that_names_an_ended_event_tells_the_service_and_counts_its_outputs(hub):
@@ -65,3 +65,30 @@ def test_a_kind_that_names_an_ended_event_tells_the_service_and_counts_its_outpu
     bodies = [json.loads(r["body"]) for r in hub.db.query("SELECT body FROM webhook_outbox ORDER BY seq")]
     assert [b["type"] for b in bodies] == ["collection.succeeded"]
     assert bodies[0]["data"]["jobId"] == "c1"
+
+
+def test_a_target_that_keeps_not_answering_rests_as_a_whole_and_its_events_wait(tmp_path):
+    import time
+
+    from aleaart.webhooks.delivery import REST_AFTER, Deliverer, DeliveryPolicy
+    from aleaart.webhooks.outbox import Outbox
+
+    db = Database(tmp_path / "journal.db")
+    outbox = Outbox(db)
+    deliverer = Deliverer(outbox, DeliveryPolicy(secret=None, allow_private=True, retry_seconds=60,
+                                                 horizon_seconds=3600), Metrics())
+    with db.transaction() as conn:
+        for job in ("j1", "j2"):
+            subscription = outbox.subscribe(conn, job, WebhookSpec.of("http://127.0.0.1:9/hook", []))
+            outbox.add(conn, subscription.id, [("start", {"jobId": job})], now=time.time())
+    target = "http://127.0.0.1:9"
+    for _ in range(REST_AFTER - 1):
+        deliverer._note_answer(target, answered=False)
+    assert target not in deliverer._resting  # not yet: two silences are not a pattern
+    deliverer._note_answer(target, answered=False)
+    deliverer.send_due()
+    assert len(outbox.due(time.time(), 10)) == 2 and not deliverer._busy  # resting: nothing taken, nothing spent
+    deliverer._note_answer(target, answered=True)  # it answered (another subscription's attempt): awake again
+    assert target not in deliverer._resting
+    deliverer.stop()
+    db.close()

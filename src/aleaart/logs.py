@@ -41,3 +41,10 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """httpx logs every request at INFO with its whole URL: a webhook's userinfo, path and query, an RPC URL's key.
+    Its warnings still show; the service logs what it sends itself, with URLs it has shortened."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -37,6 +37,7 @@ from aleaart.api.responses import job_snapshot
 from aleaart.api.submit import Submitter
 from aleaart.chain import ChainReader
 from aleaart.config import Settings
+from aleaart.logs import quiet_libraries
 from aleaart.metrics import Metrics
 from aleaart.services import Loader, Services
 
@@ -74,6 +75,7 @@ def create_app(
         yield
         services.close()
 
+    quiet_libraries()
     app = FastAPI(title="AleaArt backend", version=__version__, lifespan=lifespan)
     app.openapi = lambda: error_only_openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings

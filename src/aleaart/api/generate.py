@@ -46,10 +46,12 @@ async def create_job(body: GenerateBody, submit: SubmitDep, settings: SettingsDe
 
 @router.get("/jobs/{job_id}", dependencies=READ_JOBS, responses=JOB_ERRORS)
 def get_job(job_id: str, queue: QueueDep, hub: WebhooksDep, caller: CallerDep) -> dict[str, Any]:
-    """The job, and its webhooks with their deliveries (pending, delivered, failed, gone) if it has any. A job is
-    its owners' (the keys that asked for it) and the admin scope's: to another key it is 404, as an unknown one."""
+    """The job, and the caller's webhooks of it with their deliveries (pending, delivered, failed, gone) if it has
+    any (every one's for the admin scope). A job is its owners' (the keys that asked for it) and the admin scope's:
+    to another key it is 404, as an unknown one."""
     snapshot = job_snapshot(queue, visible_job(queue, job_id, caller))
-    if webhooks := hub.job_state(job_id):
+    admin = caller.key is not None and caller.key.allows("admin")
+    if webhooks := hub.job_state(job_id, owner=caller.owner, every=admin):
         snapshot["webhooks"] = webhooks
     return snapshot
 

@@ -45,7 +45,7 @@ class Submitter:
         """202 with the job's snapshot; a store hit without a webhook is kept and answered again from memory."""
         if (spec := await checked_webhook(body, self.hub)) is not None:
             job = await self._submit(request)
-            answer = await subscribed(self.hub, job, spec, job_snapshot(self.queue, job))
+            answer = await subscribed(self.hub, job, spec, job_snapshot(self.queue, job), self.owner)
             return JSONResponse(answer, status_code=202, headers=location_of(job))
         if (kept := self.answers.get(JOBS_SHAPE, request, self.queue)) is not None:
             return kept
@@ -68,7 +68,7 @@ class Submitter:
         if plain and (kept := self.answers.get(shape, request, self.queue)) is not None:
             return kept
         job = await self._submit(request)
-        await subscribed(self.hub, job, spec, {})
+        await subscribed(self.hub, job, spec, {}, self.owner)
 
         def answered(content: dict[str, Any]) -> Response:
             content = {**content, **(extra or {})}

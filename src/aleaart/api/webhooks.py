@@ -19,9 +19,11 @@ async def checked_webhook(body: WebhookFields | None, hub: Webhooks) -> WebhookS
     return spec
 
 
-async def subscribed(hub: Webhooks, job: Job, spec: WebhookSpec | None, answer: dict[str, Any]) -> dict[str, Any]:
-    """``answer`` for a job made with ``spec``: subscribed, and saying so (``webhooks``)."""
+async def subscribed(hub: Webhooks, job: Job, spec: WebhookSpec | None, answer: dict[str, Any],
+                     owner: str = "") -> dict[str, Any]:
+    """``answer`` for a job made with ``spec`` by key ``owner``: subscribed, and saying so (``webhooks``: this
+    subscription only; an identical request's job may have others' too)."""
     if spec is None:
         return answer
-    await asyncio.to_thread(hub.subscribe, job, spec)
-    return {**answer, "webhooks": await asyncio.to_thread(hub.job_state, job.id)}
+    subscription = await asyncio.to_thread(hub.subscribe, job, spec, owner)
+    return {**answer, "webhooks": await asyncio.to_thread(hub.job_state, job.id, subscription=subscription)}

@@ -1,6 +1,8 @@
 """Sending the outbox: one attempt per due event, signed per Standard Webhooks, to an address checked as it is
 connected to; retried with backoff and jitter until the horizon. Its own threads: a slow receiver holds a delivery
-thread, never a render."""
+thread, never a render, and at most PER_TARGET of them (a target is a scheme, host and port), so receivers that
+never answer cannot hold up another's deliveries; a target whose attempts keep failing without an answer rests as
+a whole (its events wait in the outbox, their attempts not spent) for a while that doubles."""
 
 from __future__ import annotations
 
@@ -21,12 +23,15 @@ from aleaart.errors import InvalidWebhook
 from aleaart.metrics import Metrics
 from aleaart.webhooks.events import ATTEMPT_TIMEOUT_SECONDS, outcome_of, retry_delay
 from aleaart.webhooks.outbox import Delivery, Outbox
-from aleaart.webhooks.targets import checked_addresses, parse_target
+from aleaart.webhooks.targets import checked_addresses, parse_target, shown_url, target_of
 
 log = logging.getLogger(__name__)
 
 EVENT_HEADER = "aleaart-event"  # which event (start, output, logs, completed; token.rendered…): the body is the job
-SENDERS = 4  # deliveries at once (each to a different subscription: one subscription's go out in order)
+SENDERS = 16  # deliveries at once (each to a different subscription: one subscription's go out in order)
+PER_TARGET = 2  # of them to one receiver (scheme, host and port)
+REST_AFTER = 3  # failed attempts in a row without an answer before a target rests
+MAX_REST_SECONDS = 600.0
 IDLE_POLL_SECONDS = 0.5
 HOUSEKEEPING_SECONDS = 3600.0
 
@@ -51,6 +56,9 @@ class Deliverer:
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook")
         self._sending: set[str] = set()  # subscriptions with an attempt under way here
+        self._busy: dict[str, int] = {}  # target → attempts under way to it
+        self._silent: dict[str, int] = {}  # target → failed attempts in a row without an answer
+        self._resting: dict[str, float] = {}  # target → when it may be tried again (monotonic)
         self._lock = threading.Lock()
         self._client = httpx.Client(follow_redirects=False, timeout=policy.timeout)
         self.housekeeping: Callable[[], None] | None = None  # run at start and hourly (pruning the outbox)
@@ -87,15 +95,20 @@ class Deliverer:
     def send_due(self) -> None:
         now = time.time()
         for delivery in self.outbox.due(now, limit=4 * SENDERS):
+            target = target_of(delivery.url)
             with self._lock:
                 if len(self._sending) >= SENDERS or delivery.subscription in self._sending:
+                    continue
+                if self._busy.get(target, 0) >= PER_TARGET or self._resting.get(target, 0.0) > time.monotonic():
                     continue
                 if not self.outbox.claim(delivery, now + self.policy.timeout + 5):
                     continue
                 self._sending.add(delivery.subscription)
-            self._pool.submit(self._attempt, delivery)
+                self._busy[target] = self._busy.get(target, 0) + 1
+            self._pool.submit(self._attempt, delivery, target)
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery, target: str) -> None:
+        status: int | None = None
         try:
             status, error = self._post(delivery)
             self._settle(delivery, status, error)
@@ -105,7 +118,25 @@ class Deliverer:
         finally:
             with self._lock:
                 self._sending.discard(delivery.subscription)
+                self._busy[target] -= 1
+                if not self._busy[target]:
+                    del self._busy[target]
+                self._note_answer(target, status is not None)
             self._wake.set()  # the subscription's next event may be due
+
+    def _note_answer(self, target: str, answered: bool) -> None:
+        """Count a target's attempts without an answer; past REST_AFTER in a row it rests, a while that doubles."""
+        if answered:
+            self._silent.pop(target, None)
+            self._resting.pop(target, None)
+            return
+        silent = self._silent[target] = self._silent.get(target, 0) + 1
+        if silent >= REST_AFTER:
+            rest = min(MAX_REST_SECONDS, self.policy.retry_seconds * 2 ** (silent - REST_AFTER))
+            self._resting[target] = time.monotonic() + rest
+            if silent == REST_AFTER:
+                log.warning("webhook target %s did not answer %d attempts in a row: it rests %.0f s (its events wait)",
+                            target, silent, rest)
 
     def _post(self, delivery: Delivery) -> tuple[int | None, str | None]:
         now = datetime.datetime.now(tz=datetime.UTC)
@@ -142,14 +173,14 @@ class Deliverer:
         elif outcome == "gone":
             dropped = self.outbox.gone(delivery)
             log.warning("webhook %s answered 410 Gone: %d event(s) of it dropped, no more are sent",
-                        delivery.url.split("?", 1)[0], dropped)
+                        shown_url(delivery.url), dropped)
         else:
             attempt = delivery.attempts + 1
             at = time.time() + retry_delay(attempt, base=self.policy.retry_seconds, rng=random)
             if at > delivery.created_at + self.policy.horizon_seconds:
                 outcome = "failed"
                 self.outbox.give_up(delivery, status=status, error=error or "failed")
-                log.error("webhook %s: %s event %s not delivered after %d attempts: %s", delivery.url.split("?")[0],
+                log.error("webhook %s: %s event %s not delivered after %d attempts: %s", shown_url(delivery.url),
                           delivery.event, delivery.id, attempt, error)
             else:
                 self.outbox.retry(delivery, at=at, status=status, error=error or "failed")

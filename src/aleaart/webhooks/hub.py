@@ -73,19 +73,22 @@ class Webhooks:
         """Refuse (422) a URL a webhook may not go to; resolves the host, so call it off the event loop."""
         check_url(url, allow_private=self.allow_private)
 
-    def subscribe(self, job: Job, spec: WebhookSpec) -> None:
-        """``job`` notifies ``spec.url``: what it has done already is sent at once, the rest as it happens."""
+    def subscribe(self, job: Job, spec: WebhookSpec, owner: str = "") -> str:
+        """``job`` notifies ``spec.url`` (``owner``'s: only that key is shown it): what it has done already is sent
+        at once, the rest as it happens. Returns the subscription's id."""
         with self.db.transaction() as conn:
-            subscription = self.outbox.subscribe(conn, job.id, spec)
+            subscription = self.outbox.subscribe(conn, job.id, spec, owner=owner)
             with self._lock:
                 self._watched.add(job.id)
             self._record(conn, job, job.status, [subscription], final=False)
         self.deliverer.wake()
         if not job.status.state.is_terminal():
             self._follow(job)
+        return subscription.id
 
-    def job_state(self, job_id: str) -> list[dict[str, Any]]:
-        return self.outbox.job_state(job_id)
+    def job_state(self, job_id: str, **shown: Any) -> list[dict[str, Any]]:
+        """The job's webhooks one may see (Outbox.job_state says which)."""
+        return self.outbox.job_state(job_id, **shown)
 
     # The job record's saves (JobBook's hook, in its transaction)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aleaart.database import Database, Schema, declare
 from aleaart.webhooks.events import Event, Sent, WebhookSpec
+from aleaart.webhooks.targets import shown_url
 
 # Each subscription (a job's, or the service's own) with what it has been sent, and the outbox of events not yet
 # delivered, written in the same transaction as the job change they tell of.
@@ -50,6 +51,10 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
 CREATE INDEX webhook_outbox_subscription ON webhook_outbox (subscription, state, seq);
+""",
+    # v2: whose subscription it is (the key that gave the URL): only its owner is shown it
+    """
+ALTER TABLE webhook_subscriptions ADD COLUMN owner TEXT;
 """,
 )))
 
@@ -91,10 +96,11 @@ class Outbox:
     # Subscriptions
 
     def subscribe(self, conn: sqlite3.Connection, job_id: str | None, spec: WebhookSpec,
-                  subscription_id: str | None = None) -> Subscription:
+                  subscription_id: str | None = None, *, owner: str | None = None) -> Subscription:
         sid = subscription_id or "sub_" + uuid.uuid4().hex
-        conn.execute("INSERT OR REPLACE INTO webhook_subscriptions (id, job_id, url, events, created_at) "
-                     "VALUES (?, ?, ?, ?, ?)", (sid, job_id, spec.url, json.dumps(sorted(spec.events)), time.time()))
+        conn.execute("INSERT OR REPLACE INTO webhook_subscriptions (id, job_id, url, events, created_at, owner) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (sid, job_id, spec.url, json.dumps(sorted(spec.events)), time.time(), owner))
         return Subscription(sid, job_id, spec, Sent())
 
     def of_job(self, conn: sqlite3.Connection, job_id: str) -> list[Subscription]:
@@ -168,9 +174,20 @@ class Outbox:
 
     # What answers and metrics say
 
-    def job_state(self, job_id: str) -> list[dict[str, Any]]:
-        """Each webhook of the job, with its deliveries by state."""
-        subs = self.db.query("SELECT * FROM webhook_subscriptions WHERE job_id = ? ORDER BY created_at", (job_id,))
+    def job_state(self, job_id: str, *, owner: str | None = None, every: bool = False,
+                  subscription: str | None = None) -> list[dict[str, Any]]:
+        """The job's webhooks one may be shown, with their deliveries by state: ``subscription`` alone, those of key
+        ``owner`` ("": those given without a key, where none is needed: such callers cannot be told apart), or
+        ``every`` one (the admin scope). Their URLs are shown without userinfo, path or query, where receivers keep
+        secrets."""
+        if subscription is not None:
+            where, args = "id = ?", (subscription,)
+        elif every:
+            where, args = "1", ()
+        else:
+            where, args = "COALESCE(owner, '') = ?", (owner or "",)
+        subs = self.db.query(f"SELECT * FROM webhook_subscriptions WHERE job_id = ? AND {where} ORDER BY created_at",
+                             (job_id, *args))
         shown = []
         for sub in subs:
             counts = {row["state"]: row["n"] for row in self.db.query(
@@ -178,7 +195,7 @@ class Outbox:
             last = self.db.query("SELECT error, last_status FROM webhook_outbox WHERE subscription = ? AND error IS "
                                  "NOT NULL ORDER BY seq DESC LIMIT 1", (sub["id"],))
             shown.append({
-                "url": sub["url"].split("?", 1)[0],  # a query may carry the receiver's secret
+                "url": shown_url(sub["url"]),
                 "events": json.loads(sub["events"]),
                 "deliveries": {state: counts.get(state, 0) for state in ("pending", "delivered", "failed", "gone")},
                 "lastError": last[0]["error"] if last else None,

@@ -1,7 +1,8 @@
-"""Where a webhook may go: http(s) URLs whose host resolves only to public addresses. Loopback, private,
-link-local (cloud metadata at 169.254.169.254), multicast, unspecified and reserved addresses are refused, in
-IPv4 and IPv6 and in the forms that hide them (decimal 2130706433, octal 0177.0.0.1, hex 0x7f.1, IPv4-mapped
-::ffff:127.0.0.1, NAT64 64:ff9b::7f00:1). The check runs at request time and again when a delivery connects:
+"""Where a webhook may go: http(s) URLs without control characters or spaces, whose host resolves only to public
+addresses. Loopback, private, link-local (cloud metadata at 169.254.169.254), site-local, multicast, unspecified
+and reserved addresses are refused, in IPv4 and IPv6 and in the forms that hide them (decimal 2130706433, octal
+0177.0.0.1, hex 0x7f.1, IPv4-mapped ::ffff:127.0.0.1, NAT64 64:ff9b::7f00:1, 6to4 2002:7f00:1::, Teredo), and the
+6to4 relay anycast 192.88.99.0/24. The check runs at request time and again when a delivery connects:
 the address connected to is one that was checked, so DNS rebinding cannot slip past it."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aleaart.errors import InvalidWebhook
 MAX_URL_LENGTH = 2048
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+SIX_TO_FOUR_RELAY = ipaddress.ip_network("192.88.99.0/24")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -31,6 +33,8 @@ def parse_target(url: str) -> Target:
     """The URL's parts; InvalidWebhook when it is not an absolute http(s) URL."""
     if len(url) > MAX_URL_LENGTH:
         raise InvalidWebhook(f"webhook: the URL is longer than {MAX_URL_LENGTH} characters")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise InvalidWebhook("webhook: the URL contains a space or a control character (percent-encode it)")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -51,6 +55,14 @@ def address_problem(address: Address) -> str | None:
             return address_problem(address.ipv4_mapped)
         if address in NAT64:
             return address_problem(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            return address_problem(address.sixtofour)
+        if address.teredo is not None:
+            return address_problem(address.teredo[1])  # the client's address, which a relay delivers to
+        if address.is_site_local:
+            return "a site-local address"
+    elif address in SIX_TO_FOUR_RELAY:
+        return "the 6to4 relay anycast"
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for problem, test in (("a loopback address", address.is_loopback), ("a multicast address", address.is_multicast),
@@ -88,3 +100,26 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     if not allow_private:
         checked_addresses(target)
     return target
+
+
+def shown_url(url: str) -> str:
+    """The URL as others may see it (job answers, logs): scheme, host and port; its userinfo, path and query, where
+    receivers keep secrets (Slack-style paths, tokens in the query), are left out."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(not a URL)"
+    host = f"[{host}]" if ":" in host else host
+    rest = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def target_of(url: str) -> str:
+    """The receiver a URL reaches (scheme, host and port), which deliveries are limited and rested by."""
+    try:
+        target = parse_target(url)
+    except InvalidWebhook:
+        return url
+    return f"{target.scheme}://{target.host}:{target.port}"
