@@ -108,8 +108,19 @@ def test_pickles_and_other_files_are_not_read(tmp_path):
     path.write_bytes(pickle.dumps({"state_dict": {}}, protocol=4))
     with pytest.raises(InvalidModel, match="pickle"):
         read_layout(path)
-    path.write_bytes(b"PK\x03\x04 torch.save's zip")
-    with pytest.raises(InvalidModel, match="pickle"):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:  # torch.save's layout: a pickle inside
+        archive.writestr("archive/data.pkl", pickle.dumps({}))
+    with pytest.raises(InvalidModel, match="PyTorch zip .* a pickle inside"):
+        read_layout(path)
+    with zipfile.ZipFile(path, "w") as archive:  # a plain archive: said as such, not as a pickle
+        archive.writestr("model.safetensors", b"...")
+    with pytest.raises(InvalidModel, match="a zip archive .1 entries., not safetensors") as plain:
+        read_layout(path)
+    assert "pickle" not in str(plain.value)
+    path.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(InvalidModel, match="not one"):
         read_layout(path)
     path.write_bytes(b"GIF89a not weights at all")
     with pytest.raises(InvalidModel, match="not a readable .safetensors"):

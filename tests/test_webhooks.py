@@ -264,3 +264,12 @@ def test_ended_events_are_pruned_once_their_jobs_are_forgotten(make_client, rece
     hub._prune()
     assert db.query("SELECT COUNT(*) AS n FROM webhook_outbox")[0]["n"] == 0
     assert db.query("SELECT COUNT(*) AS n FROM webhook_subscriptions")[0]["n"] == 0
+
+
+def test_an_empty_webhook_is_refused_as_the_openapi_document_says(make_client):
+    client = make_client()
+    answer = client.post("/jobs", json={**FLAT, "webhook": ""})
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_params"
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    webhook = next(s["properties"]["webhook"] for s in schema.values() if "webhook" in s.get("properties", {}))
+    assert any(s.get("minLength") == 1 for s in webhook["anyOf"] if s["type"] == "string")

@@ -48,6 +48,23 @@ def test_a_subscribed_jobs_saves_write_its_events_with_its_record(hub):
     assert [s["url"] for s in hub.job_state("j1")] == ["https://hooks.example/…"]  # the path left out
 
 
+def test_a_queued_jobs_progress_sends_no_logs_before_its_start(hub):
+    hub, _ = hub
+    job = Job(id="q1", request=RenderRequest(SPEC))
+    job.move(JobState.QUEUED)
+    hub.subscribe(job, WebhookSpec.of("https://hooks.example/q", ["logs"]))
+    with hub.db.transaction() as conn:  # what the follower writes as the queue moves
+        hub._record(conn, job, job.status, hub.outbox.of_job(conn, job.id), final=False, logs=True)
+    events = [r["event"] for r in hub.db.query("SELECT event FROM webhook_outbox WHERE body LIKE '%q1%' ORDER BY seq")]
+    assert events == []  # nothing before start
+    job.move(JobState.RUNNING)
+    with hub.db.transaction() as conn:
+        hub._record(conn, job, job.status, hub.outbox.of_job(conn, job.id), final=False, logs=True)
+    events = [r["event"] for r in hub.db.query("SELECT event FROM webhook_outbox WHERE body LIKE '%q1%' ORDER BY seq")]
+    assert events == ["start", "logs"]
+    hub.stop()
+
+
 def test_a_kind_that_names_an_ended_event_tells_the_service_and_counts_its_outputs(hub):
     hub, book = hub
     collection = Job(id="c1", request=CollectionRequest(out="/tmp/x", first=1, last=3))

@@ -5,6 +5,7 @@ tensors' names and shapes fit the architecture of the model the service runs."""
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ Layout = Mapping[str, tuple[int, ...]]
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 PICKLE_WARNING = ("pickle-based weights (.ckpt/.pt/.bin) are refused: loading one can run any code it carries; "
                   "convert it to .safetensors")
-PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # pickle protocols, torch's zip
+PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # pickle protocols 2-5
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip (a pickle inside), or any other zip archive
 
 # Names of LoRA tensors: diffusers/PEFT (…to_q.lora_A.weight) and kohya/A1111 (lora_unet_…to_q.lora_down.weight).
 PEFT_LORA = re.compile(r"(?P<module>.+)\.lora_(?P<half>A|B)\.weight")
@@ -61,7 +63,22 @@ def read_layout(path: Path) -> Layout:
         start = handle.read(8)
     if start.startswith(PICKLE_MAGIC):
         raise InvalidModel(f"the file is a pickle, not safetensors: {PICKLE_WARNING}")
+    if start.startswith(ZIP_MAGIC):
+        raise InvalidModel(zip_said(path))
     return read_header(path, lambda tensor: tuple(tensor.get_shape()))
+
+
+def zip_said(path: Path) -> str:
+    """What a zip upload is: torch.save's format (a pickle inside), or some other archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "the file starts like a zip archive but is not one, and is not safetensors"
+    if any(name.endswith("data.pkl") for name in names):
+        return f"the file is a PyTorch zip (torch.save: a pickle inside), not safetensors: {PICKLE_WARNING}"
+    return (f"the file is a zip archive ({len(names)} entries), not safetensors: upload the .safetensors file "
+            "itself, not an archive of it")
 
 
 def read_dtypes(path: Path) -> dict[str, str]:

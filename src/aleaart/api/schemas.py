@@ -127,10 +127,10 @@ class ModelChoice(BaseModel):
 class WebhookFields(BaseModel):
     """Replicate's and Cog's webhook fields, on every body that makes a job."""
 
-    webhook: str | None = Field(None, max_length=MAX_URL_LENGTH, description="an http(s) URL told of the job's "
-                                "events: a POST whose body is the job as GET /jobs/{id} shows it, signed per Standard "
-                                "Webhooks (webhook-id, webhook-timestamp, webhook-signature) when the service has "
-                                "ALEAART_WEBHOOK_SECRET")
+    webhook: str | None = Field(
+        None, min_length=1, max_length=MAX_URL_LENGTH, description="an http(s) URL told of the job's events: a POST "
+        "whose body is the job as GET /jobs/{id} shows it, signed per Standard Webhooks (webhook-id, "
+        "webhook-timestamp, webhook-signature) when the service has ALEAART_WEBHOOK_SECRET")
     webhook_events_filter: list[Event] | None = Field(
         None, max_length=len(EVENTS), description="which events: start, output (each image as it lands; a "
         "collection's tokens), logs (progress), completed; start and completed are always sent; output and logs at "

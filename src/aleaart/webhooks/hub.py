@@ -114,8 +114,8 @@ class Webhooks:
         for subscription in subscriptions:
             output_throttled = self._throttled(subscription.id, "output", now) and not final
             events: list[Event] = due_events(subscription.spec, subscription.sent, seen, throttled=output_throttled)
-            if logs and subscription.spec.wants("logs") and not seen.terminal \
-                    and not self._throttled(subscription.id, "logs", now):
+            if logs and subscription.spec.wants("logs") and seen.running_or_done and not seen.terminal \
+                    and not self._throttled(subscription.id, "logs", now):  # progress once it runs: after start
                 events.append("logs")
             if not events:
                 continue
