@@ -359,3 +359,42 @@ def test_upload_a_lora_and_render_with_it(browser, models_service, tmp_path):
     without = page.locator("#result-image").get_attribute("src")
     assert httpx.get(models_service.url + with_lora).content != httpx.get(models_service.url + without).content
     context.close()
+
+
+def verify_rows(page) -> dict[str, str]:
+    terms, values = (page.locator(f"#verify-list {tag}").all_inner_texts() for tag in ("dt", "dd"))
+    return dict(zip(terms, values, strict=True))
+
+
+def test_verify_a_token_with_its_rerender_side_by_side_and_another_tools_file_in_words(page, anvil, contract,
+                                                                                         tmp_path):
+    from outside_files import OtherSigner, foreign_file
+
+    token = mint_cheap(contract, anvil.web3())
+    panel = page.locator("#verify-card")
+    panel.get_by_label("Token to verify").fill(str(token))
+    panel.get_by_label("Render it again here and compare").check()
+    panel.get_by_role("button", name="Verify", exact=True).click()
+    page.wait_for_selector("#verify-result:not([hidden])", timeout=180_000)
+    assert page.locator("#verify-verdict").inner_text() == "✓ An intact aleaart image"
+    shown = verify_rows(page)
+    assert shown["Credentials"].startswith("untrusted: Intact") and shown["Failing checks"].startswith(
+        "signingCredential.untrusted (active manifest)")
+    assert shown["aleaart image"].startswith("Yes, recipe class") and shown["Pixels changed"] == "no"
+    assert shown[f"Token {token}"] == "Its parameters equal the chain's" and shown["Re-render"].startswith("exact")
+    assert page.locator("#verify-compare").is_visible()
+    for image in ("#verify-file-image", "#verify-rerender-image"):  # both pictures drawn, side by side
+        page.wait_for_function(f"document.querySelector('{image}').naturalWidth > 0")
+    left, right = (page.locator(i).bounding_box() for i in ("#verify-file-image", "#verify-rerender-image"))
+    assert abs(left["y"] - right["y"]) < 2 and right["x"] > left["x"]
+
+    (tmp_path / "photo.png").write_bytes(foreign_file(OtherSigner.make(tmp_path / "ca")))
+    panel.get_by_label("Token to verify").fill("")
+    panel.get_by_label("Render it again here and compare").uncheck()
+    panel.get_by_label("File to verify").set_input_files(str(tmp_path / "photo.png"))
+    panel.get_by_role("button", name="Verify", exact=True).click()
+    page.wait_for_function("document.getElementById('verify-verdict').textContent.includes('another tool')")
+    shown = verify_rows(page)
+    assert shown["Credentials"].startswith("untrusted: Intact")  # intact, and not aleaart's: never "invalid"
+    assert shown["aleaart image"] == "No: Other Camera App 5.1 made these credentials, not aleaart"
+    assert page.locator("#verify-compare").is_hidden()

@@ -122,6 +122,7 @@ async def rerendered(submit: Submitter, result: Verification, token_spec: dict[s
         return
     status = await submit.render(RenderRequest(RenderSpec.from_canonical(spec), token_id))
     data = await asyncio.to_thread(submit.queue.store.path_of(status.images[0].file).read_bytes)
+    result.rerender_url = f"/generated_images/{status.images[0].file}"
 
     def compared() -> None:
         here = inspect_file(data)  # the render's own credentials state its recipe

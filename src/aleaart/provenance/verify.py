@@ -183,6 +183,7 @@ class Verification:
     inspection: Inspection
     token: dict[str, Any] | None = None  # {"tokenId", "recorded", "chain", "match"}
     rerender: Match | None = None
+    rerender_url: str | None = None  # where the re-render can be seen (the service's stored image)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -195,7 +196,7 @@ class Verification:
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "ok": self.ok, "credentials": self.inspection.to_json(), "token": self.token,
-                "rerender": self.rerender.to_json() if self.rerender else None,
+                "rerender": {**self.rerender.to_json(), "imageUrl": self.rerender_url} if self.rerender else None,
                 "recipeClass": (self.inspection.assertion or {}).get("recipeClass"), "notes": self.notes}
 
 

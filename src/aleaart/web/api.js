@@ -82,6 +82,21 @@ export async function uploadModel(file, kind, adminKey) {
   return data;
 }
 
+// A file to POST as multipart field "file" (POST /verify), with the API key where one is saved.
+export async function postFile(path, file) {
+  const form = new FormData();
+  form.append("file", file);
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", headers: headers(), body: form });
+  } catch {
+    throw new ApiError("The file did not reach the backend.", { kind: "unreachable" });
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw explain(response.status, data);
+  return data;
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the API key header).
 export async function* events(path) {
   let response;

@@ -1,6 +1,7 @@
 // The dashboard: token → parameters → generate (with live progress) → result, plus a gallery.
 import { ApiError, apiKey, events, request, setApiKey, uploadModel } from "./api.js";
 import { definitionRows } from "./dom.js";
+import { setUpVerify } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 const GALLERY_PAGE = 12;
@@ -470,6 +471,7 @@ async function main() {
     $("upload-form").hidden = false;
   });
   $("upload-form").addEventListener("submit", upload);
+  setUpVerify();
   $("gallery-prev").addEventListener("click", () => {
     state.galleryOffset = Math.max(0, state.galleryOffset - GALLERY_PAGE);
     loadGallery();
