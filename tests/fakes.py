@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,27 @@ class FakeRendered:
     seconds: float
 
 
+class FakePreviews:
+    """engine/preview.Previews' seam for the fake engine: every ``every`` steps, a 16x16 picture of the step (its
+    red channel grows with the step) to the running job's sink."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = every
+        self._sink = None
+
+    @contextlib.contextmanager
+    def watching(self, sink):
+        self._sink = sink
+        try:
+            yield
+        finally:
+            self._sink = None
+
+    def after_step(self, step: int, steps: int, colour: tuple[int, int, int]) -> None:
+        if self._sink is not None and self.every and step % self.every == 0 and step < steps:
+            self._sink(step, steps, [Image.new("RGB", (16, 16), colour)])
+
+
 class FakeEngine:
     """Renders a flat colour from the spec. Gates: ``release`` (before the first step) and
     ``pause_at_step`` (after that step, it sets ``paused`` and waits for ``resume``)."""
@@ -49,6 +71,7 @@ class FakeEngine:
         self.pause_at_step: int | None = None
         self.paused = threading.Event()
         self.resume = threading.Event()
+        self.previews = FakePreviews()
 
     @property
     def recipe(self) -> dict[str, str]:
@@ -70,6 +93,7 @@ class FakeEngine:
                 time.sleep(self.step_seconds)
             if on_step:
                 on_step(step, spec.steps)
+            self.previews.after_step(step, spec.steps, (step * 255 // spec.steps, 0, 0))
             if step == self.pause_at_step:
                 self.paused.set()
                 self._wait(self.resume, cancel)

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     public_reads: bool = Field(True, description="stored images, tokens, their metadata and the gallery need no key "
                                "(0: a key with the read scope, once any key exists)")
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    preview_every: int = Field(2, ge=0, le=1000, description="a running job's preview every this many steps (0: "
+                               "no previews)")
+    preview_decoder: Literal["linear", "taesd"] = Field(
+        "linear", description="linear (SD 1.x latent-to-RGB factors, at the latent's size: no cost) or taesd (a "
+        "TAESD decoder, ALEAART_PREVIEW_TAESD, at the image's size)")
+    preview_taesd: str | None = Field(None, description="a TAESD decoder's folder or hub id (diffusers' "
+                                      "AutoencoderTiny, e.g. madebyollin/taesd), for ALEAART_PREVIEW_DECODER=taesd")
     verify_concurrency: int = Field(2, ge=1, le=64, description="files /verify checks at once (each decodes up to "
                                     "a 4096x4096 image); beyond, 429 busy with Retry-After")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")

@@ -44,6 +44,7 @@ class AleaArtError(Exception):
     status: int = 500
     code: str = "internal_error"
     retry_after: int | None = None
+    extra: dict[str, object] | None = None  # more fields of the error body (where to go instead)
 
 
 class BadRequest(AleaArtError):
@@ -158,6 +159,17 @@ class Busy(AleaArtError):
     status = 429
     code = "busy"
     retry_after = 2
+
+
+class JobEnded(AleaArtError):
+    """What a running job shows (its preview) asked for after it ended: ``extra`` says where its result is."""
+
+    status = 410
+    code = "job_ended"
+
+    def __init__(self, message: str, *, extra: dict[str, object]) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class QueueFull(AleaArtError):

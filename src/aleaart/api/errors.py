@@ -44,7 +44,11 @@ def response_for(error: AleaArtError) -> JSONResponse:
         headers.update(error.headers())
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
-    return error_response(error.status, str(error), error.code, headers or None)
+    response = error_response(error.status, str(error), error.code, headers or None)
+    if error.extra:
+        response = JSONResponse({**error_body(str(error), error.code), **error.extra}, status_code=error.status,
+                                headers=headers or None)
+    return response
 
 
 def validation_message(error: RequestValidationError) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from aleaart.api.auth import GENERATE, GENERATE_TOKENS, READ_JOBS, Caller, CallerDep
@@ -15,6 +15,7 @@ from aleaart.api.responses import job_events, job_snapshot
 from aleaart.api.schemas import GenerateBody
 from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
 from aleaart.api.token_reads import require_token_image
+from aleaart.errors import JobEnded, NotFound
 from aleaart.jobs import Job, Queue
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,29 @@ def job_event_stream(job_id: str, queue: QueueDep, caller: CallerDep) -> Streami
     job = visible_job(queue, job_id, caller)
     return StreamingResponse(job_events(queue, job), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/jobs/{job_id}/preview.webp", dependencies=READ_JOBS, response_class=Response,
+            responses={**JOB_ERRORS, **error_responses(410), 200: {"content": {"image/webp": {}}},
+                       304: {"description": "the preview the client has (its ETag) is still the latest"}})
+def job_preview(job_id: str, request: Request, queue: QueueDep, caller: CallerDep) -> Response:
+    """The running job's latest preview (its predicted image so far, small): 404 before the first, 410 once the
+    job ended (with the result's imageUrl), an ETag per step."""
+    job = visible_job(queue, job_id, caller)
+    status = job.status
+    if status.state.is_terminal():
+        image = status.images[0] if status.images else None
+        raise JobEnded(f"job {job_id} has {status.state.value}: its previews are over",
+                       extra={"status": status.state.value,
+                              "imageUrl": f"/generated_images/{image.file}" if image else None})
+    preview = job.preview
+    if preview is None:
+        raise NotFound(f"job {job_id} has no preview yet (one comes every ALEAART_PREVIEW_EVERY steps once it runs)")
+    etag = f'"{job_id}-{preview.step}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(preview.data, media_type=preview.mime, headers=headers)
 
 
 @router.delete("/jobs/{job_id}", dependencies=GENERATE, responses=JOB_ERRORS)

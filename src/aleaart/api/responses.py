@@ -166,9 +166,12 @@ async def job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
 
 
 async def _job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
-    seen, quiet = -1, 0.0
+    seen, quiet, shown = -1, 0.0, None
     while True:
         status = job.status
+        if (preview := job.preview) is not None and preview is not shown and not status.state.is_terminal():
+            shown = preview  # the latest only: a reader that is slow skips previews, none wait for it
+            yield event("preview", preview.to_event())
         if queue.draining and status.state is JobState.QUEUED:
             yield event("shutting_down", {**job_snapshot(queue, job, status), "error": str(shutting_down(job)),
                                           "code": ShuttingDown.code})

@@ -23,6 +23,7 @@ import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 from PIL import Image
 
+from aleaart.engine.preview import Previews
 from aleaart.engine.runtime import Runtime
 from aleaart.engine.samplers import make_scheduler
 from aleaart.engine.shelf import Loaded, ModelShelf
@@ -63,6 +64,7 @@ class RenderCore:
         self.tile_above = 2 * int(default.vae.config.sample_size)
         self._lock = threading.Lock()
         self._embeddings: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
+        self.previews = Previews()  # off until the engine is loaded with ALEAART_PREVIEW_EVERY
         default.set_progress_bar_config(disable=True)
         runtime.prepare(self.current, identity)  # now: every render of the default is on one runtime
 
@@ -177,6 +179,7 @@ class Drawing:
 
         def attempt() -> list[Image.Image]:
             pipeline.scheduler = make_scheduler(spec.sampler, core.scheduler_config, seed=spec.seed)
+            core.previews.tap(pipeline.scheduler)
             call = {**self.embeddings(spec.prompt), **inputs()}
             return pipeline(num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale, output_type="pil",
                             **arguments, **call).images
@@ -201,6 +204,7 @@ class Drawing:
         def callback(pipe: StableDiffusionPipeline, index: int, timestep: Any, kwargs: dict) -> dict:
             if on_step is not None:
                 on_step(index + 1, pipe.num_timesteps)
+            self.core.previews.after_step(index + 1, pipe.num_timesteps)
             self.check_cancel(f"generation was cancelled after step {index + 1}")
             return kwargs
 

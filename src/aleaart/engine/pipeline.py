@@ -22,6 +22,7 @@ from aleaart.engine.checkpoint import architecture
 from aleaart.engine.core import Drawing, RenderCore, Rendered, StepCallback, seeded_generator
 from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, model_fingerprint, pick_device
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
+from aleaart.engine.preview import Previews, load_decoder
 from aleaart.engine.runtime import Runtime, RuntimeSetup, open_runtime, pick_backend
 from aleaart.engine.samplers import sampler
 from aleaart.engine.shelf import ModelShelf
@@ -94,8 +95,16 @@ class Engine:
                            config_dir=configs, reload_default=load_default)
         setup = RuntimeSetup(threads=settings.threads or torch.get_num_threads(),
                              folder=settings.cache_dir / backend, settings=settings)
-        return cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
-                   runtime=open_runtime(backend, setup))
+        engine = cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
+                     runtime=open_runtime(backend, setup))
+        decoder = load_decoder(settings.preview_decoder, settings.preview_taesd, device)
+        engine.core.previews = Previews(settings.preview_every, decoder)
+        return engine
+
+    @property
+    def previews(self) -> Previews:
+        """What the running job sees of its picture before it is done (engine/preview.py)."""
+        return self.core.previews
 
     @property
     def pipeline(self) -> StableDiffusionPipeline:

@@ -20,6 +20,7 @@ from aleaart.jobs.queue import Queue
 from aleaart.jobs.runner import Rendering, Runner
 from aleaart.jobs.state import Job, JobState
 from aleaart.metrics import Metrics
+from aleaart.previews import sink_for
 from aleaart.store import ImageStore
 
 ENCODING_AHEAD = 2  # rendered images waiting to be encoded and stored while the engine renders the next
@@ -152,7 +153,9 @@ class InProcessBackend:
 
         store = self.queue.store
         runner = Runner(engine, store=store, read_png=store.read_png, credentials=self.credentials)
-        rendering = runner.render(job.request, key=key, on_step=on_step, cancel=job.cancel_event)
+        on_preview = sink_for(job.show_preview, lambda: (job.status.step, job.status.total_steps))
+        rendering = runner.render(job.request, key=key, on_step=on_step, cancel=job.cancel_event,
+                                  on_preview=on_preview)
         self._encoding.acquire()
         try:
             future = self._encoder.submit(self._store_result, job, rendering, started)

@@ -8,6 +8,7 @@ raised (or returned) to its state, error and code, for the queue and a cluster w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 from aleaart.errors import AleaArtError, GenerationCancelled
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, PngReader, RunContext, Sealer, StepCallback
 from aleaart.jobs.state import JobState
+from aleaart.previews import PreviewSink
 from aleaart.store import ImageStore
 
 log = logging.getLogger(__name__)
@@ -84,12 +86,15 @@ class Runner:
         return request.key(self.engine.recipe)
 
     def render(self, request: JobRequest, *, key: str | None = None, on_step: StepCallback = no_progress,
-               cancel: threading.Event | None = None) -> Rendering:
-        """The part of ``request`` that needs the engine, on this thread."""
+               cancel: threading.Event | None = None, on_preview: PreviewSink | None = None) -> Rendering:
+        """The part of ``request`` that needs the engine, on this thread; ``on_preview`` sees its picture form
+        (where the engine makes previews: engine/preview.py)."""
         context = RunContext(engine=self.engine, key=key or self.key(request), store=self.store, on_step=on_step,
                              cancel=cancel or threading.Event(), read_png=self.read_png,
                              credentials=self.credentials, action=request.action)
-        return Rendering(request, context, request.render(context))
+        previews = getattr(self.engine, "previews", None)
+        with previews.watching(on_preview) if previews is not None else contextlib.nullcontext():
+            return Rendering(request, context, request.render(context))
 
     def run(self, request: JobRequest, *, key: str | None = None, on_step: StepCallback = no_progress,
             cancel: threading.Event | None = None) -> list[Artifact]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aleaart.jobs.kind import JobRequest, identity
+from aleaart.previews import Preview
 
 if TYPE_CHECKING:
     from aleaart.store import StoredImage
@@ -85,6 +86,11 @@ class Job:
     # last written, whichever threads save it at once (a cancel and the job's own start, say).
     recording: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _when_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    preview: Preview | None = field(default=None, repr=False)  # the latest, in memory only (previews.py)
+
+    def show_preview(self, preview: Preview) -> None:
+        """The running job's latest preview: replaced whole, never queued (a reader that is slow skips some)."""
+        self.preview = preview
 
     @property
     def kind(self) -> str:

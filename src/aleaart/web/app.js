@@ -163,6 +163,15 @@ function showProgress(job) {
   $("progress-label").textContent = parts.join(" · ");
 }
 
+// The picture forming while the job runs: its predicted image every few steps (an animation's current frame;
+// variations side by side), replaced by the result when it arrives.
+function showPreview(preview) {
+  const image = $("preview");
+  image.src = preview.image;
+  image.alt = `Preview at step ${preview.step} of ${preview.steps}`;
+  image.hidden = false;
+}
+
 function showResult(result) {
   $("result").hidden = false;
   const image = $("result-image");
@@ -314,11 +323,17 @@ function showDerived(heading, note, results) {
 async function follow(job, done) {
   let last = job;
   if (job.status !== "succeeded") {
+    $("preview").hidden = true;
     showProgress(job);
     for await (const event of events(job.eventsUrl)) {
+      if (event.type === "preview") {
+        showPreview(event.data);
+        continue;
+      }
       last = event.data;
       showProgress(last);
     }
+    $("preview").hidden = true; // the result (or why there is none) replaces it
     // The stream can end early (a proxy, a restart): ask for the job's state once more.
     if (!["succeeded", "failed", "cancelled"].includes(last.status)) last = await request("GET", job.statusUrl);
   }

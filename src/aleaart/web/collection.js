@@ -80,6 +80,7 @@ async function start(event) {
     state.job = await request("POST", "/collections", { body });
     let last = state.job;
     for await (const message of events(state.job.eventsUrl)) {
+      if (message.type === "preview") continue; // a collection shows its tokens as they land instead
       last = message.data;
       showProgress(last);
       await refreshTokens();
