@@ -161,7 +161,7 @@ def test_a_slow_reader_gets_the_latest_preview_not_a_queue_of_them():
                                                           steps=200, guidance_scale=7.5, seed=1)))
     job.move(JobState.QUEUED)
     job.move(JobState.RUNNING, step=0)
-    queue = SimpleNamespace(draining=False, progress=lambda job: Progress(None, None))
+    queue = SimpleNamespace(draining=False, progress=lambda job: Progress(None, None), watch_previews=lambda job: None)
 
     async def first_events() -> list[str]:
         stream = _job_events(queue, job)

@@ -77,6 +77,7 @@ def job_preview(job_id: str, request: Request, queue: QueueDep, caller: CallerDe
         raise JobEnded(f"job {job_id} has {status.state.value}: its previews are over",
                        extra={"status": status.state.value,
                               "imageUrl": f"/generated_images/{image.file}" if image else None})
+    queue.watch_previews(job)  # a client polling for previews watches them too
     preview = job.preview
     if preview is None:
         raise NotFound(f"job {job_id} has no preview yet (one comes every ALEAART_PREVIEW_EVERY steps once it runs)")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ ONE_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.IGNORECASE)
 IMMUTABLE = "public, max-age=31536000, immutable"  # a stored image never changes
 POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
+WATCH_RENEW_SECONDS = 3.0  # how often a stream says it still watches its job's previews
 
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -166,9 +168,12 @@ async def job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
 
 
 async def _job_events(queue: Queue, job: Job) -> AsyncIterator[str]:
-    seen, quiet, shown = -1, 0.0, None
+    seen, quiet, shown, watched = -1, 0.0, None, -WATCH_RENEW_SECONDS
     while True:
         status = job.status
+        if status.state is JobState.RUNNING and time.monotonic() - watched >= WATCH_RENEW_SECONDS:
+            watched = time.monotonic()
+            await asyncio.to_thread(queue.watch_previews, job)  # workers elsewhere send previews while watched
         if (preview := job.preview) is not None and preview is not shown and not status.state.is_terminal():
             shown = preview  # the latest only: a reader that is slow skips previews, none wait for it
             yield event("preview", preview.to_event())

@@ -20,12 +20,11 @@ import redis
 from kombu.exceptions import OperationalError
 
 from aleaart.cluster.app import make_celery, redact, redis_client
+from aleaart.cluster.events import EventFollower
 from aleaart.cluster.release import Release
 from aleaart.cluster.wire import (
-    EVENTS,
     RUN_JOB,
     WORKERS,
-    Event,
     Outcome,
     WorkerInfo,
     cancel_key,
@@ -35,6 +34,7 @@ from aleaart.cluster.wire import (
     png_key,
     queue_for_model,
     sent_key,
+    watch_key,
     worker_key,
 )
 from aleaart.config import Settings
@@ -48,6 +48,7 @@ from aleaart.store import ImageStore, StoredImage
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # how often finished jobs are looked for when no "done" event says so
+WATCH_SECONDS = 10  # a client's interest in a job's previews, renewed while it watches
 BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
@@ -82,11 +83,20 @@ class CeleryBackend:
         self._release = Release(self._send)
         self._wakeup = threading.Event()
         self._halt = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True),
-                         threading.Thread(target=self._listen, name="aleaart-cluster-events", daemon=True)]
+        self._threads = [threading.Thread(target=self._watch, name="aleaart-cluster-watch", daemon=True)]
 
     def attach(self, queue: QueueHooks) -> None:
         self.queue = queue
+        follower = EventFollower(self.redis, queue, started=self._release.started, wake=self._wakeup.set,
+                                 halt=self._halt, errors=BROKER_ERRORS)
+        self._threads.append(threading.Thread(target=follower.run, name="aleaart-cluster-events", daemon=True))
+
+    def watch_previews(self, job: Job) -> None:
+        """A client watches the job's previews: its worker sends them for the next WATCH_SECONDS."""
+        try:
+            self.redis.set(watch_key(job.id), 1, ex=WATCH_SECONDS)
+        except BROKER_ERRORS:
+            pass  # previews are best effort
 
     # What the queue asks of a backend (jobs/backend.py)
 
@@ -291,39 +301,6 @@ class CeleryBackend:
         if hashlib.sha256(png).hexdigest() != image.sha256:
             raise GenerationFailed(f"the image of key {image.key[:16]} was damaged on its way from the worker")
         return store.put(image, png)
-
-    # Progress events
-
-    def _listen(self) -> None:
-        while not self._halt.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(EVENTS)
-                while not self._halt.is_set():
-                    if (message := pubsub.get_message(timeout=1.0)) is not None:
-                        self._on_raw_event(message["data"])
-            except BROKER_ERRORS:
-                self._halt.wait(1.0)  # the watcher reports the broker's state; here, just reconnect
-            finally:
-                pubsub.close()
-
-    def _on_raw_event(self, data: bytes) -> None:
-        try:
-            event = Event.from_json(data)
-        except (ValueError, TypeError):  # progress is best effort: one bad message is skipped, not fatal
-            log.warning("ignored a malformed event on %s", EVENTS)
-            return
-        self._on_event(event)
-
-    def _on_event(self, event: Event) -> None:
-        if event.kind == "done":
-            self._wakeup.set()
-            return
-        if self._release.started(event.job):
-            self._wakeup.set()  # room for the next at the broker
-        job = self.queue.started(event.job, key=event.key)
-        if job is not None and event.kind == "step":
-            job.progress(event.step, event.total)
 
     # The broker's state
 

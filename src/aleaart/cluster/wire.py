@@ -64,6 +64,12 @@ def sent_key(job_id: str) -> str:
     return f"{PREFIX}:sent:{job_id}"
 
 
+def watch_key(job_id: str) -> str:
+    """Set by the API while a client watches the job's previews (a short expiry it renews): a worker sends the
+    job's previews only while it is there."""
+    return f"{PREFIX}:watch:{job_id}"
+
+
 def celery_priority(priority: int) -> int:
     """Our priority (0 interactive … 10 bulk) as Redis's Celery priority steps (0 first … 9 last)."""
     return max(0, min(9, int(priority)))
@@ -138,11 +144,12 @@ class Event:
     """A progress message on the events channel; lost messages are harmless (outcomes are keys)."""
 
     job: str
-    kind: Literal["started", "step", "done"]
+    kind: Literal["started", "step", "preview", "done"]
     worker: str = ""
     key: str | None = None
     step: int = 0
     total: int = 0
+    image: str | None = None  # a preview's WebP, base64
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -8,6 +8,7 @@ The PNGs and the outcome go back through Redis: workers need no filesystem share
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -39,12 +40,14 @@ from aleaart.cluster.wire import (
     queue_for_model,
     records_from_json,
     records_to_json,
+    watch_key,
     worker_key,
 )
 from aleaart.config import Settings
 from aleaart.errors import AleaArtError, GenerationCancelled, NotFound
 from aleaart.jobs import Artifact, JobState, request_from_json
 from aleaart.jobs.runner import Runner, outcome_of
+from aleaart.previews import Preview, PreviewSink, sink_for
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class Running:
     holder: str
     cancel: threading.Event = field(default_factory=threading.Event)
     interrupted: bool = False
+    step: int = 0  # its progress, as its step events say
+    total: int = 0
 
 
 class ClusterWorker:
@@ -162,7 +167,9 @@ class ClusterWorker:
         started = time.perf_counter()
         try:
             outcome = outcome_of(lambda: self.runner.run(request, key=key, on_step=self._step_reporter(running),
-                                                         cancel=running.cancel), job_id=job_id)
+                                                         cancel=running.cancel,
+                                                         on_preview=self._preview_reporter(running)),
+                                 job_id=job_id)
             if outcome.state is not JobState.SUCCEEDED:
                 self._release(keys=[claim_key(key)], args=[running.holder])
             if outcome.state is JobState.CANCELLED and running.interrupted:
@@ -200,6 +207,7 @@ class ClusterWorker:
 
     def _step_reporter(self, running: Running) -> Callable[[int, int], None]:
         def on_step(step: int, total: int) -> None:
+            running.step, running.total = step, total
             event = Event(job=running.job_id, kind="step", worker=self.name, key=running.key, step=step, total=total)
             try:
                 _, cancelled = self.redis.pipeline(transaction=False).publish(EVENTS, event.to_json()) \
@@ -210,6 +218,25 @@ class ClusterWorker:
                 running.cancel.set()
 
         return on_step
+
+    def _preview_reporter(self, running: Running) -> PreviewSink:
+        """The job's previews to the API, throttled, and only while a client watches them (the API says so with
+        watch_key, looked at once a second): a job no one watches sends none."""
+        watched_at, watched = -1e9, False
+
+        def show(preview: Preview) -> None:
+            nonlocal watched_at, watched
+            try:
+                if time.monotonic() - watched_at >= 1.0:
+                    watched, watched_at = bool(self.redis.exists(watch_key(running.job_id))), time.monotonic()
+                if watched:
+                    self.redis.publish(EVENTS, Event(job=running.job_id, kind="preview", worker=self.name,
+                                                     key=running.key, step=preview.step, total=preview.steps,
+                                                     image=base64.b64encode(preview.data).decode()).to_json())
+            except redis.RedisError:
+                pass  # previews are best effort
+
+        return sink_for(show, lambda: (running.step, running.total))
 
     def _conclude(self, outcome: Outcome, artifacts: Sequence[Artifact] = (), running: Running | None = None) -> None:
         """Write the PNGs, the done marker and the outcome in one transaction, release the claim, and say so.

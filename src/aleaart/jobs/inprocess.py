@@ -82,6 +82,9 @@ class InProcessBackend:
     def stop_running(self, job: Job) -> None:
         job.cancel_event.set()
 
+    def watch_previews(self, job: Job) -> None:
+        pass  # rendered here: its previews are at hand
+
     def start(self) -> None:
         self._worker.start()
 

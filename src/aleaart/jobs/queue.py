@@ -227,6 +227,9 @@ class Queue:
         position = queue_position(job, active, self.weight_of) if active is not None else None
         return Progress(position, eta_seconds(job, position, running, self._seconds_per_job))
 
+    def watch_previews(self, job: Job) -> None:  # a client watches them now (renewed while it does)
+        self.backend.watch_previews(job)
+
     def waiting_of(self, owner: str) -> int:
         """How many of ``owner``'s jobs are queued or running (renders, not coordinators)."""
         with self._lock:
@@ -313,8 +316,7 @@ class Queue:
     def _answered_from_store(self, request: JobRequest, stored: tuple[StoredImage, ...], priority: int,
                              ident: str) -> Job:
         """A job already succeeded with the stored result; its id comes from the request's identity."""
-        job = Job(id=ident[:32], request=request, priority=priority)
-        steps = request.total_steps()
+        job, steps = Job(id=ident[:32], request=request, priority=priority), request.total_steps()
         job.move(JobState.SUCCEEDED, images=stored, cached=True, step=steps, total_steps=steps)
         self.book.save_once(job)
         self.metrics.cache_hits.labels(job.kind).inc()

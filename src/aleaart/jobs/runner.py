@@ -97,6 +97,6 @@ class Runner:
             return Rendering(request, context, request.render(context))
 
     def run(self, request: JobRequest, *, key: str | None = None, on_step: StepCallback = no_progress,
-            cancel: threading.Event | None = None) -> list[Artifact]:
+            cancel: threading.Event | None = None, on_preview: PreviewSink | None = None) -> list[Artifact]:
         """The whole job on this thread: its artifacts (files and records), not yet stored anywhere."""
-        return self.render(request, key=key, on_step=on_step, cancel=cancel).encode()
+        return self.render(request, key=key, on_step=on_step, cancel=cancel, on_preview=on_preview).encode()

@@ -1,24 +1,20 @@
-"""Fair shares across GPU workers (cluster/release.py): the API hands the broker one job per live worker, in the
-fair queue's turns, and the rest wait in the API. Pure first, then a real Celery worker on a real redis-server."""
+"""GPU workers through Celery: fair shares (cluster/release.py: the API hands the broker one job per live worker, in
+the fair queue's turns, and the rest wait in the API), and previews (a worker sends a job's previews through Redis
+only while a client watches them). Pure first, then a real Celery worker on a real redis-server."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from cluster_helpers import SPEC, needs_redis, settings_for
-from fakes import FakeEngine
+from cluster_helpers import SPEC, needs_redis
 from waiting import eventually
 
-from aleaart.cluster.app import make_celery
-from aleaart.cluster.dispatch import CeleryQueue
 from aleaart.cluster.release import Release
-from aleaart.cluster.wire import queue_for_model
-from aleaart.cluster.worker import ClusterWorker
-from aleaart.database import Database
-from aleaart.jobs import Job, JobBook, JobState, RenderRequest, Runner
-from aleaart.store import ImageStore
+from aleaart.cluster.wire import EVENTS
+from aleaart.jobs import Job, JobState, RenderRequest
 
 
 def queued(name: str, owner: str) -> Job:
@@ -71,9 +67,23 @@ def test_a_job_the_broker_had_before_a_restart_counts_as_waiting_there():
     assert release.release(capacity=1) == 1 and sent == ["new"]
 
 
-@pytest.fixture
-def fair_cluster(redis_server, client, tmp_path):
-    """A CeleryQueue and one real Celery worker (in a thread, on the fake engine) on the same redis-server."""
+@pytest.fixture(scope="module")
+def celery_cluster(redis_server, tmp_path_factory):
+    """A CeleryQueue and one real Celery worker (in a thread, on the fake engine) on the same redis-server: one for
+    the whole test run (a second Celery worker started in the same process does not take jobs)."""
+    from celery.contrib.testing.worker import start_worker
+    from cluster_helpers import settings_for
+    from fakes import FakeEngine
+
+    from aleaart.cluster.app import make_celery
+    from aleaart.cluster.dispatch import CeleryQueue
+    from aleaart.cluster.wire import queue_for_model
+    from aleaart.cluster.worker import ClusterWorker
+    from aleaart.database import Database
+    from aleaart.jobs import JobBook, Runner
+    from aleaart.store import ImageStore
+
+    tmp_path = tmp_path_factory.mktemp("celery")
     engine = FakeEngine()
     settings = settings_for(redis_server, images_dir=tmp_path / "images", max_queue=300)
     db = Database(tmp_path / "index.db")
@@ -95,8 +105,8 @@ def fair_cluster(redis_server, client, tmp_path):
 
 
 @needs_redis
-def test_a_key_with_200_waiting_delays_another_keys_one_by_at_most_one_render_per_worker(fair_cluster):
-    queue, engine = fair_cluster
+def test_a_key_with_200_waiting_delays_another_keys_one_by_at_most_one_render_per_worker(celery_cluster):
+    queue, engine = celery_cluster
     engine.release.clear()  # the first render waits at its gate
     release = queue.backend._release
     jobs = [queue.submit(RenderRequest(dataclasses.replace(SPEC, seed=s)), owner="a") for s in range(200)]
@@ -112,3 +122,39 @@ def test_a_key_with_200_waiting_delays_another_keys_one_by_at_most_one_render_pe
     for job in jobs:
         queue.cancel(job.id)
     assert eventually(lambda: release.unstarted == 0)
+
+
+@needs_redis
+def test_a_watched_jobs_previews_come_from_its_worker_and_an_unwatched_one_sends_none(celery_cluster, client):
+    queue, engine = celery_cluster
+    engine.step_seconds = 0.3  # each step's preview is past the throttle
+    events = client.pubsub()
+    events.subscribe(EVENTS)
+    unwatched = queue.submit(RenderRequest(dataclasses.replace(SPEC, seed=21, steps=5)))
+    assert unwatched.wait_done(60) and unwatched.preview is None
+    watched = queue.submit(RenderRequest(dataclasses.replace(SPEC, seed=22, steps=8)))
+    stop = threading.Event()
+
+    def watch() -> None:  # what an events stream does while it is open
+        while not stop.is_set():
+            queue.watch_previews(watched)
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert eventually(lambda: watched.preview is not None, timeout=60)
+        assert watched.preview.data[8:12] == b"WEBP" and watched.preview.steps == 8
+        assert watched.wait_done(60)
+    finally:
+        stop.set()
+        watcher.join(10)
+    sent: dict[str, int] = {}
+    while (message := events.get_message(timeout=0.5)) is not None:
+        if message["type"] != "message":
+            continue  # the subscription's own confirmation
+        event = json.loads(message["data"])
+        if event["kind"] == "preview":
+            sent[event["job"]] = sent.get(event["job"], 0) + 1
+    events.close()
+    assert unwatched.id not in sent and sent.get(watched.id, 0) >= 1
