@@ -28,10 +28,14 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 # Records every value the progress bar takes, from the moment the page loads.
 RECORD_PROGRESS = """
 window.__progress = [];
-new MutationObserver(() => {
+window.__previews = [];
+new MutationObserver((changes) => {
   const bar = document.getElementById("progress");
   if (bar) window.__progress.push(Number(bar.value));
-}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
+  for (const change of changes) {
+    if (change.target.id === "preview" && change.attributeName === "src") window.__previews.push(change.target.src);
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value", "src"] });
 """
 
 
@@ -120,6 +124,9 @@ def test_generate_progress_image_gallery_then_cached(page, anvil, contract):
 
     values = page.evaluate("window.__progress")
     assert len(set(values)) >= 3 and values == sorted(values), values  # the bar advanced step by step
+    previews = page.evaluate("window.__previews")  # the picture forming under the bar, then the result instead
+    assert previews and all(p.startswith("data:image/webp;base64,") for p in previews), previews[:1]
+    assert page.locator("#preview").is_hidden()
     image = page.locator("#result-image")
     page.wait_for_function("document.getElementById('result-image').complete")
     natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
