@@ -127,8 +127,11 @@ def test_the_latest_preview_over_http_404_then_200_with_an_etag_then_410(client)
     assert engine.paused.wait(10)
     shown = client.get(f"/jobs/{job_id}/preview.webp")
     assert shown.status_code == 200 and shown.headers["content-type"] == "image/webp"
-    assert shown.headers["etag"] in {f'"{job_id}-{step}"' for step in (1, 2, 3)}  # the latest the throttle let by
+    assert shown.headers["etag"] in {f'"{job_id}-{step}-webp"' for step in (1, 2, 3)}  # the latest let through
     assert Image.open(io.BytesIO(shown.content)).size == (16, 16)
+    jpeg = client.get(f"/jobs/{job_id}/preview.webp", headers={"Accept": "image/jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
+    assert jpeg.headers["etag"] != shown.headers["etag"] and "Accept" in jpeg.headers["vary"]
     again = client.get(f"/jobs/{job_id}/preview.webp", headers={"If-None-Match": shown.headers["etag"]})
     assert again.status_code == 304
     engine.resume.set()

@@ -70,6 +70,20 @@ def sink_for(show: Callable[[Preview], None], progress: Callable[[], tuple[int, 
     return sink
 
 
+def as_jpeg(preview: Preview) -> Preview:
+    """The same preview as JPEG, for a client that does not take WebP."""
+    if preview.mime == "image/jpeg":
+        return preview
+    with Image.open(io.BytesIO(preview.data)) as image:
+        return Preview(preview.step, preview.steps, encode(image, "image/jpeg"), "image/jpeg")
+
+
+def wants_jpeg(accept: str) -> bool:
+    """An Accept header that names JPEG and not WebP (nor any image)."""
+    accept = accept.lower()
+    return "image/jpeg" in accept and "image/webp" not in accept and "image/*" not in accept
+
+
 class Throttle:
     """At most MAX_PER_SECOND previews a second: one that comes sooner is dropped (the next will do), never queued.
     The last step is never dropped."""

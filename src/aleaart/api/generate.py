@@ -17,6 +17,7 @@ from aleaart.api.submit import SUBMIT_ERRORS, SubmitDep
 from aleaart.api.token_reads import require_token_image
 from aleaart.errors import JobEnded, NotFound
 from aleaart.jobs import Job, Queue
+from aleaart.previews import as_jpeg, wants_jpeg
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"])
@@ -65,7 +66,7 @@ def job_event_stream(job_id: str, queue: QueueDep, caller: CallerDep) -> Streami
 
 
 @router.get("/jobs/{job_id}/preview.webp", dependencies=READ_JOBS, response_class=Response,
-            responses={**JOB_ERRORS, **error_responses(410), 200: {"content": {"image/webp": {}}},
+            responses={**JOB_ERRORS, **error_responses(410), 200: {"content": {"image/webp": {}, "image/jpeg": {}}},
                        304: {"description": "the preview the client has (its ETag) is still the latest"}})
 def job_preview(job_id: str, request: Request, queue: QueueDep, caller: CallerDep) -> Response:
     """The running job's latest preview (its predicted image so far, small): 404 before the first, 410 once the
@@ -81,8 +82,10 @@ def job_preview(job_id: str, request: Request, queue: QueueDep, caller: CallerDe
     preview = job.preview
     if preview is None:
         raise NotFound(f"job {job_id} has no preview yet (one comes every ALEAART_PREVIEW_EVERY steps once it runs)")
-    etag = f'"{job_id}-{preview.step}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if wants_jpeg(request.headers.get("accept", "")):  # WebP unless a client asks for JPEG alone
+        preview = as_jpeg(preview)
+    etag = f'"{job_id}-{preview.step}-{preview.mime.removeprefix("image/")}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(preview.data, media_type=preview.mime, headers=headers)
