@@ -35,6 +35,7 @@ def test_a_job_snapshot_says_where_it_stands_then_what_it_made(fake_client):
     engine.release.clear()
     spec = RenderSpec(prompt="snap", sampler="Euler a", width=256, height=256, steps=3, guidance_scale=7.0, seed=2)
     running = queue.submit(RenderRequest(spec, "4"))
+    assert engine.started.wait(10)  # it runs: the next is the first to wait
     queued = queue.submit(RenderRequest(spec, "5"))
     first = job_snapshot(queue, queued)
     assert first["status"] == "queued" and first["queuePosition"] == 1 and first["tokenId"] == "5"
