@@ -11,11 +11,14 @@ fi
 # torch==2.13.0 is pinned in pyproject.toml: a looser pin pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
-# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser), and
-# redis-server for the many-GPU tests (the Celery broker; the tests start their own on a free port).
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser), redis-server for the
+# many-GPU tests (the Celery broker; the tests start their own on a free port), and podman with debootstrap for the
+# container tests (they build the image on a Debian base made here: no registry is reachable).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-noto-color-emoji)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v podman >/dev/null 2>&1 || missing+=(podman runc)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
