@@ -64,12 +64,13 @@ def test_a_v1_database_is_migrated_and_all_its_images_still_served(tmp_path):
 
 def test_a_database_of_one_version_for_everything_gets_its_owners_versions_and_the_steps_it_missed(tmp_path):
     """A database the service wrote at whole-database v6: the watcher's tables had no subscription column yet, jobs
-    no owners, and there were no keys or their usage."""
+    no owners, webhook subscriptions no owner, and there were no keys or their usage."""
     path = tmp_path / "journal.db"
     Database(path).close()
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE watch_cursor DROP COLUMN subscription")
     db.execute("ALTER TABLE jobs DROP COLUMN owners")
+    db.execute("ALTER TABLE webhook_subscriptions DROP COLUMN owner")
     db.execute("DROP TABLE api_keys")
     db.execute("DROP TABLE key_usage")
     db.execute("DROP TABLE schema_versions")
@@ -80,6 +81,7 @@ def test_a_database_of_one_version_for_everything_gets_its_owners_versions_and_t
     columns = {row["name"] for row in older.query("PRAGMA table_info(watch_cursor)")}
     assert "subscription" in columns
     assert "owners" in {row["name"] for row in older.query("PRAGMA table_info(jobs)")}
+    assert "owner" in {row["name"] for row in older.query("PRAGMA table_info(webhook_subscriptions)")}
     older.close()
 
 
