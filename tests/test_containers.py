@@ -1,4 +1,4 @@
-"""The image and the compose stack, built and run here with podman (tests/containers.py: a debootstrap base, a
+"""The image and the compose stack, built and run here with podman (tests/podman_images.py: a debootstrap base, a
 wheelhouse, runc). Slow the first time on a machine (the base and the wheelhouse are kept after it)."""
 
 from __future__ import annotations
