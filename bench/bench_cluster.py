@@ -15,27 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from integration.cluster import RedisServer, Worker  # noqa: E402
-from integration.server import Server, server_env  # noqa: E402
-
-
-def base_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("ALEAART_MODEL", "tiny")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("ALEAART_DEVICE", "cpu")
-    env["ALEAART_THREADS"] = str(threads)
-    return env
+from local_cluster import cluster, in_process
 
 
 def throughput(url: str, jobs: int, body: dict, first_seed: int) -> float:
@@ -80,27 +66,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        env = server_env(base_env(cores), work / "inproc")
-        with Server(env, work / "inproc") as api:
-            rows.append(("in-process", throughput(api.url, args.jobs, body, 0),
-                         overhead_ms(api.url, args.overhead, body, 10_000)))
-
-        for count in (1, 2):
-            redis_server = RedisServer(work / f"redis{count}").start()
-            env = server_env(base_env(max(1, cores // count)), work / f"api{count}", broker_url=redis_server.url)
-            workers = [Worker(env, work / f"w{count}-{i}", f"bench{i}") for i in range(count)]
-            api = Server(env, work / f"api{count}")
-            try:
-                api.start()
-                for worker in workers:
-                    worker.start(api.url)
-                rows.append((f"{count} worker{'s' * (count > 1)}", throughput(api.url, args.jobs, body, 0),
-                             overhead_ms(api.url, args.overhead, body, 10_000)))
-            finally:
-                for worker in workers:
-                    worker.stop()
-                api.stop()
-                redis_server.stop()
+        backends = [("in-process", in_process(work / "inproc", cores))]
+        backends += [(f"{n} worker{'s' * (n > 1)}", cluster(work / f"cluster{n}", n, max(1, cores // n)))
+                     for n in (1, 2)]
+        for name, started in backends:  # one at a time: each starts when entered
+            with started as url:
+                rows.append((name, throughput(url, args.jobs, body, 0), overhead_ms(url, args.overhead, body, 10_000)))
 
     print(f"{'backend':<12} {'images/min':>10}   per-job overhead (latency - render seconds)")
     for name, per_minute, extra in rows:

@@ -15,28 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from integration.cluster import RedisServer, Worker  # noqa: E402
-from integration.server import Server, server_env  # noqa: E402
+from local_cluster import cluster, in_process
 
 ADMIN = {"X-API-Key": "bench-admin"}
-
-
-def base_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("ALEAART_MODEL", "tiny")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("ALEAART_DEVICE", "cpu")
-    env["ALEAART_THREADS"] = str(threads)
-    return env
 
 
 def new_key(url: str, name: str, weight: int) -> dict[str, str]:
@@ -96,22 +82,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with Server(server_env(base_env(cores), work / "inproc", **extra), work / "inproc") as api:
-            rows.append(("in-process", 1, measure(api.url, args.renders, args.weight, body, 0)))
-        redis_server = RedisServer(work / "redis").start()
-        env = server_env(base_env(max(1, cores // args.workers)), work / "api", broker_url=redis_server.url, **extra)
-        workers = [Worker(env, work / f"w{i}", f"bench{i}") for i in range(args.workers)]
-        api = Server(env, work / "api")
-        try:
-            api.start()
-            for worker in workers:
-                worker.start(api.url)
-            rows.append(("celery", args.workers, measure(api.url, args.renders, args.weight, body, 100_000)))
-        finally:
-            for worker in workers:
-                worker.stop()
-            api.stop()
-            redis_server.stop()
+        with in_process(work / "inproc", cores, **extra) as url:
+            rows.append(("in-process", 1, measure(url, args.renders, args.weight, body, 0)))
+        with cluster(work / "cluster", args.workers, max(1, cores // args.workers), **extra) as url:
+            rows.append(("celery", args.workers, measure(url, args.renders, args.weight, body, 100_000)))
 
     print(f"{'backend':<11} {'engines':>7} {'FIFO wait':>10} {'fair wait':>10} {'seconds':>8}   (renders waited for)")
     for name, engines, row in rows:
