@@ -44,11 +44,8 @@ def response_for(error: AleaArtError) -> JSONResponse:
         headers.update(error.headers())
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
-    response = error_response(error.status, str(error), error.code, headers or None)
-    if error.extra:
-        response = JSONResponse({**error_body(str(error), error.code), **error.extra}, status_code=error.status,
-                                headers=headers or None)
-    return response
+    return JSONResponse({**error_body(str(error), error.code), **(error.extra or {})}, status_code=error.status,
+                        headers=headers or None)
 
 
 def validation_message(error: RequestValidationError) -> str:

@@ -140,7 +140,7 @@ class CeleryBackend:
             self.refuse_if_unavailable()
 
     def withdraw(self, job: Job) -> None:
-        self._release.started(job.id)  # a held one is skipped when its turn comes
+        self._release.withdraw(job.id)
         try:
             self._tell_cancelled(job)
         except BROKER_ERRORS as error:  # it is cancelled here; a worker that runs it anyway is not listened to

@@ -48,6 +48,12 @@ class Release:
             if job_id not in self._held_ids:
                 self._unstarted.add(job_id)
 
+    def withdraw(self, job_id: str) -> None:
+        """A job cancelled while held or sent: it counts nowhere (a held one is skipped when its turn comes)."""
+        with self._lock:
+            self._held_ids.discard(job_id)
+            self._unstarted.discard(job_id)
+
     def started(self, job_id: str) -> bool:
         """A released job started, ended or was withdrawn: room for the next (True if there is more now)."""
         with self._lock:

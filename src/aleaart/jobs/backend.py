@@ -49,7 +49,7 @@ class QueueHooks(Protocol):
         ...
 
     def weight_of(self, owner: str) -> int:
-        """``owner``'s share of the fair queue (jobs/fair.py): renders it takes in a row each turn."""
+        """``owner``'s share of the fair queue (jobs/fair.py): its renders for one of an owner of weight 1."""
         ...
 
     def waiting_jobs(self) -> list[Job]:

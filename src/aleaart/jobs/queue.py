@@ -60,8 +60,7 @@ class Queue:
         self._finished = 0
         self.draining = False
         self._coordinators = Coordinators()
-        # Each owner's limits: ``admit(owner, job_id)`` raises if the render may not be made now; ``left`` when the
-        # owner no longer waits for it (it ended, or the owner withdrew)
+        # Each owner's limits: ``admit`` raises if the render may not be made now; ``left``: it waits for it no more
         self.admit: Callable[[str, str], None] = lambda owner, job_id: None
         self.left: Callable[[str, str], None] = lambda owner, job_id: None
         self.weight_of: Callable[[str], int] = lambda owner: 1  # ``owner``'s share of the fair queue
@@ -105,8 +104,8 @@ class Queue:
         self._coordinators.join(timeout)
 
     def drain(self, seconds: float, *, interrupt_wait: float = 60.0) -> None:
-        """Take no new work; let the running job finish within ``seconds``, else interrupt it (it is
-        queued again, like every waiting job, and runs after the restart). Returns when the worker is idle."""
+        """Take no new work; let the running job finish within ``seconds``, else interrupt it (queued again, like
+        every waiting job, it runs after the restart). Returns when the worker is idle."""
         with self._lock:
             self.draining = True
             self._active.interrupt(coordinators_only=True)  # their work waits in the queue: resume it later
@@ -155,7 +154,8 @@ class Queue:
                     job.move(JobState.QUEUED, total_steps=request.total_steps())
                     self._active.add(job)
         except QueueFull:
-            self.left(owner, job_id)
+            if admitted:
+                self.left(owner, job_id)
             raise
         if active is not None:
             if admitted:  # an identical request came in meanwhile: this one joined it

@@ -27,9 +27,16 @@ XMP = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
 """IPTC's DigitalSourceType in XMP, for readers that know XMP but not C2PA."""
 
 
+STRIP_ROWS = 256  # hashed a strip of rows at a time: no second copy of a whole frame's bytes
+
+
 def pixel_hash(image: Image.Image) -> str:
     """sha256 of the decoded RGB bytes: the image's identity, whatever the file's chunks or signature."""
-    return hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    digest = hashlib.sha256()
+    for top in range(0, rgb.height, STRIP_ROWS):
+        digest.update(rgb.crop((0, top, rgb.width, min(rgb.height, top + STRIP_ROWS))).tobytes())
+    return digest.hexdigest()
 
 
 def recipe_class(recipe: dict[str, str]) -> str:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from aleaart.provenance.credentials import Read, read_credentials
 # a few hundred bytes of PNG can declare gigapixels.
 MAX_SIDE = MAX_LANCZOS_SIDE
 MAX_PIXELS = MAX_LANCZOS_SIDE * MAX_LANCZOS_SIDE
-STRIP_ROWS = 256  # pixels are hashed a strip at a time: no second whole-frame copy
 
 # pHash (64 bits) Hamming distance at or below which a re-render in another recipe class is the same picture.
 # Measured by bench/bench_verify.py (the README's "Content Credentials"): the same spec across PyTorch f32,
@@ -104,7 +102,7 @@ def inspect_file(data: bytes, mime: str | None = None, *, trust_anchors: bytes |
     """The file's credentials, and its pixels decoded within MAX_SIDE (InvalidFile or ImageTooLarge otherwise)."""
     read = read_credentials(data, mime, trust_anchors=trust_anchors)
     image = decoded(data)
-    return Inspection(read, strip_hash(image) if image is not None else None, image)
+    return Inspection(read, pixel_hash(image) if image is not None else None, image)
 
 
 def decoded(data: bytes) -> Image.Image | None:
@@ -128,13 +126,6 @@ def decoded(data: bytes) -> Image.Image | None:
     except (OSError, SyntaxError):  # a video, or not an image at all
         return None
 
-
-def strip_hash(image: Image.Image) -> str:
-    """``pixel_hash`` computed a strip of rows at a time."""
-    digest = hashlib.sha256()
-    for top in range(0, image.height, STRIP_ROWS):
-        digest.update(image.crop((0, top, image.width, min(image.height, top + STRIP_ROWS))).tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
