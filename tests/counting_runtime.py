@@ -13,6 +13,7 @@ CALLS: list[tuple[str, object]] = []
 
 class CountingRuntime:
     key = "counting-1"
+    torch_parts = ("unet", "vae")
 
     def __init__(self, setup: RuntimeSetup) -> None:
         self.threads = setup.threads

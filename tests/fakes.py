@@ -11,6 +11,7 @@ from PIL import Image
 from waiting import eventually
 
 from aleaart.errors import GenerationCancelled
+from aleaart.memory import MemoryProfile, RenderSize
 from aleaart.params import RenderSpec
 from aleaart.weights import Architecture
 
@@ -57,6 +58,8 @@ class FakeEngine:
     ``pause_at_step`` (after that step, it sets ``paused`` and waits for ``resume``)."""
 
     model_name = "fake"
+    memory: MemoryProfile | None = None  # set, with max_rss_gb, to refuse sizes as the real engine does
+    max_rss_gb: float | None = None
 
     def __init__(self, *, step_seconds: float = 0.0, fail_with: Exception | None = None,
                  model_id: str = "fake@1", fail_seeds: frozenset[int] = frozenset()) -> None:
@@ -147,6 +150,10 @@ class FakeEngine:
 
     def architecture(self) -> Architecture:
         return FAKE_ARCHITECTURE
+
+    def require_memory(self, size: RenderSize) -> None:
+        if self.memory is not None:
+            self.memory.require(self.max_rss_gb, size)
 
     @staticmethod
     def _wait(gate: threading.Event, cancel: threading.Event | None) -> None:

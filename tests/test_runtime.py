@@ -44,9 +44,11 @@ def test_a_runtime_is_one_module_and_one_registry_line(tiny_settings, monkeypatc
     monkeypatch.setitem(runtime.RUNTIMES, "counting", RuntimeChoice("counting_runtime"))
     CALLS.clear()
     engine = Engine.load(tiny_settings.model_copy(update={"backend": "counting"}))
-    assert CALLS == [("prepare", engine.model_identity)]  # the default model, prepared as it loads
+    assert CALLS[0] == ("prepare", engine.model_identity)  # the default model, prepared as it loads
+    assert CALLS.count(("prepare", engine.model_identity)) == 1  # and once (the memory profile ran a job on it)
     eager = Engine.load(tiny_settings.model_copy(update={"backend": "torch"}))
+    before = len(CALLS)
     assert engine.generate(SMALL).image.tobytes() == eager.generate(SMALL).image.tobytes()
-    assert CALLS[1:] == [("job", False)]
+    assert CALLS[before:] == [("job", False)]
     assert engine.recipe["backend"] == "counting-1"  # named in every key
     assert render_key(SMALL, engine.recipe, None) != render_key(SMALL, eager.recipe, None)

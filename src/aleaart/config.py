@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     openvino_precision: Precision | Literal["auto"] = Field(
         "auto", description="what the openvino backend computes in: f32, or bf16 on a CPU with native bf16 "
         "(AVX512_BF16 or AMX; refused elsewhere), about twice as fast; auto: bf16 where the CPU has it, else f32")
+    openvino_shapes: int = Field(1, ge=1, le=16, description="input shapes (an aspect, a batch) the openvino backend "
+                                 "keeps compiled per network; each holds its own copy of the UNet's weights (1.7 GB "
+                                 "bf16, 3.4 GB f32 for SD 1.5), and another shape is compiled from the saved IR")
+    max_rss_gb: float | None = Field(None, gt=0, description="refuse (507 insufficient_memory) a render whose size "
+                                     "would take the process past this much resident memory, by the peak measured "
+                                     "at the largest size when the model was first loaded")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the tiny model is built")
 
     palette_mode: PaletteMode = Field(

@@ -139,6 +139,13 @@ class OutOfMemory(AleaArtError):
     retry_after = 30
 
 
+class InsufficientMemory(AleaArtError):
+    """A request whose render would need more memory than ALEAART_MAX_RSS_GB allows."""
+
+    status = 507
+    code = "insufficient_memory"
+
+
 class NotFound(AleaArtError, LookupError):
     status = 404
     code = "not_found"

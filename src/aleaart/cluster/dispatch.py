@@ -41,7 +41,7 @@ from aleaart.config import Settings
 from aleaart.errors import AleaArtError, BrokerUnavailable, GenerationFailed, NotFound, error_for
 from aleaart.jobs import Job, JobBook, JobState, Queue
 from aleaart.jobs.backend import QueueHooks
-from aleaart.jobs.kind import Recipe
+from aleaart.jobs.kind import JobRequest, Recipe
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore, StoredImage
 
@@ -129,6 +129,9 @@ class CeleryBackend:
         if self.broker_error:
             raise BrokerUnavailable(f"the job broker (Redis at {self.broker_url}) cannot be reached: "
                                     f"{self.broker_error}; try again in a few seconds")
+
+    def refuse_if_too_large(self, request: JobRequest) -> None:
+        pass  # the workers' engines are not here: each refuses a job too large for it when it comes
 
     def dispatch(self, job: Job) -> None:
         self.refuse_if_unavailable()

@@ -94,8 +94,12 @@ class RenderCore:
         loras = tuple(lora for lora in spec.loras if lora.weight != 0)  # at weight 0 a LoRA adds nothing
         adapted = json.dumps([spec.model, [(lora.sha256, lora.weight) for lora in loras]])
         self.runtime.prepare(loaded, spec.model or self.identity)
-        with self.shelf.applied(loaded, loras), self.runtime.job(loaded, adapted=bool(loras)):
-            yield Drawing(self, loaded, spec, adapted, cancel)
+        drawing = Drawing(self, loaded, spec, adapted, cancel, adapters=bool(loras))
+        try:
+            with self.shelf.applied(loaded, loras), self.runtime.job(loaded, adapted=bool(loras)):
+                yield drawing
+        finally:  # with the LoRAs off: what this job read and did not release as it went goes now
+            loaded.release(sorted(drawing.used | ({"unet", "text_encoder"} if loras else set())))
 
     def prompt_embeddings(self, pipeline: StableDiffusionPipeline, adapted: str,
                           prompt: str) -> dict[str, torch.Tensor]:
@@ -108,6 +112,8 @@ class RenderCore:
             return cached
         with torch.no_grad():
             positive, negative = pipeline.encode_prompt(prompt, self.device, 1, True)
+        if not loras_on(pipeline):  # run once per prompt: its weights go until the next new prompt
+            self.current.release(["text_encoder"])
         embeddings = {"prompt_embeds": positive, "negative_prompt_embeds": negative}
         self._embeddings[key] = embeddings
         if len(self._embeddings) > PROMPT_CACHE_SIZE:
@@ -124,12 +130,14 @@ class Drawing:
     """One job's pipeline, spec and cancel, handed to a task by ``RenderCore.run`` (under its lock)."""
 
     def __init__(self, core: RenderCore, loaded: Loaded, spec: RenderSpec, adapted: str,
-                 cancel: threading.Event | None) -> None:
+                 cancel: threading.Event | None, *, adapters: bool = False) -> None:
         self.core = core
         self.loaded = loaded
         self.spec = spec
         self._adapted = adapted  # the model and LoRAs on, for the prompt cache
         self._cancel = cancel
+        self._adapters = adapters  # LoRAs are on: the parts are PEFT's until the job ends, not to be remapped
+        self.used: set[str] = set()  # parts this job read that the runtime does not run, released after it
 
     @property
     def pipeline(self) -> StableDiffusionPipeline:
@@ -159,6 +167,7 @@ class Drawing:
         """``image`` noised to ``strength`` of the spec's schedule and denoised with its prompt, seed, sampler and
         guidance, at the image's own size, by the loaded model's own components."""
         pipeline = self.loaded.image_to_image()
+        self.used.add("vae")  # its encoder
         tiled = max(image.size) > self.core.tile_above
         if tiled:
             pipeline.vae.enable_tiling()
@@ -181,8 +190,10 @@ class Drawing:
             pipeline.scheduler = make_scheduler(spec.sampler, core.scheduler_config, seed=spec.seed)
             core.previews.tap(pipeline.scheduler)
             call = {**self.embeddings(spec.prompt), **inputs()}
-            return pipeline(num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale, output_type="pil",
-                            **arguments, **call).images
+            images = pipeline(num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale, output_type="pil",
+                              **arguments, **call).images
+            self._done_with("vae")  # decoded
+            return images
 
         try:
             return attempt()
@@ -200,15 +211,29 @@ class Drawing:
         raise OutOfMemory(f"out of {core.device.type} memory for a {spec.width}x{spec.height} image, even with VAE "
                           "tiling and attention slicing; try again when fewer jobs share the device")
 
+    def _done_with(self, part: str) -> None:
+        """``part``'s pages released for the rest of the call, if the runtime ran it on PyTorch: each is read in
+        again from the page cache for the next call (about 0.3 s for SD 1.5's UNet) rather than held through the
+        phases that do not use it (the UNet through the VAE decode, the VAE through the next job's steps)."""
+        if part in self.core.runtime.torch_parts and not self._adapters:
+            self.loaded.release([part])
+
     def _step_callback(self, on_step: StepCallback | None) -> Callable[..., dict]:
         def callback(pipe: StableDiffusionPipeline, index: int, timestep: Any, kwargs: dict) -> dict:
             if on_step is not None:
                 on_step(index + 1, pipe.num_timesteps)
             self.core.previews.after_step(index + 1, pipe.num_timesteps)
+            if index + 1 == pipe.num_timesteps:
+                self._done_with("unet")  # the decode that comes next does not need it
             self.check_cancel(f"generation was cancelled after step {index + 1}")
             return kwargs
 
         return callback
+
+
+def loras_on(pipeline: DiffusionPipeline) -> bool:
+    """Whether LoRA adapters are loaded into the pipeline now (its modules are then PEFT's, not to be remapped)."""
+    return bool(pipeline.get_list_adapters()) if hasattr(pipeline, "get_list_adapters") else False
 
 
 def seeded_generator(seed: int) -> torch.Generator:

@@ -11,6 +11,7 @@ from aleaart.engine.shelf import Loaded
 
 class EagerRuntime:
     key = None  # absent from the recipe, so keys from before runtimes were a choice still hold
+    torch_parts = ("unet", "vae")
 
     def prepare(self, loaded: Loaded, identity: str) -> None:
         pass

@@ -14,6 +14,7 @@ folder named by the weights' identity, so a restart reads them instead of conver
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +34,7 @@ from diffusers import StableDiffusionPipeline
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from aleaart.config import Precision
+from aleaart.engine.pages import shedding_pages
 from aleaart.engine.runtime import RuntimeSetup
 from aleaart.engine.shelf import Loaded
 from aleaart.errors import ModelUnavailable
@@ -65,14 +68,16 @@ class _DecoderCall(torch.nn.Module):
 
 class CompiledByShape:
     """One converted model, compiled for each set of input shapes it is called with (static shapes run faster
-    than a dynamic graph on CPU), each compilation kept."""
+    than a dynamic graph on CPU). Each compilation holds its own copy of the weights, so only the ``keep`` most
+    recently used are kept (ALEAART_OPENVINO_SHAPES); one is dropped before the next is compiled."""
 
-    def __init__(self, model: openvino.Model, config: dict[str, Any], name: str) -> None:
-        self._model = model
+    def __init__(self, source: ModelSource, config: dict[str, Any], name: str, keep: int = 1) -> None:
+        self._source = source
         self._config = config
         self._name = name
+        self._keep = keep
         self._core = openvino.Core()
-        self._requests: dict[Shape, openvino.InferRequest] = {}
+        self._requests: OrderedDict[Shape, openvino.InferRequest] = OrderedDict()
 
     @property
     def shapes(self) -> list[Shape]:
@@ -81,18 +86,49 @@ class CompiledByShape:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         arrays = [t.detach().to(torch.float32).contiguous().numpy() for t in inputs]
         shape = tuple(a.shape for a in arrays)
-        request = self._requests.get(shape) or self._compile(shape)
+        if (request := self._requests.get(shape)) is not None:
+            self._requests.move_to_end(shape)
+        else:
+            request = self._compile(shape)
         request.infer(arrays, share_inputs=True)
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
     def _compile(self, shape: Shape) -> openvino.InferRequest:
+        while len(self._requests) >= self._keep:
+            dropped, _ = self._requests.popitem(last=False)
+            log.info("OpenVINO dropped the %s compiled for %s (ALEAART_OPENVINO_SHAPES=%d)", self._name, dropped,
+                     self._keep)
+        gc.collect()  # the dropped compilation's weights go before the next one's come
         started = time.perf_counter()
-        model = self._model.clone()
+        model = self._source.read()
         model.reshape({i: openvino.PartialShape(list(s)) for i, s in enumerate(shape)})
-        request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        with self._source.shedding():
+            request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        del model
         self._requests[shape] = request
         log.info("OpenVINO compiled the %s for %s in %.1f s", self._name, shape, time.perf_counter() - started)
         return request
+
+
+class ModelSource:
+    """Where a converted model is read from for each compilation: its IR on disk, mapped, whose pages are dropped
+    as the compiler reads them (it copies every weight into its own layout), or the converted model in hand when
+    there is no folder to save it in."""
+
+    def __init__(self, xml: Path | None = None, model: openvino.Model | None = None) -> None:
+        assert (xml is None) != (model is None)
+        self.xml, self._model = xml, model
+
+    def read(self) -> openvino.Model:
+        if self._model is not None:
+            return self._model.clone()
+        assert self.xml is not None
+        return openvino.Core().read_model(self.xml)
+
+    def shedding(self) -> contextlib.AbstractContextManager[None]:
+        if self.xml is None:
+            return contextlib.nullcontext()
+        return shedding_pages(self.xml.with_suffix(".bin"))
 
 
 def has_native_bf16() -> bool:
@@ -112,7 +148,7 @@ class OpenVinoPipeline:
     threads, fixed, since the pixels depend on them, and ``precision``."""
 
     def __init__(self, pipeline: StableDiffusionPipeline, threads: int, saved: Path | None = None,
-                 precision: Precision = "f32") -> None:
+                 precision: Precision = "f32", keep: int = 1) -> None:
         if precision == "bf16" and not has_native_bf16():
             raise ModelUnavailable("ALEAART_OPENVINO_PRECISION=bf16 needs a CPU with native bf16 (AVX512_BF16 or "
                                    "AMX), and this one has none: set ALEAART_OPENVINO_PRECISION=f32")
@@ -125,8 +161,8 @@ class OpenVinoPipeline:
                                          lambda: _convert(_UNetCall(unet), _unet_example(unet, pipeline)))
         decoder_model = _saved_or_converted(saved, "vae_decoder",
                                             lambda: _convert(_DecoderCall(vae.decoder), _decoder_example(vae)))
-        self.unet = CompiledByShape(unet_model, config, "UNet")
-        self.decoder = CompiledByShape(decoder_model, config, "VAE decoder")
+        self.unet = CompiledByShape(unet_model, config, "UNet", keep)
+        self.decoder = CompiledByShape(decoder_model, config, "VAE decoder", keep)
         self._swap_in()
 
     @contextlib.contextmanager
@@ -151,14 +187,19 @@ class OpenVinoRuntime:
         self.precision = pick_precision(setup.settings.openvino_precision)
         self.threads = setup.threads
         self.folder = setup.folder
+        self.shapes = setup.settings.openvino_shapes
 
     @property
     def key(self) -> str:
         return f"openvino-{VERSION}" + ("-bf16" if self.precision == "bf16" else "")  # f32 keys predate bf16
 
+    torch_parts: tuple[str, ...] = ()  # the text encoder, and the UNet of a LoRA job, run once in a while
+
     def prepare(self, loaded: Loaded, identity: str) -> None:
         if loaded.runtime is None:
-            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self.threads, self._saved(identity), self.precision)
+            loaded.runtime = OpenVinoPipeline(loaded.pipeline, self.threads, self._saved(identity), self.precision,
+                                              self.shapes)
+            loaded.release(("unet", "vae"))  # read through once by the conversion; OpenVINO holds its own copy
 
     def job(self, loaded: Loaded, *, adapted: bool) -> contextlib.AbstractContextManager[None]:
         return loaded.runtime.suspended() if adapted else contextlib.nullcontext()
@@ -175,22 +216,24 @@ def open_runtime(setup: RuntimeSetup) -> OpenVinoRuntime:
     return OpenVinoRuntime(setup)
 
 
-def _saved_or_converted(folder: Path | None, name: str, convert: Callable[[], openvino.Model]) -> openvino.Model:
+def _saved_or_converted(folder: Path | None, name: str, convert: Callable[[], openvino.Model]) -> ModelSource:
     """The model saved in ``folder`` as OpenVINO IR by an earlier process with the same weights, or converted now
-    and saved there: conversion traces the whole network (about 30 s for SD 1.5), reading the IR does not."""
+    and saved there: conversion traces the whole network (about 30 s for SD 1.5), reading the IR does not. A
+    model that could not be saved is kept as converted."""
     path = folder / f"{name}.xml" if folder is not None else None
     if path is not None and path.is_file():
         try:
-            return openvino.Core().read_model(path)
+            openvino.Core().read_model(path)  # mapped: reading it checks it, touching no weight
+            return ModelSource(xml=path)
         except RuntimeError as error:  # a damaged or foreign file: convert again, and replace it
             log.warning("OpenVINO could not read %s (%s); converting again", path, error)
     model = convert()
-    if folder is not None:
-        _save(model, folder, name)
-    return model
+    if folder is not None and _save(model, folder, name):
+        return ModelSource(xml=path)
+    return ModelSource(model=model)
 
 
-def _save(model: openvino.Model, folder: Path, name: str) -> None:
+def _save(model: openvino.Model, folder: Path, name: str) -> bool:
     """``name``.xml/.bin in ``folder``, whole or not at all: written aside, the weights moved in before the graph
     (whose presence says the pair is complete)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -199,8 +242,10 @@ def _save(model: openvino.Model, folder: Path, name: str) -> None:
         openvino.save_model(model, staging / f"{name}.xml", compress_to_fp16=False)
         for suffix in (".bin", ".xml"):
             os.replace(staging / f"{name}{suffix}", folder / f"{name}{suffix}")
+        return True
     except (OSError, RuntimeError) as error:  # a full or read-only disk costs the next start a conversion
         log.warning("could not save the converted %s to %s: %s", name, folder, error)
+        return False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -20,15 +21,18 @@ from aleaart import __version__
 from aleaart.config import Settings
 from aleaart.engine.checkpoint import architecture
 from aleaart.engine.core import Drawing, RenderCore, Rendered, StepCallback, seeded_generator
+from aleaart.engine.footprint import memory_profile
 from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, model_fingerprint, pick_device
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.preview import Previews, load_decoder
+from aleaart.engine.residency import PARTS, cache_folder, kept_digest, map_weights
 from aleaart.engine.runtime import Runtime, RuntimeSetup, open_runtime, pick_backend
 from aleaart.engine.samplers import sampler
 from aleaart.engine.shelf import ModelShelf
 from aleaart.engine.source import ModelSource, resolve_source
 from aleaart.engine.tiny import TINY_VERSION, cached_tiny_model
 from aleaart.errors import ModelUnavailable
+from aleaart.memory import MemoryProfile, RenderSize
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec
 from aleaart.weights import Architecture
@@ -67,6 +71,8 @@ class Engine:
         self.model_identity = model_identity
         self.device = self.core.device
         self.dtype = self.core.dtype
+        self.memory: MemoryProfile | None = None  # measured by Engine.load
+        self.max_rss_gb: float | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engine:
@@ -80,6 +86,8 @@ class Engine:
         if source.kind == "tiny":
             source = ModelSource("folder", str(cached_tiny_model(settings.cache_dir)), name=source.name)
 
+        root = Path(source.location) if source.kind in ("folder", "tiny") else None
+
         def load_default() -> StableDiffusionPipeline:
             try:
                 return load_pipeline(source, settings, dtype).to(device)
@@ -91,12 +99,17 @@ class Engine:
         pipeline = load_default()
         identity = identity or f"{source.name}@{model_fingerprint(source)}"
         configs = settings.cache_dir / "configs" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+        weights = cache_folder(settings.cache_dir, identity, dtype)
         shelf = ModelShelf(pipeline, max_loaded=settings.max_loaded_models, models_dir=settings.models_path,
-                           config_dir=configs, reload_default=load_default)
+                           config_dir=configs, reload_default=load_default,
+                           map_default=(lambda p: map_weights(p, root, weights)) if device.type == "cpu" else None)
         setup = RuntimeSetup(threads=settings.threads or torch.get_num_threads(),
                              folder=settings.cache_dir / backend, settings=settings)
         engine = cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
                      runtime=open_runtime(backend, setup))
+        engine.weights_sha256 = kept_digest(weights / "weights.sha256", lambda: engine.digest_weights())
+        engine.memory = memory_profile(engine, settings.cache_dir)
+        engine.max_rss_gb = settings.max_rss_gb
         decoder = load_decoder(settings.preview_decoder, settings.preview_taesd, device)
         engine.core.previews = Previews(settings.preview_every, decoder)
         return engine
@@ -113,6 +126,10 @@ class Engine:
     @property
     def tile_above(self) -> int:
         return self.core.tile_above
+
+    def require_memory(self, size: RenderSize) -> None:
+        if self.memory is not None:
+            self.memory.require(self.max_rss_gb, size)
 
     def architecture(self) -> Architecture:
         """What uploads are checked against: the service's own model's layout."""
@@ -137,10 +154,14 @@ class Engine:
     @functools.cached_property
     def weights_sha256(self) -> str:
         """sha256 over the default model's tensors (UNet, VAE, text encoder; by name, in order): its weights'
-        identity however they were stored. Computed once, when the first file is signed."""
+        identity however they were stored. ``Engine.load`` keeps it in the cache; else computed when the first file
+        is signed."""
+        return self.digest_weights()
+
+    def digest_weights(self) -> str:
         digest = hashlib.sha256()
         pipeline = self.core.default_pipeline()
-        for part in ("unet", "vae", "text_encoder"):
+        for part in PARTS:
             for name, tensor in sorted(getattr(pipeline, part).state_dict().items()):
                 digest.update(f"{part}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
                 # Flattened and copied to plain strides: a channels_last tensor (or one with size-1 dims) can pass

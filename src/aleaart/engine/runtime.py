@@ -41,6 +41,12 @@ class Runtime(Protocol):
         """The recipe's ``backend`` entry (so part of every key); None on PyTorch eager, whose keys predate it."""
         ...
 
+    @property
+    def torch_parts(self) -> tuple[str, ...]:
+        """The pipeline parts it runs on PyTorch in every job, so kept resident; the others are released after a
+        job that used them (engine/residency.py)."""
+        ...
+
     def prepare(self, loaded: Loaded, identity: str) -> None:
         """Make ``loaded`` run on this runtime (once per loaded pipeline; ``identity`` names its weights)."""
         ...

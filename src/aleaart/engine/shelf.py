@@ -9,7 +9,7 @@ import gc
 import logging
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
+from aleaart.engine.residency import MappedWeights
 from aleaart.errors import AleaArtError, InvalidModel, NotFound
 from aleaart.heap import freeze_loaded, thaw
 from aleaart.params import LoraWeight
@@ -33,6 +34,12 @@ class Loaded:
     pipeline: StableDiffusionPipeline
     img2img: StableDiffusionImg2ImgPipeline | None = None
     runtime: Any = None  # what the engine's runtime prepared for it (OpenVINO: its UNet and VAE decoder converted)
+    weights: MappedWeights | None = None  # the files its PyTorch parts are mapped from, where they are
+
+    def release(self, parts: Iterable[str]) -> None:
+        """``parts``' pages dropped until they are used again, where they are mapped from files."""
+        if self.weights is not None:
+            self.weights.release(self.pipeline, parts)
 
     def image_to_image(self) -> StableDiffusionImg2ImgPipeline:
         """An img2img pipeline over the loaded components: no second copy of the weights."""
@@ -77,12 +84,14 @@ class ModelShelf:
     """
 
     def __init__(self, default: StableDiffusionPipeline, *, max_loaded: int, models_dir: Path | None,
-                 config_dir: Path | None, reload_default: Callable[[], StableDiffusionPipeline] | None) -> None:
+                 config_dir: Path | None, reload_default: Callable[[], StableDiffusionPipeline] | None,
+                 map_default: Callable[[StableDiffusionPipeline], MappedWeights] | None = None) -> None:
         self.max_loaded = max_loaded
         self.models_dir = models_dir
         self._reload_default = reload_default
+        self._map_default = map_default
         self._device, self._dtype = default.device, default.unet.dtype
-        self._loaded: OrderedDict[str, Loaded] = OrderedDict({DEFAULT: Loaded(default)})
+        self._loaded: OrderedDict[str, Loaded] = OrderedDict({DEFAULT: self._default(default)})
         # Written now, while the default is loaded (it may be unloaded before the first upload is).
         self._config_folder = write_config_folder(default, config_dir) if config_dir is not None else None
 
@@ -98,10 +107,15 @@ class ModelShelf:
             return self._loaded[key]
         self._make_room()
         pipeline = self._load(key)
+        loaded = self._default(pipeline) if key == DEFAULT else Loaded(pipeline)
         freeze_loaded()
         pipeline.set_progress_bar_config(disable=True)
-        self._loaded[key] = Loaded(pipeline)
-        return self._loaded[key]
+        self._loaded[key] = loaded
+        return loaded
+
+    def _default(self, pipeline: StableDiffusionPipeline) -> Loaded:
+        """The default model's pipeline, its parts mapped from files where the engine asked for that."""
+        return Loaded(pipeline, weights=self._map_default(pipeline) if self._map_default is not None else None)
 
     @contextlib.contextmanager
     def applied(self, loaded: Loaded, loras: tuple[LoraWeight, ...]) -> Iterator[None]:

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from aleaart.jobs.book import JobBook
-from aleaart.jobs.kind import Recipe
+from aleaart.jobs.kind import JobRequest, Recipe
 from aleaart.jobs.state import Job
 from aleaart.metrics import Metrics
 from aleaart.store import ImageStore
@@ -88,6 +88,11 @@ class Backend(Protocol):
 
     def refuse_if_unavailable(self) -> None:
         """Raise if new jobs must be refused (jobs wait while the backend starts; a broken one refuses)."""
+        ...
+
+    def refuse_if_too_large(self, request: JobRequest) -> None:
+        """Raise InsufficientMemory if the engine that would render ``request`` has too little memory for it, where
+        that is known here (a remote worker checks when the job comes: jobs/runner.py)."""
         ...
 
     def dispatch(self, job: Job) -> None:

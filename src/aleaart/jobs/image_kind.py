@@ -19,6 +19,7 @@ from PIL import Image
 from aleaart.errors import InvalidParams
 from aleaart.jobs.kind import Artifact, JobRequest, Recipe, RunContext
 from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
+from aleaart.memory import RenderSize
 from aleaart.metadata import JSON_KEY, Derivation, derived_key, read_png_text
 from aleaart.params import RenderSpec
 from aleaart.provenance.claim import Parent
@@ -130,6 +131,10 @@ class FromStoredImage(JobRequest):
 
     def sources(self) -> tuple[tuple[str, str], ...]:
         return ((self.source.key, self.source.sha256),)
+
+    def render_size(self) -> RenderSize | None:
+        spec = self.result_spec()
+        return RenderSize(spec.width, spec.height)
 
     def key(self, recipe: Recipe) -> str:
         return derived_key(self.source.key, self.operation, self.settings(), recipe)

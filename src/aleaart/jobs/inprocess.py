@@ -15,7 +15,7 @@ from aleaart.jobs.backend import QueueHooks
 from aleaart.jobs.book import JobBook
 from aleaart.jobs.fair import FairQueue
 from aleaart.jobs.holder import ModelHolder
-from aleaart.jobs.kind import EngineLike, Recipe, Sealer
+from aleaart.jobs.kind import EngineLike, JobRequest, Recipe, Sealer
 from aleaart.jobs.queue import Queue
 from aleaart.jobs.runner import Rendering, Runner
 from aleaart.jobs.state import Job, JobState
@@ -52,7 +52,7 @@ class InProcessBackend:
 
     def health(self) -> dict[str, Any]:
         model, engine = self.model, self.model.engine
-        return {
+        health = {
             "backend": "in-process",
             "model_loaded": engine is not None,
             "model_loading": model.loading,
@@ -60,12 +60,19 @@ class InProcessBackend:
             "device": str(getattr(engine, "device", "")) or None,
             "cuda_available": model.cuda_available,
         }
+        if engine is not None and engine.memory is not None:
+            health["memory"] = engine.memory.to_json(engine.max_rss_gb)
+        return health
 
     def require_ready(self) -> None:
         self.model.require()
 
     def refuse_if_unavailable(self) -> None:
         self.model.refuse_if_failed()
+
+    def refuse_if_too_large(self, request: JobRequest) -> None:
+        if (engine := self.model.engine) is not None and (size := request.render_size()) is not None:
+            engine.require_memory(size)
 
     def dispatch(self, job: Job) -> None:
         weight = self.queue.weight_of(job.owner)

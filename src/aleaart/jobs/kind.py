@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar
 from PIL import Image
 
 from aleaart.errors import InvalidParams
+from aleaart.memory import MemoryProfile, RenderSize
 from aleaart.motion import Frame
 from aleaart.params import RenderSpec, check_int
 from aleaart.provenance.claim import Claim
@@ -54,6 +55,8 @@ class EngineLike(Protocol):
     """What jobs need of an engine (the real one, or a fake in tests)."""
 
     model_name: str
+    memory: MemoryProfile | None  # what it measured of its memory, if it did
+    max_rss_gb: float | None  # the most it may use (ALEAART_MAX_RSS_GB)
 
     @property
     def recipe(self) -> Recipe: ...
@@ -77,6 +80,10 @@ class EngineLike(Protocol):
                 on_step: StepCallback | None = None, cancel: threading.Event | None = None) -> list[Rendered]: ...
 
     def architecture(self) -> Architecture: ...
+
+    def require_memory(self, size: RenderSize) -> None:
+        """Raise InsufficientMemory if a render of ``size`` would pass the memory it may use."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,10 @@ class JobRequest:
 
     def total_steps(self) -> int:
         raise NotImplementedError
+
+    def render_size(self) -> RenderSize | None:
+        """The largest render it asks of the engine, for the memory check; None: it renders nothing itself."""
+        return None
 
     def run(self, context: RunContext) -> list[Artifact]:
         """The whole job, on one thread: ``encode(render(context))``."""

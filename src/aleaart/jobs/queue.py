@@ -136,6 +136,7 @@ class Queue:
         ident, job_id, admitted = identity(request), _new_id(), False
         if stored is None:  # a stored result is answered even while the backend can't take new work
             self.backend.refuse_if_unavailable()
+            self.backend.refuse_if_too_large(request)
             self.store.require_free_space()
             if self._active.with_identity(ident) is None:  # a render to come (not a join): within the owner's limits
                 self.admit(owner, job_id)

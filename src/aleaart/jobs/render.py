@@ -11,6 +11,7 @@ from PIL import Image
 from aleaart.files import MEDIA_TYPES
 from aleaart.grading import grade
 from aleaart.jobs.kind import Artifact, EngineLike, JobRequest, Recipe, RunContext, Sealer, register
+from aleaart.memory import RenderSize
 from aleaart.metadata import Derivation, ImageInfo, encode_png, image_filename, pixel_key, render_key
 from aleaart.palettes import palette
 from aleaart.params import DEFAULT_PALETTE, PaletteChoice, RenderParams, RenderSpec, spec_from_params
@@ -146,6 +147,9 @@ class RenderRequest(JobRequest):
 
     def total_steps(self) -> int:
         return self.spec.steps
+
+    def render_size(self) -> RenderSize:
+        return RenderSize(self.spec.width, self.spec.height)
 
     def same_picture(self, recipe: Recipe, store: ImageStore) -> StoredImage | None:
         """The same pixels stored for the same token through the other body (the seed's ``{parameters, tokenId}``

@@ -92,6 +92,8 @@ class Runner:
         context = RunContext(engine=self.engine, key=key or self.key(request), store=self.store, on_step=on_step,
                              cancel=cancel or threading.Event(), read_png=self.read_png,
                              credentials=self.credentials, action=request.action)
+        if (size := request.render_size()) is not None:
+            self.engine.require_memory(size)
         previews = getattr(self.engine, "previews", None)
         with previews.watching(on_preview) if previews is not None else contextlib.nullcontext():
             return Rendering(request, context, request.render(context))

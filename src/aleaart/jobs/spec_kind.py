@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from aleaart.jobs.kind import JobRequest, Recipe
+from aleaart.memory import RenderSize
 from aleaart.metadata import derived_key, render_key
 from aleaart.params import RenderSpec
 from aleaart.store import FindImage, StoredImage
@@ -43,6 +44,9 @@ class SpecRequest(JobRequest):
     def of(cls, image: Any, **options: Any) -> Self:
         """This kind on the image ``image`` (a RenderRequest) asks for, with options by field name."""
         return cls(image.spec, image.token, **options)  # type: ignore[call-arg]
+
+    def render_size(self) -> RenderSize | None:
+        return RenderSize(self.spec.width, self.spec.height)
 
     @property
     def token_id(self) -> str | None:

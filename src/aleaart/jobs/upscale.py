@@ -19,6 +19,7 @@ from aleaart.jobs.image_kind import (
 )
 from aleaart.jobs.kind import Artifact, CliForm, Offer, RunContext, option, register
 from aleaart.jobs.render import Pixels
+from aleaart.memory import RenderSize
 from aleaart.params import RenderSpec
 from aleaart.resample import lanczos, scaled_size
 
@@ -79,6 +80,9 @@ class UpscaleRequest(FromStoredImage):
     def result_spec(self) -> RenderSpec:
         width, height = scaled_size(self.source.spec.width, self.source.spec.height, self.scale)
         return replace(self.source.spec, width=width, height=height)
+
+    def render_size(self) -> RenderSize | None:
+        return super().render_size() if self.mode == "hires" else None  # lanczos renders nothing
 
     def total_steps(self) -> int:
         return img2img_steps(self.source.spec.steps, self.strength) if self.strength is not None else 1

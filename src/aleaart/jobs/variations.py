@@ -9,6 +9,7 @@ from typing import ClassVar
 from aleaart.jobs.kind import Artifact, CliForm, Offer, Recipe, RunContext, option, register
 from aleaart.jobs.render import Pixels, Sealing, graded, image_artifact
 from aleaart.jobs.spec_kind import SpecRequest, SpecRoutes
+from aleaart.memory import RenderSize
 from aleaart.metadata import Derivation
 
 MAX_COUNT = 8
@@ -39,6 +40,9 @@ class VariationsRequest(SpecRequest):
 
     def total_steps(self) -> int:
         return self.spec.steps  # the engine reports its passes as one count of this many steps
+
+    def render_size(self) -> RenderSize:
+        return RenderSize(self.spec.width, self.spec.height, self.count)  # one UNet batch, for most samplers
 
     def file_names(self) -> list[str]:
         return [str(i) for i in range(self.count)]
