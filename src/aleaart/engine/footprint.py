@@ -30,16 +30,18 @@ def memory_profile(engine: Engine, cache_dir: Path) -> MemoryProfile | None:
     key = json.dumps(engine.recipe, sort_keys=True)
     path = cache_dir / "memory" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     try:
-        return MemoryProfile.from_record(json.loads(path.read_text()))
+        profile = MemoryProfile.from_record(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    profile = measure(engine)
-    if profile is not None:
+        if (profile := measure(engine)) is None:
+            return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(profile.to_record()))
         except OSError as error:
             log.warning("could not keep the memory profile in %s: %s", path, error)
+    small, largest = profile.small, profile.largest
+    log.info("memory: %.2f GiB resident between jobs; a render peaks at %.2f GiB at %dx%d and %.2f GiB at %dx%d",
+             profile.resident_gib, small.gib, small.width, small.height, largest.gib, largest.width, largest.height)
     return profile
 
 
@@ -52,11 +54,8 @@ def measure(engine: Engine) -> MemoryProfile | None:
         return None
     started = time.perf_counter()
     small, largest = (peak_of(engine, aspect) for aspect in (SQUARE, LARGEST))
-    profile = MemoryProfile(resident / GIB, small, largest)
-    log.info("measured memory in %.1f s: %.2f GiB resident between jobs; a render peaks at %.2f GiB at %dx%d and "
-             "%.2f GiB at %dx%d", time.perf_counter() - started, profile.resident_gib, small.gib, small.width,
-             small.height, largest.gib, largest.width, largest.height)
-    return profile
+    log.info("measured the memory a render needs in %.1f s (once: kept in the cache)", time.perf_counter() - started)
+    return MemoryProfile(resident / GIB, small, largest)
 
 
 def peak_of(engine: Engine, aspect: int) -> Peak:
