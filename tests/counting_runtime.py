@@ -13,7 +13,9 @@ CALLS: list[tuple[str, object]] = []
 
 class CountingRuntime:
     key = "counting-1"
-    torch_parts = ("unet", "vae")
+
+    def done_with(self, loaded, part: str) -> None:
+        CALLS.append(("done_with", part))
 
     def __init__(self, setup: RuntimeSetup) -> None:
         self.threads = setup.threads

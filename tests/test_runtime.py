@@ -49,6 +49,7 @@ def test_a_runtime_is_one_module_and_one_registry_line(tiny_settings, monkeypatc
     eager = Engine.load(tiny_settings.model_copy(update={"backend": "torch"}))
     before = len(CALLS)
     assert engine.generate(SMALL).image.tobytes() == eager.generate(SMALL).image.tobytes()
-    assert CALLS[before:] == [("job", False)]
+    # one job; its UNet done with after the last step, its VAE after the decode
+    assert CALLS[before:] == [("job", False), ("done_with", "unet"), ("done_with", "vae")]
     assert engine.recipe["backend"] == "counting-1"  # named in every key
     assert render_key(SMALL, engine.recipe, None) != render_key(SMALL, eager.recipe, None)

@@ -212,11 +212,11 @@ class Drawing:
                           "tiling and attention slicing; try again when fewer jobs share the device")
 
     def _done_with(self, part: str) -> None:
-        """``part``'s pages released for the rest of the call, if the runtime ran it on PyTorch: each is read in
-        again from the page cache for the next call (about 0.3 s for SD 1.5's UNet) rather than held through the
-        phases that do not use it (the UNet through the VAE decode, the VAE through the next job's steps)."""
-        if part in self.core.runtime.torch_parts and not self._adapters:
-            self.loaded.release([part])
+        """What ``part`` holds beyond its weights let go for the rest of the call (runtime.done_with), rather than
+        held through the phases that do not use it: the UNet through the VAE decode, the VAE through the next job's
+        steps. With LoRAs on, the parts are PEFT's until the job ends, which releases them then."""
+        if not self._adapters:
+            self.core.runtime.done_with(self.loaded, part)
 
     def _step_callback(self, on_step: StepCallback | None) -> Callable[..., dict]:
         def callback(pipe: StableDiffusionPipeline, index: int, timestep: Any, kwargs: dict) -> dict:

@@ -11,7 +11,9 @@ from aleaart.engine.shelf import Loaded
 
 class EagerRuntime:
     key = None  # absent from the recipe, so keys from before runtimes were a choice still hold
-    torch_parts = ("unet", "vae")
+
+    def done_with(self, loaded: Loaded, part: str) -> None:
+        loaded.release([part])  # read in again from the page cache by the next call
 
     def prepare(self, loaded: Loaded, identity: str) -> None:
         pass

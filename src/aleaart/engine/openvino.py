@@ -83,6 +83,12 @@ class CompiledByShape:
     def shapes(self) -> list[Shape]:
         return list(self._requests)
 
+    def release_memory(self) -> None:
+        """The buffers its compilations keep for activations freed (they are made again by the next call): a
+        UNet's at 1024x1024 are gigabytes, and the decode and the next job's steps do not need them."""
+        for request in self._requests.values():
+            request.get_compiled_model().release_memory()
+
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         arrays = [t.detach().to(torch.float32).contiguous().numpy() for t in inputs]
         shape = tuple(a.shape for a in arrays)
@@ -193,8 +199,6 @@ class OpenVinoRuntime:
     def key(self) -> str:
         return f"openvino-{VERSION}" + ("-bf16" if self.precision == "bf16" else "")  # f32 keys predate bf16
 
-    torch_parts: tuple[str, ...] = ()  # the text encoder, and the UNet of a LoRA job, run once in a while
-
     def prepare(self, loaded: Loaded, identity: str) -> None:
         if loaded.runtime is None:
             loaded.runtime = OpenVinoPipeline(loaded.pipeline, self.threads, self._saved(identity), self.precision,
@@ -203,6 +207,10 @@ class OpenVinoRuntime:
 
     def job(self, loaded: Loaded, *, adapted: bool) -> contextlib.AbstractContextManager[None]:
         return loaded.runtime.suspended() if adapted else contextlib.nullcontext()
+
+    def done_with(self, loaded: Loaded, part: str) -> None:
+        compiled = {"unet": loaded.runtime.unet, "vae": loaded.runtime.decoder}[part]
+        compiled.release_memory()
 
     def _saved(self, identity: str) -> Path | None:
         """Where the IR of these weights (the model's identity, or an upload's sha256) is saved, by versions."""

@@ -41,10 +41,9 @@ class Runtime(Protocol):
         """The recipe's ``backend`` entry (so part of every key); None on PyTorch eager, whose keys predate it."""
         ...
 
-    @property
-    def torch_parts(self) -> tuple[str, ...]:
-        """The pipeline parts it runs on PyTorch in every job, so kept resident; the others are released after a
-        job that used them (engine/residency.py)."""
+    def done_with(self, loaded: Loaded, part: str) -> None:
+        """A call on ``loaded`` is done with ``part`` (``unet`` after its last step, ``vae`` after the decode): let
+        go what it holds beyond what the next use needs at once (pages read in, buffers for activations)."""
         ...
 
     def prepare(self, loaded: Loaded, identity: str) -> None:
