@@ -207,6 +207,9 @@ class _Pixels:
     def generate(self, spec, **_):
         return type("Rendered", (), {"image": self.image, "seconds": 0.0})()
 
+    def require_memory(self, size) -> None:
+        pass  # it renders nothing
+
 
 # A token on a real chain (anvil)
 
