@@ -1,7 +1,8 @@
 """Side by side, in one process and one run, on full-size SD 1.5 (random weights, the real FLOPs):
 
     (a) the seed backend's way: attention slicing on, a scheduler built per request, fp32
-    (b) the service's engine on PyTorch (aleaart's Engine: SDPA, prompt-embedding cache)
+    (b) the service's engine on PyTorch (aleaart's Engine: SDPA, prompt-embedding cache), and with its weights
+        held once as Engine.load has them (mapped from the saved model's files, each part released after use)
     (c) candidates: the engine with channels_last UNet and VAE; with torch.compile on the UNet and VAE decoder;
         with its UNet and VAE decoder on OpenVINO at f32 (ALEAART_BACKEND=openvino, the CPU default), and at bf16
         (ALEAART_OPENVINO_PRECISION=bf16, on CPUs with native bf16; its image's PSNR against f32's is printed)
@@ -12,7 +13,7 @@ the VAE decode, the text encoding, a whole N-step 512x512 image, and the ratios 
 floor. Peak RSS is the process's: the paths share PyTorch's weights, OpenVINO keeps its own copy.
 
     python bench/compare.py [--steps 20] [--threads 2] [--repeats 3]
-                            [--candidates channels_last,compile,openvino,openvino-bf16]
+                            [--candidates held-once,channels_last,compile,openvino,openvino-bf16]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import os
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_memory import saved_model  # noqa: E402
 from bench_sd15_random import sd15_random  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 from runtimes import bench_runtime  # noqa: E402
@@ -40,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from aleaart.engine.openvino import has_native_bf16  # noqa: E402
 from aleaart.engine.pipeline import Engine  # noqa: E402
+from aleaart.engine.residency import map_weights  # noqa: E402
 from aleaart.engine.samplers import make_scheduler  # noqa: E402
 from aleaart.params import RenderParams, spec_from_params  # noqa: E402
 
@@ -129,7 +133,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--candidates", default="channels_last,compile,openvino,openvino-bf16")
+    parser.add_argument("--candidates", default="held-once,channels_last,compile,openvino,openvino-bf16")
     args = parser.parse_args()
     candidates = set(args.candidates.split(","))
     torch.set_num_threads(args.threads)
@@ -152,6 +156,13 @@ def main() -> None:
 
     engine = Engine(pipeline, model_name="sd15-random", model_identity="sd15-random")
     results["(b) engine"] = measure("(b)", pipeline, lambda: engine.generate(spec), args.repeats)
+
+    if "held-once" in candidates:  # as Engine.load has it: the parts mapped from files, released after use
+        with tempfile.TemporaryDirectory() as copies:
+            engine.core.current.weights = map_weights(pipeline, saved_model(), Path(copies))
+            results["(b) engine, weights held once"] = measure("(b)", pipeline, lambda: engine.generate(spec),
+                                                               args.repeats)
+            engine.core.current.weights = None
 
     if "channels_last" in candidates:
         pipeline.unet.to(memory_format=torch.channels_last)
