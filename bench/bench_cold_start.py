@@ -85,7 +85,7 @@ def main() -> None:
             continue
         runs = [in_fresh_process(case) for _ in range(args.repeat)]
         seconds = [run["secondsToFirstStep"] for run in runs]
-        row = {"case": case, "secondsToFirstStep": statistics.median(seconds), "runs": seconds,
+        row = {"case": case, "secondsToFirstStep": round(statistics.median(seconds), 1), "runs": seconds,
                "importSeconds": runs[0]["importSeconds"], "loadSeconds": runs[0]["loadSeconds"]}
         print(json.dumps(row) if args.json else
               f"{case}: {row['secondsToFirstStep']} s to the first step (runs {seconds}; imports "

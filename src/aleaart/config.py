@@ -46,8 +46,8 @@ class Settings(BaseSettings):
                                  "keeps compiled per network; each holds its own copy of the UNet's weights (1.7 GB "
                                  "bf16, 3.4 GB f32 for SD 1.5), and another shape is compiled from the saved IR")
     max_rss_gb: float | None = Field(None, gt=0, description="refuse (507 insufficient_memory) a render whose size "
-                                     "would take the process past this much resident memory, by the peak measured "
-                                     "at the largest size when the model was first loaded")
+                                     "would take the process past this much resident memory, by the peaks measured "
+                                     "at 512x512 and at the largest size when the model was first loaded")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where the tiny model is built")
 
     palette_mode: PaletteMode = Field(

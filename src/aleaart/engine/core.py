@@ -137,7 +137,7 @@ class Drawing:
         self._adapted = adapted  # the model and LoRAs on, for the prompt cache
         self._cancel = cancel
         self._adapters = adapters  # LoRAs are on: the parts are PEFT's until the job ends, not to be remapped
-        self.used: set[str] = set()  # parts this job read that the runtime does not run, released after it
+        self.used: set[str] = set()  # parts read outside the runtime's calls (img2img's encoder), released after
 
     @property
     def pipeline(self) -> StableDiffusionPipeline:

@@ -1,7 +1,8 @@
 """Which weights stay in memory: each PyTorch part of the default model (UNet, VAE, text encoder) is mapped from a
-safetensors file, so its pages are the file's, read in when used; a part the runtime does not run on every job
-(the text encoder once its prompt is encoded; the UNet and VAE on OpenVINO, which holds its own copy) is released
-after use, so the kernel drops its pages from the process, and the next use reads them in again.
+safetensors file, so its pages are the file's, read in when used, and a part is released when a job is done with
+it (the text encoder once a new prompt is encoded, the UNet after its last step, the VAE after the decode; on
+OpenVINO, which holds its own copy, the UNet and VAE once converted), so the kernel drops its pages from the
+process, and the next use reads them in again from the page cache.
 
 Released means mapped afresh: the part's tensors are replaced by new ones over a new mapping of the same file, and
 the old mapping, the only holder of the pages read in, goes with the old tensors. No page is ever written, so
