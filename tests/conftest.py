@@ -1,4 +1,6 @@
+import hashlib
 import os
+from pathlib import Path
 
 # Before anything imports huggingface_hub: tests never touch the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -28,6 +30,18 @@ def cache_in_the_runs_folder(cache_dir) -> None:
 @pytest.fixture(scope="session")
 def tiny_settings(cache_dir) -> Settings:
     return Settings(model="tiny", threads=THREADS, cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_lora(tmp_path_factory) -> tuple[Path, str]:
+    """A LoRA of the tiny model in a models folder of its own, stored as uploads are: under its sha256."""
+    from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
+
+    folder = tmp_path_factory.mktemp("models")
+    path = write_tiny_lora(build_tiny_pipeline(), folder / "style.safetensors", seed=11)
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.rename(folder / f"{sha256}.safetensors")
+    return folder, sha256
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ at bf16 where the CPU has it."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import signal
@@ -20,7 +19,6 @@ from pixels import psnr
 from aleaart.engine.openvino import VERSION, has_native_bf16, pick_precision
 from aleaart.engine.pipeline import Engine
 from aleaart.engine.runtime import pick_backend
-from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
 from aleaart.errors import ModelUnavailable
 from aleaart.jobs.render import image_artifact
 from aleaart.metadata import render_key
@@ -33,13 +31,8 @@ ODD = replace(SMALL, height=88, sampler="DPM++ 2M Karras", seed=7)
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    """A LoRA of the tiny model, stored as uploads are: under its sha256."""
-    folder = tmp_path_factory.mktemp("models")
-    path = write_tiny_lora(build_tiny_pipeline(), folder / "style.safetensors", seed=11)
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    path.rename(folder / f"{sha256}.safetensors")
-    return folder, sha256
+def models_dir(tiny_lora):
+    return tiny_lora
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ kept in the cache. Pages are counted from /proc/self/smaps, as the kernel counts
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from aleaart.engine import footprint
 from aleaart.engine.pages import drop_pages, shedding_pages
 from aleaart.engine.pipeline import Engine
 from aleaart.engine.residency import PARTS, map_weights
-from aleaart.engine.tiny import build_tiny_pipeline, write_tiny_lora
+from aleaart.engine.tiny import build_tiny_pipeline
 from aleaart.errors import InsufficientMemory
 from aleaart.memory import RenderSize
 from aleaart.params import LoraWeight, RenderSpec
@@ -109,17 +108,8 @@ def test_parts_loaded_from_elsewhere_are_copied_once_and_mapped_from_the_copy(tm
     assert {part: file.stat().st_mtime_ns for part, file in again.files.items()} == written  # read, not rewritten
 
 
-@pytest.fixture(scope="module")
-def lora(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    path = write_tiny_lora(build_tiny_pipeline(), folder / "style.safetensors", seed=11)
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    path.rename(folder / f"{sha256}.safetensors")
-    return folder, sha256
-
-
-def test_openvino_holds_the_weights_alone_and_a_lora_job_maps_them_back_for_its_time(tiny_settings, lora):
-    folder, sha256 = lora
+def test_openvino_holds_the_weights_alone_and_a_lora_job_maps_them_back_for_its_time(tiny_settings, tiny_lora):
+    folder, sha256 = tiny_lora
     engine = Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "openvino_precision": "f32",
                                                           "models_dir": folder}))
     loaded = engine.core.current
