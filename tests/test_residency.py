@@ -16,7 +16,7 @@ from aleaart.engine.pages import drop_pages, shedding_pages
 from aleaart.engine.pipeline import Engine
 from aleaart.engine.residency import PARTS, map_weights
 from aleaart.engine.tiny import build_tiny_pipeline
-from aleaart.errors import InsufficientMemory
+from aleaart.errors import InsufficientMemory, OutOfMemory
 from aleaart.memory import RenderSize
 from aleaart.params import LoraWeight, RenderSpec
 
@@ -145,3 +145,12 @@ def test_the_digest_and_the_memory_profile_are_measured_once_and_kept(tiny_setti
     again.max_rss_gb = profile.resident_gib
     with pytest.raises(InsufficientMemory, match="768x1024"):
         again.require_memory(RenderSize(768, 1024))
+
+
+def test_a_profile_that_cannot_be_measured_leaves_the_engine_serving_unchecked(tiny_engine, tmp_path, monkeypatch):
+    def out_of_memory(spec, **_):
+        raise OutOfMemory(f"out of cuda memory for a {spec.width}x{spec.height} image")
+
+    monkeypatch.setattr(tiny_engine, "generate", out_of_memory)
+    assert footprint.memory_profile(tiny_engine, tmp_path) is None
+    assert not (tmp_path / "memory").exists()  # measured again at the next start, not kept as nothing

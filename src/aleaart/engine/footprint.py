@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aleaart.engine.residency import PARTS
+from aleaart.errors import AleaArtError
 from aleaart.memory import GIB, MemoryProfile, Peak, reset_peak, status_bytes
 from aleaart.params import ASPECTS, RenderParams, spec_from_params
 
@@ -53,7 +54,11 @@ def measure(engine: Engine) -> MemoryProfile | None:
     if resident is None:
         return None
     started = time.perf_counter()
-    small, largest = (peak_of(engine, aspect) for aspect in (SQUARE, LARGEST))
+    try:
+        small, largest = (peak_of(engine, aspect) for aspect in (SQUARE, LARGEST))
+    except AleaArtError as error:  # out of device memory at Portrait: serve what fits, unmeasured
+        log.warning("could not measure the memory a render needs (%s); ALEAART_MAX_RSS_GB is not checked", error)
+        return None
     log.info("measured the memory a render needs in %.1f s (once: kept in the cache)", time.perf_counter() - started)
     return MemoryProfile(resident / GIB, small, largest)
 
