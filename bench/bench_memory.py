@@ -29,6 +29,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from aleaart.memory import GIB, reset_peak, status_bytes  # noqa: E402 (pure: no torch)
+
 CASES = {  # name: the service's settings for it
     "openvino-f32": {"backend": "openvino", "openvino_precision": "f32"},
     "openvino-bf16": {"backend": "openvino", "openvino_precision": "bf16"},
@@ -36,21 +38,10 @@ CASES = {  # name: the service's settings for it
 }
 SIZES = ("512x512", "768x1024", "hires")
 MODEL = Path(os.environ.get("ALEAART_BENCH_CACHE", Path.home() / ".cache" / "aleaart-bench")) / "sd15-random"
-GIB = 2**30
-
-
-def status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to the current RSS
 
 
 def peak_of(render, *, reset: bool = True) -> tuple[float, float]:
+
     """The peak RSS over ``render()`` (and over what came before it since the last reset, if not ``reset``), and
     its seconds."""
     if reset:

@@ -57,8 +57,8 @@ def map_weights(pipeline: object, source: Path | None, cache: Path) -> MappedWei
     for part in PARTS:
         module = getattr(pipeline, part)
         state = module.state_dict()
-        file = _matching(state, _candidates(source, part)) or _copy(state, cache / f"{part}.safetensors")
-        map_module(module, file)
+        file, mapped = _matching(state, _candidates(source, part)) or _copy(state, cache / f"{part}.safetensors")
+        module.load_state_dict(mapped, strict=True, assign=True)
         files[part] = file
     gc.collect()
     return MappedWeights(files)
@@ -97,23 +97,24 @@ def _candidates(source: Path | None, part: str) -> list[Path]:
     return [source / name for name in FOLDER_FILES[part] if (source / name).is_file()]
 
 
-def _matching(state: dict[str, torch.Tensor], candidates: list[Path]) -> Path | None:
-    """The first file whose tensors have exactly ``state``'s names, shapes and dtypes (mapping it reads nothing)."""
+def _matching(state: dict[str, torch.Tensor], candidates: list[Path]) -> tuple[Path, dict[str, torch.Tensor]] | None:
+    """The first file whose tensors have exactly ``state``'s names, shapes and dtypes, and its tensors, mapped
+    (mapping reads no weight)."""
     for path in candidates:
         mapped = load_file(path)
         if mapped.keys() == state.keys() and all(
                 mapped[name].shape == tensor.shape and mapped[name].dtype == tensor.dtype
                 for name, tensor in state.items()):
-            return path
+            return path, mapped
     return None
 
 
-def _copy(state: dict[str, torch.Tensor], path: Path) -> Path:
-    """``state`` saved to ``path`` (whole or not at all), unless an earlier start saved it."""
+def _copy(state: dict[str, torch.Tensor], path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """``state`` saved to ``path`` (whole or not at all), unless an earlier start saved it, and its tensors, mapped."""
     if path.is_file():
         try:
-            if _matching(state, [path]):
-                return path
+            if (found := _matching(state, [path])) is not None:
+                return found
         except Exception as error:  # safetensors raises its own error types for a damaged file
             log.warning("the weights copy %s is damaged (%s); writing it again", path, error)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,4 +126,4 @@ def _copy(state: dict[str, torch.Tensor], path: Path) -> Path:
     finally:
         Path(staging).unlink(missing_ok=True)
     log.info("saved a mappable copy of the %s weights to %s", path.stem, path)
-    return path
+    return path, load_file(path)
