@@ -9,14 +9,17 @@ import os
 import signal
 import subprocess
 import sys
+import weakref
 from dataclasses import replace
 
+import numpy
 import pytest
 import torch
+from openvino import Model, PartialShape, opset13
 from PIL import Image
 from pixels import psnr
 
-from aleaart.engine.openvino import VERSION, has_native_bf16, pick_precision
+from aleaart.engine.openvino import VERSION, CompiledByShape, ModelSource, has_native_bf16, pick_precision
 from aleaart.engine.pipeline import Engine
 from aleaart.engine.runtime import pick_backend
 from aleaart.errors import ModelUnavailable
@@ -69,6 +72,24 @@ def test_more_compiled_shapes_are_kept_where_the_settings_allow(tiny_settings):
     for spec in (SMALL, ODD, SMALL):
         engine.generate(spec)
     assert sorted(shape[0] for shape in engine.core.current.runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 11, 8)]
+
+
+def test_a_dropped_compilation_is_freed_before_the_next_is_compiled():
+    parameter = opset13.parameter(PartialShape.dynamic(2), numpy.float32)
+    alive_at_compile = []
+
+    class Source(ModelSource):
+        def read(self):
+            alive_at_compile.append(first() is not None)
+            return super().read()
+
+    compiled = CompiledByShape(Source(model=Model([opset13.relu(parameter)], [parameter])), {}, "relu", keep=1)
+    first = lambda: None  # noqa: E731 (no compilation yet)
+    assert compiled(-torch.ones(1, 2)).tolist() == [[0.0, 0.0]]
+    first = weakref.ref(compiled._requests[((1, 2),)])
+    assert compiled(torch.ones(3, 2)).tolist() == [[1.0, 1.0]] * 3
+    # Each compilation holds a whole copy of the weights: the first went before the second was made, not after.
+    assert alive_at_compile == [False, False] and first() is None
 
 
 def test_variations_batch_through_the_compiled_unet(engines):

@@ -34,7 +34,7 @@ from diffusers import StableDiffusionPipeline
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from aleaart.config import Precision
-from aleaart.engine.pages import shedding_pages
+from aleaart.engine.pages import shedding_pages, trim_heap
 from aleaart.engine.runtime import RuntimeSetup
 from aleaart.engine.shelf import Loaded
 from aleaart.errors import ModelUnavailable
@@ -88,6 +88,7 @@ class CompiledByShape:
         UNet's at 1024x1024 are gigabytes, and the decode and the next job's steps do not need them."""
         for request in self._requests.values():
             request.get_compiled_model().release_memory()
+        trim_heap()
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         arrays = [t.detach().to(torch.float32).contiguous().numpy() for t in inputs]
@@ -101,16 +102,19 @@ class CompiledByShape:
 
     def _compile(self, shape: Shape) -> openvino.InferRequest:
         while len(self._requests) >= self._keep:
-            dropped, _ = self._requests.popitem(last=False)
+            dropped = next(iter(self._requests))  # not popitem: its value would live on in this frame
+            del self._requests[dropped]
             log.info("OpenVINO dropped the %s compiled for %s (ALEAART_OPENVINO_SHAPES=%d)", self._name, dropped,
                      self._keep)
         gc.collect()  # the dropped compilation's weights go before the next one's come
+        trim_heap()
         started = time.perf_counter()
         model = self._source.read()
         model.reshape({i: openvino.PartialShape(list(s)) for i, s in enumerate(shape)})
         with self._source.shedding():
             request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
         del model
+        trim_heap()  # what compiling allocated for itself
         self._requests[shape] = request
         log.info("OpenVINO compiled the %s for %s in %.1f s", self._name, shape, time.perf_counter() - started)
         return request

@@ -71,6 +71,14 @@ def shedding_pages(path: Path, every: float = SHED_EVERY_SECONDS) -> Iterator[No
         drop_pages(path)
 
 
+def trim_heap() -> None:
+    """Freed heap memory returned to the kernel (glibc's ``malloc_trim``). glibc keeps what a process frees for
+    its next allocations, and a compiled OpenVINO model's weights are thousands of blocks below its mmap threshold:
+    dropped, they would stay in this process's resident set under the next compilation's."""
+    if sys.platform.startswith("linux") and hasattr(_libc(), "malloc_trim"):
+        _libc().malloc_trim(0)
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

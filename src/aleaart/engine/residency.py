@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from aleaart.engine.pages import trim_heap
+
 log = logging.getLogger(__name__)
 
 PARTS = ("unet", "vae", "text_encoder")
@@ -48,6 +50,7 @@ class MappedWeights:
         for part in parts:
             map_module(getattr(pipeline, part), self.files[part])
         gc.collect()  # the old tensors may sit in a cycle (a module's hooks); their mapping goes with them
+        trim_heap()  # and what the part's last use freed (its activations) goes back before the next phase's
 
 
 def map_weights(pipeline: object, source: Path | None, cache: Path) -> MappedWeights:
