@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from fakes import FakeEngine
 from fastapi.testclient import TestClient
@@ -30,6 +32,10 @@ def test_a_size_needs_the_measured_peaks_joined_by_a_line_in_pixels():
     assert PROFILE.needs_gib(RenderSize(512, 512, images=4)) == pytest.approx(3.5 + per_square * 3)
     assert PROFILE.needs_gib(RenderSize(8, 8)) == pytest.approx(3.0, abs=0.01)
     assert MemoryProfile(3.4, Peak(512, 512, 3.5), Peak(768, 1024, 4.5)).needs_gib(RenderSize(8, 8)) == 3.4
+    assert MemoryProfile(1.0, Peak(512, 512, 3.5), Peak(512, 683, 3.4)).needs_gib(RenderSize(768, 1024)) == 3.5
+    measured = replace(PROFILE, estimated=True).measured(5.5)  # the largest, rendered: the line through it now
+    assert not measured.estimated and measured.needs_gib(RenderSize(768, 1024)) == 5.5
+    assert MemoryProfile.from_record(measured.to_record()) == measured
 
 
 def test_a_size_past_the_limit_is_refused_naming_it_and_none_without_a_limit():
@@ -75,4 +81,5 @@ def test_the_service_answers_507_for_a_size_past_its_limit_and_health_shows_the_
         assert refused.json()["code"] == "insufficient_memory" and "768x1024" in refused.json()["error"]
         assert client.post("/jobs", json={**BODY, "width": 512, "height": 512}).status_code == 202
         assert client.get("/health").json()["memory"] == {"residentGiB": 1.0, "maxRssGB": 4.0,
-                                                          "peakGiB": {"512x512": 3.5, "768x1024": 4.5}}
+                                                          "peakGiB": {"512x512": 3.5, "768x1024": 4.5},
+                                                          "largestEstimated": False}

@@ -131,18 +131,30 @@ def test_openvino_holds_the_weights_alone_and_a_lora_job_maps_them_back_for_its_
 
 def test_the_digest_and_the_memory_profile_are_measured_once_and_kept(tiny_settings, monkeypatch):
     settings = tiny_settings.model_copy(update={"backend": "torch", "max_rss_gb": 100.0})
+    rendered = []
+    generate = Engine.generate
+    monkeypatch.setattr(Engine, "generate", lambda engine, spec, **kw: rendered.append(
+        (spec.width, spec.height)) or generate(engine, spec, **kw))
     first = Engine.load(settings)
     profile = first.memory
-    assert profile is not None and profile.largest.gib >= profile.resident_gib > 0 and profile.small.gib > 0
+    # Start renders the two smallest sizes, not the largest: its peak is their line's, until it is rendered.
+    assert rendered == [(512, 683), (512, 512)] and profile is not None and profile.estimated
+    assert profile.largest.gib >= profile.small.gib > 0 and profile.resident_gib > 0
     assert (profile.small.width, profile.largest.width, profile.largest.height) == (512, 768, 1024)  # Portrait
+    monkeypatch.undo()
+    first.generate(replace(SMALL, width=768, height=1024, steps=1))
+    assert not first.memory.estimated and first.memory.small == profile.small and first.memory.largest.gib > 0
+    first.generate(replace(SMALL, width=768, height=1024, steps=1))
     monkeypatch.setattr(footprint, "measure", lambda engine: pytest.fail("measured again"))
+    monkeypatch.setattr(footprint, "reset_peak", lambda: pytest.fail("measured again"))
     monkeypatch.setattr(Engine, "digest_weights", lambda engine: pytest.fail("hashed again"))
     again = Engine.load(settings)
     assert again.memory == first.memory and again.weights_sha256 == first.weights_sha256
+    again.generate(replace(SMALL, width=768, height=1024, steps=1))  # measured already: not again
     monkeypatch.undo()
     assert again.weights_sha256 == again.digest_weights()
     again.require_memory(RenderSize(768, 1024))
-    again.max_rss_gb = profile.resident_gib
+    again.max_rss_gb = again.memory.resident_gib
     with pytest.raises(InsufficientMemory, match="768x1024"):
         again.require_memory(RenderSize(768, 1024))
 
@@ -152,5 +164,5 @@ def test_a_profile_that_cannot_be_measured_leaves_the_engine_serving_unchecked(t
         raise OutOfMemory(f"out of cuda memory for a {spec.width}x{spec.height} image")
 
     monkeypatch.setattr(tiny_engine, "generate", out_of_memory)
-    assert footprint.memory_profile(tiny_engine, tmp_path) is None
+    assert footprint.memory_profile(tiny_engine, tmp_path / "memory" / "profile.json") is None
     assert not (tmp_path / "memory").exists()  # measured again at the next start, not kept as nothing

@@ -6,7 +6,7 @@ killed by the OOM killer."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,23 @@ class Peak:
 @dataclass(frozen=True)
 class MemoryProfile:
     """Measured once: the resident set with the model loaded and prepared, between jobs (``resident_gib``), and
-    the peaks of renders at a small size and at the largest (``small``, ``largest``)."""
+    the peaks of renders at a small size and at the largest (``small``, ``largest``). Until a render of the largest
+    size is measured (``estimated``), its peak is the line through two smaller sizes' measured peaks."""
 
     resident_gib: float
     small: Peak
     largest: Peak
+    estimated: bool = False
+
+    def measured(self, largest_gib: float) -> MemoryProfile:
+        """This profile with the largest size's peak as measured."""
+        return replace(self, largest=replace(self.largest, gib=largest_gib), estimated=False)
 
     def needs_gib(self, size: RenderSize) -> float:
         """The peak a render of ``size`` will need: the two measured peaks, joined by a line in pixels
-        (activations grow with them; the weights a render reads in do not), never below what stays resident."""
-        slope = (self.largest.gib - self.small.gib) / max(1, self.largest.pixels - self.small.pixels)
+        (activations grow with them; the weights a render reads in do not), never falling with more pixels (two
+        peaks close in size can measure so, by the allocator's noise) nor below what stays resident."""
+        slope = max(0.0, self.largest.gib - self.small.gib) / max(1, self.largest.pixels - self.small.pixels)
         needs = self.small.gib + slope * (size.width * size.height * size.images - self.small.pixels)
         return max(self.resident_gib, needs)
 
@@ -88,11 +95,12 @@ class MemoryProfile:
         """For /health: the profile, and the limit renders are checked against (None: none)."""
         return {"residentGiB": round(self.resident_gib, 2),
                 "peakGiB": {f"{peak.width}x{peak.height}": round(peak.gib, 2) for peak in (self.small, self.largest)},
-                "maxRssGB": limit_gib}
+                "largestEstimated": self.estimated, "maxRssGB": limit_gib}
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> MemoryProfile:
-        return cls(float(data["resident_gib"]), Peak(**data["small"]), Peak(**data["largest"]))
+        return cls(float(data["resident_gib"]), Peak(**data["small"]), Peak(**data["largest"]),
+                   bool(data.get("estimated", False)))

@@ -21,7 +21,7 @@ from aleaart import __version__
 from aleaart.config import Settings
 from aleaart.engine.checkpoint import architecture
 from aleaart.engine.core import Drawing, RenderCore, Rendered, StepCallback, seeded_generator
-from aleaart.engine.footprint import memory_profile
+from aleaart.engine.footprint import measuring_largest, memory_profile, profile_path
 from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, model_fingerprint, pick_device
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
 from aleaart.engine.preview import Previews, load_decoder
@@ -72,6 +72,7 @@ class Engine:
         self.device = self.core.device
         self.dtype = self.core.dtype
         self.memory: MemoryProfile | None = None  # measured by Engine.load
+        self.memory_path: Path | None = None  # where it is kept
         self.max_rss_gb: float | None = None
 
     @classmethod
@@ -108,7 +109,8 @@ class Engine:
         engine = cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
                      runtime=open_runtime(backend, setup))
         engine.weights_sha256 = kept_digest(weights / "weights.sha256", lambda: engine.digest_weights())
-        engine.memory = memory_profile(engine, settings.cache_dir)
+        engine.memory_path = profile_path(engine, settings.cache_dir)
+        engine.memory = memory_profile(engine, engine.memory_path)
         engine.max_rss_gb = settings.max_rss_gb
         decoder = load_decoder(settings.preview_decoder, settings.preview_taesd, device)
         engine.core.previews = Previews(settings.preview_every, decoder)
@@ -187,8 +189,9 @@ class Engine:
     def generate(self, spec: RenderSpec, *, on_step: StepCallback | None = None,
                  cancel: threading.Event | None = None) -> Rendered:
         """Render one image of exactly spec.width x spec.height; raises GenerationCancelled if asked."""
-        [rendered] = self.core.run(spec, cancel, lambda draw: draw.denoise(
-            lambda: {"generator": seeded_generator(spec.seed)}, on_step))
+        with measuring_largest(self, spec.width, spec.height):
+            [rendered] = self.core.run(spec, cancel, lambda draw: draw.denoise(
+                lambda: {"generator": seeded_generator(spec.seed)}, on_step))
         return rendered
 
     def generate_variations(self, spec: RenderSpec, seeds: list[int], strength: float, *,
