@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -92,9 +93,12 @@ def measuring_largest(engine: Engine, width: int, height: int) -> Iterator[None]
 
 
 def keep(profile: MemoryProfile, path: Path) -> None:
+    """``profile`` in ``path``, whole (workers on one cache folder may keep theirs at once)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(profile.to_record()))
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(profile.to_record()))
+        os.replace(staging, path)
     except OSError as error:
         log.warning("could not keep the memory profile in %s: %s", path, error)
 
