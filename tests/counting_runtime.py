@@ -17,6 +17,9 @@ class CountingRuntime:
     def done_with(self, loaded, part: str) -> None:
         CALLS.append(("done_with", part))
 
+    def make_room(self, loaded) -> None:
+        CALLS.append(("make_room", None))
+
     def __init__(self, setup: RuntimeSetup) -> None:
         self.threads = setup.threads
 

@@ -129,6 +129,30 @@ def test_openvino_holds_the_weights_alone_and_a_lora_job_maps_them_back_for_its_
     assert loaded.runtime.unet.shapes == compiled  # the next plain job is on OpenVINO, not compiled again
 
 
+def test_openvino_lets_the_compiled_unet_go_before_the_encode_and_decode_of_a_larger_image(tiny_settings,
+                                                                                          monkeypatch):
+    settings = tiny_settings.model_copy(update={"backend": "openvino", "openvino_precision": "f32"})
+    engine = Engine.load(settings)
+    unet, decoder = engine.core.current.runtime.unet, engine.core.current.runtime.decoder
+    large = replace(SMALL, width=576, height=512)  # larger than the VAE's native 512x512
+    engine.generate(SMALL)
+    assert [shape[0] for shape in unet.shapes] == [(2, 4, 8, 8)]  # a native-size render keeps its compilation
+    first = engine.generate(large).image
+    # Its UNet compiled for the steps, let go before the decode (which compiled for its own shape).
+    assert unet.shapes == [] and [shape[0] for shape in decoder.shapes] == [(1, 4, 64, 72)]
+    assert engine.generate(large).image.tobytes() == first.tobytes()  # compiled again: the same pixels
+    engine.generate(SMALL)
+    vae = engine.pipeline.vae
+    encode, at_encode = vae.encode, []
+    monkeypatch.setattr(vae, "encode", lambda *a, **kw: at_encode.append(unet.shapes) or encode(*a, **kw))
+    engine.transform(large, first, 0.5)
+    assert at_encode == [[]] and unet.shapes == []  # gone before the encode, and again before the decode
+    kept = Engine.load(settings.model_copy(update={"openvino_shapes": 2}))
+    kept.generate(SMALL)
+    kept.generate(large)  # where more shapes are kept, so is a larger image's
+    assert sorted(shape[0] for shape in kept.core.current.runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 64, 72)]
+
+
 def test_the_digest_and_the_memory_profile_are_measured_once_and_kept(tiny_settings, monkeypatch):
     settings = tiny_settings.model_copy(update={"backend": "torch", "max_rss_gb": 100.0})
     rendered = []

@@ -62,6 +62,7 @@ class RenderCore:
         # Images longer than twice the VAE's native size are encoded and decoded in tiles, so a hires
         # 2048² fits where a 1024² render does; a fixed rule, so a size always gets the same pixels.
         self.tile_above = 2 * int(default.vae.config.sample_size)
+        self.native_pixels = int(default.vae.config.sample_size) ** 2
         self._lock = threading.Lock()
         self._embeddings: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
         self.previews = Previews()  # off until the engine is loaded with ALEAART_PREVIEW_EVERY
@@ -95,6 +96,7 @@ class RenderCore:
         adapted = json.dumps([spec.model, [(lora.sha256, lora.weight) for lora in loras]])
         self.runtime.prepare(loaded, spec.model or self.identity)
         drawing = Drawing(self, loaded, spec, adapted, cancel, adapters=bool(loras))
+        drawing.make_room()  # for an img2img's encode: the UNet as compiled for the last job waits otherwise
         try:
             with self.shelf.applied(loaded, loras), self.runtime.job(loaded, adapted=bool(loras)):
                 yield drawing
@@ -211,6 +213,14 @@ class Drawing:
         raise OutOfMemory(f"out of {core.device.type} memory for a {spec.width}x{spec.height} image, even with VAE "
                           "tiling and attention slicing; try again when fewer jobs share the device")
 
+    def make_room(self) -> None:
+        """Before a phase larger than a native-size image's that does not use the UNet (the encode and decode of
+        a larger image), the runtime lets go what it can build again (runtime.make_room): their activations
+        then come in its place, not on top of it."""
+        spec = self.spec
+        if spec.render_width * spec.render_height > self.core.native_pixels and not self._adapters:
+            self.core.runtime.make_room(self.loaded)
+
     def _done_with(self, part: str) -> None:
         """What ``part`` holds beyond its weights let go for the rest of the call (runtime.done_with), rather than
         held through the phases that do not use it: the UNet through the VAE decode, the VAE through the next job's
@@ -225,6 +235,7 @@ class Drawing:
             self.core.previews.after_step(index + 1, pipe.num_timesteps)
             if index + 1 == pipe.num_timesteps:
                 self._done_with("unet")  # the decode that comes next does not need it
+                self.make_room()
             self.check_cancel(f"generation was cancelled after step {index + 1}")
             return kwargs
 

@@ -15,6 +15,9 @@ class EagerRuntime:
     def done_with(self, loaded: Loaded, part: str) -> None:
         loaded.release([part])  # read in again from the page cache by the next call
 
+    def make_room(self, loaded: Loaded) -> None:
+        pass  # the UNet's pages went with done_with; nothing else is held
+
     def prepare(self, loaded: Loaded, identity: str) -> None:
         pass
 

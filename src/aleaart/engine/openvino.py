@@ -90,6 +90,14 @@ class CompiledByShape:
             request.get_compiled_model().release_memory()
         trim_heap()
 
+    def drop(self) -> None:
+        """Every compilation let go (the next call compiles its shape again)."""
+        if self._requests:
+            log.info("OpenVINO dropped the %s compiled for %s", self._name, list(self._requests))
+        self._requests.clear()
+        gc.collect()
+        trim_heap()
+
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         arrays = [t.detach().to(torch.float32).contiguous().numpy() for t in inputs]
         shape = tuple(a.shape for a in arrays)
@@ -211,6 +219,12 @@ class OpenVinoRuntime:
 
     def job(self, loaded: Loaded, *, adapted: bool) -> contextlib.AbstractContextManager[None]:
         return loaded.runtime.suspended() if adapted else contextlib.nullcontext()
+
+    def make_room(self, loaded: Loaded) -> None:
+        # With one shape kept, the UNet's next call would compile its shape anyway unless it is this job's again
+        # (a compile of a few seconds); with more kept, the operator chose memory for fewer compiles.
+        if self.shapes == 1:
+            loaded.runtime.unet.drop()
 
     def done_with(self, loaded: Loaded, part: str) -> None:
         compiled = {"unet": loaded.runtime.unet, "vae": loaded.runtime.decoder}[part]

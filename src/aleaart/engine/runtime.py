@@ -46,6 +46,12 @@ class Runtime(Protocol):
         go what it holds beyond what the next use needs at once (pages read in, buffers for activations)."""
         ...
 
+    def make_room(self, loaded: Loaded) -> None:
+        """A phase comes that is larger than a native-size image's (a large render's VAE encode or decode) and
+        does not need the UNet as it is now: let go what the runtime can build again when the UNet is next
+        called (OpenVINO: a compiled UNet, where one shape is kept)."""
+        ...
+
     def prepare(self, loaded: Loaded, identity: str) -> None:
         """Make ``loaded`` run on this runtime (once per loaded pipeline; ``identity`` names its weights)."""
         ...
