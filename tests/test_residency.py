@@ -153,16 +153,21 @@ def test_openvino_lets_the_compiled_unet_go_before_the_encode_and_decode_of_a_la
     assert sorted(shape[0] for shape in kept.core.current.runtime.unet.shapes) == [(2, 4, 8, 8), (2, 4, 64, 72)]
 
 
-def test_the_digest_and_the_memory_profile_are_measured_once_and_kept(tiny_settings, monkeypatch):
-    settings = tiny_settings.model_copy(update={"backend": "torch", "max_rss_gb": 100.0})
-    rendered = []
-    generate = Engine.generate
+def test_the_digest_and_the_memory_profile_are_measured_once_and_kept(tiny_settings, tmp_path, monkeypatch):
+    settings = tiny_settings.model_copy(update={"backend": "torch", "max_rss_gb": 100.0, "cache_dir": tmp_path})
+    rendered, hashed, at_measure = [], [], []
+    generate, measure, digest = Engine.generate, footprint.measure, Engine.digest_weights
     monkeypatch.setattr(Engine, "generate", lambda engine, spec, **kw: rendered.append(
         (spec.width, spec.height)) or generate(engine, spec, **kw))
+    monkeypatch.setattr(Engine, "digest_weights", lambda engine: (digest(engine), hashed.append(
+        mapping_of(engine.pipeline.unet)))[0])
+    monkeypatch.setattr(footprint, "measure", lambda engine: at_measure.append(
+        mappings(engine.core.current.weights.files["unet"])) or measure(engine))
     first = Engine.load(settings)
     profile = first.memory
     # Start renders the two smallest sizes, not the largest: its peak is their line's, until it is rendered.
     assert rendered == [(512, 683), (512, 512)] and profile is not None and profile.estimated
+    assert hashed[0] not in at_measure[0]  # the pages the digest read in went before the renders
     assert profile.largest.gib >= profile.small.gib > 0 and profile.resident_gib > 0
     assert (profile.small.width, profile.largest.width, profile.largest.height) == (512, 768, 1024)  # Portrait
     monkeypatch.undo()

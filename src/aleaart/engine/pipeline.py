@@ -109,6 +109,7 @@ class Engine:
         engine = cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
                      runtime=open_runtime(backend, setup))
         engine.weights_sha256 = kept_digest(weights / "weights.sha256", lambda: engine.digest_weights())
+        engine.core.current.release(PARTS)  # a digest computed now read every weight: its pages go before any render
         engine.memory_path = profile_path(engine, settings.cache_dir)
         engine.memory = memory_profile(engine, engine.memory_path)
         engine.max_rss_gb = settings.max_rss_gb
