@@ -107,9 +107,10 @@ def test_threads_share_a_few_heaps_unless_malloc_arena_max_says_otherwise():
         limit_heap_arenas(2)
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
-        def allocate():
-            for _ in range(100):
-                libc.malloc(1000)
+        together = threading.Barrier(8)
+        def allocate():  # all alive at once, so none takes over the heap of one that has ended
+            libc.malloc(1000)
+            together.wait()
         threads = [threading.Thread(target=allocate) for _ in range(8)]
         for thread in threads: thread.start()
         for thread in threads: thread.join()
