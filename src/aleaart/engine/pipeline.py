@@ -78,7 +78,7 @@ class Engine:
 
     @classmethod
     def load(cls, settings: Settings) -> Engine:
-        limit_heap_arenas()  # before the threads that render allocate
+        limit_heap_arenas()  # the entry points do it first; here for an engine loaded from other code
         if settings.threads:
             torch.set_num_threads(settings.threads)
         source = resolve_source(settings.model)
