@@ -29,7 +29,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aleaart.engine.pages import limit_heap_arenas  # noqa: E402 (no torch)
 from aleaart.memory import GIB, reset_peak, status_bytes  # noqa: E402 (pure: no torch)
 
 CASES = {  # name: the service's settings for it
@@ -132,7 +131,6 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.sizes.split(",")
     if args.one:
-        limit_heap_arenas()  # as the service's entry point does, before torch and OpenVINO start threads
         for row in run_case(args.one, args.steps, sizes):
             print(json.dumps(row), flush=True)
         return

@@ -5,9 +5,6 @@ kept in the cache. Pages are counted from /proc/self/smaps, as the kernel counts
 from __future__ import annotations
 
 import mmap
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,29 +95,6 @@ def test_parts_map_from_the_models_own_files_and_a_release_drops_their_pages_not
         assert before[part] not in mappings(file) and mapping_of(getattr(pipeline, part)) in mappings(file)
     assert tiny_engine.generate(replace(SMALL, prompt="a prompt no other test encodes")).image.tobytes() \
         == first.tobytes()
-
-
-def test_threads_share_a_few_heaps_unless_malloc_arena_max_says_otherwise():
-    script = """if True:
-        import ctypes, threading
-        from aleaart.engine.pages import limit_heap_arenas
-        limit_heap_arenas(2)
-        libc = ctypes.CDLL(None)
-        libc.malloc.restype = ctypes.c_void_p
-        together = threading.Barrier(8)
-        def allocate():  # all alive at once, so none takes over the heap of one that has ended
-            libc.malloc(1000)
-            together.wait()
-        threads = [threading.Thread(target=allocate) for _ in range(8)]
-        for thread in threads: thread.start()
-        for thread in threads: thread.join()
-        libc.malloc_stats()  # to stderr: one "Arena n:" per heap
-    """
-    for env, most in (({}, 2), ({"MALLOC_ARENA_MAX": "16"}, 16)):
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                              env={**os.environ, **env}, timeout=120)
-        arenas = done.stderr.count("Arena ")
-        assert 1 <= arenas <= most and (most == 2 or arenas > 2), done.stderr
 
 
 def test_parts_loaded_from_elsewhere_are_copied_once_and_mapped_from_the_copy(tmp_path):

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from aleaart.cli_jobs import add_kind_commands, cmd_generate, cmd_render_token
 from aleaart.config import Settings
-from aleaart.engine.pages import limit_heap_arenas
 from aleaart.errors import AleaArtError, InvalidParams
 from aleaart.provenance.cli import add_parser as add_verify_parser
 from aleaart.token_ids import parse_token_id
@@ -272,7 +271,6 @@ def env_name(loc: tuple[Any, ...]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    limit_heap_arenas()  # before any thread allocates: a thread's heap, once made, stays
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()  # read once, here, and passed down

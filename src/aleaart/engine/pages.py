@@ -4,8 +4,7 @@ OpenVINO maps a model's IR weights and copies each into its compiled layout; the
 and with it every page the compiler read (as much again as the weights). ``madvise(MADV_DONTNEED)`` on a read-only
 file mapping only drops pages from this process: the file is unchanged, and a page touched again is read in again.
 Mappings that could be written are never touched (dropping a written private page would lose the write). glibc
-keeps freed heap for the next allocation, per thread's arena: ``trim_heap`` returns it, and ``limit_heap_arenas``
-keeps the arenas few.
+keeps freed heap for the process's next allocations: ``trim_heap`` returns it.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,8 +22,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MADV_DONTNEED = 4
-M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
-HEAP_ARENAS = 2
 SHED_EVERY_SECONDS = 0.2
 
 
@@ -82,17 +78,6 @@ def trim_heap() -> None:
     dropped, they would stay in this process's resident set under the next compilation's."""
     if sys.platform.startswith("linux") and hasattr(_libc(), "malloc_trim"):
         _libc().malloc_trim(0)
-
-
-def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> None:
-    """At most ``arenas`` glibc heaps for the threads that allocate from now on, unless MALLOC_ARENA_MAX is set;
-    heaps already made stay, so it is called before anything starts threads (``aleaart``'s entry point).
-    glibc's default, eight per core, gives each of OpenVINO's and PyTorch's threads a heap of its own, and what
-    one frees is kept for that thread (measured: 0.2 GiB more at the steady peak of a 512x512 render on OpenVINO
-    f32). The engine's threads allocate little while rendering (buffers are made up front), so sharing costs
-    nothing there."""
-    if "MALLOC_ARENA_MAX" not in os.environ and sys.platform.startswith("linux") and hasattr(_libc(), "mallopt"):
-        _libc().mallopt(M_ARENA_MAX, arenas)
 
 
 @functools.cache

@@ -24,7 +24,6 @@ from aleaart.engine.core import Drawing, RenderCore, Rendered, StepCallback, see
 from aleaart.engine.footprint import measuring_largest, memory_profile, profile_path
 from aleaart.engine.loading import MODEL_HINT, load_failure, load_pipeline, model_fingerprint, pick_device
 from aleaart.engine.noise import BATCH_SHAPED_NOISE, seeded_noise, slerp
-from aleaart.engine.pages import limit_heap_arenas
 from aleaart.engine.preview import Previews, load_decoder
 from aleaart.engine.residency import PARTS, cache_folder, kept_digest, map_weights
 from aleaart.engine.runtime import Runtime, RuntimeSetup, open_runtime, pick_backend
@@ -78,7 +77,6 @@ class Engine:
 
     @classmethod
     def load(cls, settings: Settings) -> Engine:
-        limit_heap_arenas()  # the entry points do it first; here for an engine loaded from other code
         if settings.threads:
             torch.set_num_threads(settings.threads)
         source = resolve_source(settings.model)
