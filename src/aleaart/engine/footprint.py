@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aleaart.engine.residency import PARTS
 from aleaart.errors import AleaArtError
+from aleaart.files import write_atomically
 from aleaart.memory import GIB, MemoryProfile, Peak, RenderSize, reset_peak, status_bytes
 from aleaart.params import ASPECTS, RenderParams, spec_from_params
 
@@ -96,9 +96,7 @@ def keep(profile: MemoryProfile, path: Path) -> None:
     """``profile`` in ``path``, whole (workers on one cache folder may keep theirs at once)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
-        staging.write_text(json.dumps(profile.to_record()))
-        os.replace(staging, path)
+        write_atomically(path, json.dumps(profile.to_record()).encode())
     except OSError as error:
         log.warning("could not keep the memory profile in %s: %s", path, error)
 

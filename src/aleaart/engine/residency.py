@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from aleaart.engine.pages import trim_heap
+from aleaart.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def kept_digest(path: Path, compute: Callable[[], str]) -> str:
     digest = compute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(digest)
+        write_atomically(path, digest.encode())
     except OSError as error:
         log.warning("could not keep the weights' digest in %s: %s", path, error)
     return digest
