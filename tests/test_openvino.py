@@ -15,10 +15,11 @@ from dataclasses import replace
 import numpy
 import pytest
 import torch
-from openvino import Model, PartialShape, opset13
+from openvino import Core, Model, PartialShape, opset13
 from PIL import Image
 from pixels import psnr
 
+from aleaart.engine import openvino as openvino_backend
 from aleaart.engine.openvino import VERSION, CompiledByShape, ModelSource, has_native_bf16, pick_precision
 from aleaart.engine.pipeline import Engine
 from aleaart.engine.runtime import pick_backend
@@ -90,6 +91,32 @@ def test_a_dropped_compilation_is_freed_before_the_next_is_compiled():
     assert compiled(torch.ones(3, 2)).tolist() == [[1.0, 1.0]] * 3
     # Each compilation holds a whole copy of the weights: the first went before the second was made, not after.
     assert alive_at_compile == [False, False] and first() is None
+
+
+class _Doubled(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * 2
+
+
+def test_a_conversion_leaves_no_traced_types_behind_and_the_next_conversion_works(monkeypatch):
+    def traced_type_kept() -> bool:
+        return torch.jit._state._python_cu.get_class(f"__torch__.{_Doubled.__module__}._Doubled") is not None
+
+    module, example = _Doubled(), (torch.ones(1, 2),)
+    expected = module(*example).detach().numpy()
+    with monkeypatch.context() as patched:
+        patched.setattr(openvino_backend, "_forget_traces", lambda: None)
+        openvino_backend._convert(module, example)
+        assert traced_type_kept()  # what tracing registers, kept for the life of the process unless forgotten
+    for _ in range(2):
+        model = openvino_backend._convert(module, example)
+        assert not traced_type_kept()
+        result = Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(example[0].numpy())[0]
+        assert numpy.allclose(result, expected, atol=1e-6)
 
 
 def test_variations_batch_through_the_compiled_unet(engines):
