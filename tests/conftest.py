@@ -86,7 +86,7 @@ def fake_client(tmp_path):
     from aleaart.api import create_app
 
     with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         yield client
 
 

@@ -168,7 +168,7 @@ class FakeEngine:
         eventually(passed, every=0.01)  # a gate never opened lets the render go on after 30 s
 
 
-def wait_done(client, job_id: str, timeout: float = 10) -> dict:
+def wait_done(client, job_id: str, timeout: float = 60) -> dict:
     """A job of an in-process TestClient app, once it ends, as GET /jobs/<id> shows it."""
     assert client.app.state.queue.get(job_id).wait_done(timeout)
     return client.get(f"/jobs/{job_id}").json()

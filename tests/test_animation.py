@@ -195,7 +195,7 @@ def test_a_cancelled_animation_stores_nothing(tmp_path):
     engine.release.clear()
     app = create_app(Settings(images_dir=tmp_path / "images"), loader=lambda: engine)
     with TestClient(app) as client:
-        app.state.model.wait(5)
+        assert app.state.model.wait(60)
         made = client.post("/animations", json={"parameters": SEED_PARAMS, "tokenId": "9", "frames": 8}).json()
         assert engine.started.wait(10)
         assert client.delete(f"/jobs/{made['jobId']}").status_code == 200
@@ -223,7 +223,7 @@ def test_the_tokens_metadata_names_its_animation(tmp_path):
     token_id = mint_cheap(contract, w3)
     app = create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine, chain=reader)
     with TestClient(app) as client:
-        app.state.model.wait(5)
+        assert app.state.model.wait(60)
         assert "animation_url" not in client.get(f"/tokens/{token_id}/metadata.json").json()
         made = client.post(f"/tokens/{token_id}/animation", json={"frames": 8})
         assert made.status_code == 202, made.text

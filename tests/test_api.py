@@ -31,7 +31,7 @@ def test_while_the_model_loads(tmp_path):
         assert ready.status_code == 503 and ready.json()["code"] == "model_unavailable"
         assert "still loading" in ready.json()["error"]
         gate.set()
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         assert client.get("/ready").status_code == 200
 
 
@@ -40,7 +40,7 @@ def test_a_loader_crash_reaches_health(tmp_path):
         raise RuntimeError("driver exploded")
 
     with client_for(tmp_path, crash) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         assert "RuntimeError: driver exploded" in client.get("/health").json()["model_error"]
         refused = client.post("/generate-image", json=BODY)
         assert refused.status_code == 503 and refused.json()["code"] == "model_unavailable"
@@ -61,7 +61,7 @@ def test_token_metadata_gains_the_cid_once_the_image_is_stored(tmp_path, chain):
     token_id = mint_cheap(contract, w3)
     app = create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine, chain=reader)
     with TestClient(app) as client:
-        app.state.model.wait(5)
+        assert app.state.model.wait(60)
         before = client.get(f"/tokens/{token_id}/metadata.json").json()
         assert "image_ipfs" not in before and before["generation"]["sha256"] is None
         assert before["image"].endswith(f"/tokens/{token_id}/image.png")
@@ -77,7 +77,7 @@ def test_token_image_needs_the_key_to_generate_but_not_to_serve(tmp_path, chain)
     token_id = mint_cheap(contract, w3)
     app = create_app(Settings(images_dir=tmp_path / "images", api_key="k"), loader=FakeEngine, chain=reader)
     with TestClient(app) as client:
-        app.state.model.wait(5)
+        assert app.state.model.wait(60)
         denied = client.get(f"/tokens/{token_id}/image.png")
         assert denied.status_code == 401 and "not generated yet" in denied.json()["error"]
         assert client.post(f"/tokens/{token_id}/generate-image", headers={"X-API-Key": "k"}).status_code == 200
@@ -90,7 +90,7 @@ def test_public_tokens_let_anyone_have_a_minted_tokens_image_and_nothing_else(tm
     settings = Settings(images_dir=tmp_path / "images", api_key="k", public_tokens=True)
     app = create_app(settings, loader=FakeEngine, chain=reader)
     with TestClient(app) as client:
-        app.state.model.wait(5)
+        assert app.state.model.wait(60)
         params = client.get(f"/tokens/{token_id}").json()["parameters"]
         assert client.post(f"/tokens/{token_id}/generate-image").status_code == 200  # no key
         seed_body = {"parameters": params, "tokenId": token_id}

@@ -16,7 +16,7 @@ BODY = {"prompt": "kept answers", "seed": 3, "steps": 2, "width": 256, "height":
 def make_client(tmp_path, **settings) -> TestClient:
     client = TestClient(create_app(Settings(images_dir=tmp_path / "images", **settings), loader=FakeEngine))
     client.__enter__()
-    client.app.state.model.wait(5)
+    assert client.app.state.model.wait(60)
     return client
 
 

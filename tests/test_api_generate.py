@@ -50,7 +50,7 @@ def make_client(tmp_path):
 @pytest.fixture
 def client(make_client, engine):
     c = make_client(lambda: engine)
-    c.app.state.model.wait(5)
+    assert c.app.state.model.wait(60)
     return c
 
 

@@ -23,7 +23,7 @@ def samples(client) -> dict[tuple[str, tuple], float]:
 def test_metrics_count_jobs_hits_steps_and_errors(tmp_path):
     engine = FakeEngine()
     with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=lambda: engine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         assert client.post("/generate-image", json=BODY).status_code == 200
         assert client.post("/generate-image", json=BODY).json()["cached"] is True
         assert client.post("/generate-image", json={**BODY, "steps": 0}).status_code == 422

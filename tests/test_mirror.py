@@ -30,7 +30,7 @@ def registered(monkeypatch):
 @pytest.fixture
 def client(tmp_path):
     with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         yield client
 
 

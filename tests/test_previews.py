@@ -110,7 +110,7 @@ def test_a_tiny_taesd_decodes_at_eight_times_and_a_bad_one_falls_back_to_linear(
 def client(tmp_path):
     engine = FakeEngine()
     with TestClient(create_app(Settings(images_dir=tmp_path / "images"), loader=lambda: engine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         client.engine = engine
         yield client
 

@@ -38,7 +38,7 @@ def other(tmp_path_factory) -> OtherSigner:
 def client(tmp_path):
     settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache", verify_concurrency=1)
     with TestClient(create_app(settings, loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         yield client
 
 
@@ -104,7 +104,7 @@ def test_a_signer_chaining_to_a_trust_anchor_is_valid_and_trusted(other, tmp_pat
 def test_the_services_own_root_in_the_bundle_makes_its_images_trusted(tmp_path):
     settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, loader=FakeEngine)) as first:
-        first.app.state.model.wait(5)
+        assert first.app.state.model.wait(60)
         made = first.post("/generate-image", json=FLAT).json()
         data = first.get(made["imageUrl"]).content
         assert posted(first, data).json()["credentials"]["verdict"] == "untrusted"

@@ -31,7 +31,7 @@ FLAT = {"prompt": "verify me", "seed": 5, "steps": 2, "width": 256, "height": 25
 def client(tmp_path):
     settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         yield client
 
 
@@ -118,7 +118,7 @@ def test_each_tampering_is_reported_never_valid(client):
 def test_a_rerender_needs_the_api_key_where_one_is_set(tmp_path):
     settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache", api_key="secret")
     with TestClient(create_app(settings, loader=FakeEngine)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         data = client.get(client.post("/generate-image", json=FLAT, headers={"X-API-Key": "secret"})
                           .json()["imageUrl"]).content
         refused = client.post("/verify", params={"rerender": "true"}, files={"file": ("f.png", data)})
@@ -223,7 +223,7 @@ def test_a_token_is_checked_against_the_chains_parameters(anvil, contract, tmp_p
     settings = Settings(images_dir=tmp_path / "images", cache_dir=tmp_path / "cache", chain_id=31337,
                         params_contract=contract.address)
     with TestClient(create_app(settings, loader=FakeEngine, chain=reader)) as client:
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         assert client.get(f"/tokens/{first}/verify").json()["code"] == "not_found"  # not rendered yet
         data = client.get(f"/tokens/{first}/image.png").content
         stored = client.get(f"/tokens/{first}/verify").json()

@@ -37,7 +37,7 @@ def make_client(tmp_path):
     def make(**settings) -> TestClient:
         settings = {"images_dir": tmp_path / "images", "ipfs_gateway": GATEWAY, "keepalive_seconds": 0, **settings}
         client = TestClient(create_app(Settings(**settings), loader=FakeEngine)).__enter__()
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         opened.append(client)
         return client
 

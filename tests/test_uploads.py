@@ -167,7 +167,7 @@ def make_client(tmp_path):
     def make(**settings) -> TestClient:
         client = TestClient(create_app(Settings(images_dir=tmp_path / "images", **settings), loader=FakeEngine))
         opened.append(client.__enter__())
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         return client
 
     yield make

@@ -36,7 +36,7 @@ def make_client(tmp_path):
         app = create_app(Settings(images_dir=tmp_path / "images", **{**defaults, **settings}),
                          loader=lambda: engine or FakeEngine())
         client = TestClient(app).__enter__()
-        client.app.state.model.wait(5)
+        assert client.app.state.model.wait(60)
         opened.append(client)
         return client
 
