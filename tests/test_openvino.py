@@ -166,9 +166,7 @@ def test_bf16_is_its_own_backend_the_same_every_time_and_near_f32(engines, tiny_
 
 
 def test_bf16_without_native_bf16_is_refused_saying_what_to_set(tiny_settings, monkeypatch):
-    from aleaart.engine import openvino as backend
-
-    monkeypatch.setattr(backend, "has_native_bf16", lambda: False)
+    monkeypatch.setattr(openvino_backend, "has_native_bf16", lambda: False)
     with pytest.raises(ModelUnavailable, match="ALEAART_OPENVINO_PRECISION=bf16 needs a CPU with native bf16"):
         Engine.load(tiny_settings.model_copy(update={"backend": "openvino", "openvino_precision": "bf16"}))
 
@@ -190,8 +188,6 @@ def test_openvino_on_a_gpu_is_refused_saying_what_to_set(tiny_settings):
 
 
 def test_a_restart_reads_the_saved_models_instead_of_converting(tiny_settings, tmp_path, monkeypatch):
-    from aleaart.engine import openvino as backend
-
     settings = tiny_settings.model_copy(update={"backend": "openvino", "cache_dir": tmp_path})
     first = Engine.load(settings)
     [saved] = (tmp_path / "openvino").iterdir()
@@ -201,7 +197,7 @@ def test_a_restart_reads_the_saved_models_instead_of_converting(tiny_settings, t
     def no_conversion(*args):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(backend, "_convert", no_conversion)
+    monkeypatch.setattr(openvino_backend, "_convert", no_conversion)
     again = Engine.load(settings)
     assert again.generate(ODD).image.tobytes() == expected.tobytes()
 
