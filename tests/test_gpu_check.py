@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,9 +118,13 @@ def test_the_carried_wheels_and_the_gpu_image_hold_everything_the_check_imports(
 
 
 def test_the_dry_run_runs_every_part_and_writes_the_table_and_json(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     done = subprocess.run([sys.executable, str(GPU / "check.py"), "--dry-run", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not list(scratch.glob("aleaart-gpu-check-*"))  # its work folder went with it
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     parts = {p["part"]: p for p in report["parts"]}
     assert list(parts) == ["cuda_tests", "sd15", "aspects", "batches", "service_path"]

@@ -388,13 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA device here: use --dry-run on a CPU")
     torch.manual_seed(0)
     budget = Budget(args.total_seconds)
-    run = Run(plan, Path(tempfile.mkdtemp(prefix="aleaart-gpu-check-")))
     results = []
-    for name in args.parts.split(","):
-        result = budget.run(name, PART_SECONDS[name], lambda b, part=PARTS[name]: part(run, b))
-        print(f"{name}: {result.status} in {result.seconds:.1f} s{f' ({result.note})' if result.note else ''}",
-              flush=True)
-        results.append(result)
+    with tempfile.TemporaryDirectory(prefix="aleaart-gpu-check-") as scratch:  # its images and cache, not kept
+        run = Run(plan, Path(scratch))
+        for name in args.parts.split(","):
+            result = budget.run(name, PART_SECONDS[name], lambda b, part=PARTS[name]: part(run, b))
+            print(f"{name}: {result.status} in {result.seconds:.1f} s{f' ({result.note})' if result.note else ''}",
+                  flush=True)
+            results.append(result)
     report = {"environment": environment(plan), "total_seconds": round(args.total_seconds - budget.remaining(), 1),
               "parts": [r.to_json() for r in results]}
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
