@@ -290,12 +290,11 @@ def _convert(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> open
 def _forget_traces() -> None:
     """The types TorchScript registered while OpenVINO traced a module forgotten (about 0.1 GiB for SD 1.5's
     UNet): nothing here scripts or traces again but a later conversion, which registers its own. torch has no
-    public call for it; these are the ones its own tests use between tests."""
+    public call for it; these are the ones its own tests use between tests. What they held goes back to the
+    kernel with the release of the parts the conversion read (``OpenVinoRuntime.prepare``; mapped weights)."""
     torch._C._jit_clear_class_registry()
     torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
     torch.jit._state._clear_class_state()
-    gc.collect()
-    trim_heap()
 
 
 def _unet_example(unet: torch.nn.Module, pipeline: StableDiffusionPipeline) -> tuple[torch.Tensor, ...]:
