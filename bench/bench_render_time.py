@@ -11,6 +11,7 @@ Prints one JSON object: {"code", "case", "steps", "seconds": [...]}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -39,17 +40,23 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="a cache folder (default: a new one)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    cache = args.cache or Path(tempfile.mkdtemp(prefix="aleaart-bench-time-"))
+    with contextlib.ExitStack() as stack:  # a cache of its own (the IR is gigabytes) goes when it ends
+        cache = args.cache or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aleaart-bench-time-")))
+        seconds = timed_renders(args.case, args.steps, args.repeats, cache)
+    print(json.dumps({"code": aleaart.__file__, "case": args.case, "steps": args.steps, "seconds": seconds}))
+
+
+def timed_renders(case: str, steps: int, repeats: int, cache: Path) -> list[float]:
     engine = Engine.load(Settings(model=str(saved_model()), cache_dir=cache, threads=2, preview_every=0,
-                                  **CASES[args.case]))
-    spec = replace(spec_from_params(RenderParams(0, 0, 0, 0, 18, 75, 12345, 0)), steps=args.steps)
+                                  **CASES[case]))
+    spec = replace(spec_from_params(RenderParams(0, 0, 0, 0, 18, 75, 12345, 0)), steps=steps)
     engine.generate(replace(spec, steps=1))  # compiled and warm
     seconds = []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         started = time.perf_counter()
         engine.generate(spec)
         seconds.append(round(time.perf_counter() - started, 1))
-    print(json.dumps({"code": aleaart.__file__, "case": args.case, "steps": args.steps, "seconds": seconds}))
+    return seconds
 
 
 if __name__ == "__main__":
