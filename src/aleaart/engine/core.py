@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,11 @@ class RenderCore:
         """The service's own model's pipeline, between jobs (what uploads are checked against)."""
         with self._lock:
             return self.shelf.get(None).pipeline
+
+    def release_default(self, parts: Iterable[str]) -> None:
+        """The service's own model's ``parts`` let go between jobs (read in again when used)."""
+        with self._lock:
+            self.shelf.get(None).release(parts)
 
     @contextlib.contextmanager
     def _using(self, spec: RenderSpec, cancel: threading.Event | None) -> Iterator[Drawing]:

@@ -109,7 +109,6 @@ class Engine:
         engine = cls(pipeline, model_name=source.name, model_identity=identity, shelf=shelf,
                      runtime=open_runtime(backend, setup))
         engine.weights_sha256 = kept_digest(weights / "weights.sha256", lambda: engine.digest_weights())
-        engine.core.current.release(PARTS)  # a digest computed now read every weight: its pages go before any render
         engine.memory_path = profile_path(engine, settings.cache_dir)
         engine.memory = memory_profile(engine, engine.memory_path)
         engine.max_rss_gb = settings.max_rss_gb
@@ -171,6 +170,7 @@ class Engine:
                 # for contiguous with strides a uint8 view refuses; the bytes are the tensor's in C order.
                 flat = tensor.detach().cpu().reshape(-1).clone(memory_format=torch.contiguous_format)
                 digest.update(flat.view(torch.uint8).numpy().tobytes())
+        self.core.release_default(PARTS)  # every weight was read in: its pages go before the next render
         return digest.hexdigest()
 
     def recipe_details(self, spec: RenderSpec) -> dict[str, Any]:
